@@ -1,0 +1,28 @@
+import { Metadata } from 'nice-grpc-common';
+import { KernelClientError } from '../kernel-client-error';
+import { newTraceparent, traceIdOf } from '../traceparent';
+import type { KernelMiddleware } from './kernel-middleware-type';
+
+/**
+ * One W3C trace per logical call: the caller's `traceparent` metadata when it is valid, else a
+ * fresh one (an invalid header would make the kernel restart the trace anyway, and the client
+ * would then not know the id). The kernel continues this trace id, so it is also the id of an
+ * error that never reached the server (UNAVAILABLE, local deadline) and is stamped on it.
+ */
+export function tracingMiddleware(): KernelMiddleware {
+  return async function* tracing(call, options) {
+    const metadata = Metadata(options.metadata);
+    let traceId = traceIdOf(metadata.get('traceparent'));
+    if (traceId === undefined) {
+      const traceparent = newTraceparent();
+      metadata.set('traceparent', traceparent);
+      traceId = traceIdOf(traceparent) as string;
+    }
+    try {
+      return yield* call.next(call.request, { ...options, metadata });
+    } catch (error) {
+      if (error instanceof KernelClientError && error.traceId === undefined) throw error.withTraceId(traceId);
+      throw error;
+    }
+  };
+}

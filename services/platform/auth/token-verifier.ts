@@ -1,0 +1,85 @@
+import { readFileSync } from 'node:fs';
+import { createLocalJWKSet, errors as joseErrors, jwtVerify, SignJWT, type JWTPayload } from 'jose';
+import { Status } from 'nice-grpc-common';
+import { z } from 'zod';
+import { KernelError } from '../kernel-error';
+import type { Principal } from './principal';
+
+const claimsSchema = z.object({
+  sub: z.string().min(1).max(255),
+  tenants: z.array(z.string().min(1).max(63)).min(1).max(1000),
+  scope: z.string().max(4096).default(''),
+  exp: z.number(),
+});
+
+/** Verifies bearer tokens and turns their claims into a principal. */
+export interface TokenVerifier {
+  verify(token: string): Promise<Principal>;
+}
+
+const unauthenticated = (reason: string, message: string, cause?: unknown) =>
+  new KernelError(Status.UNAUTHENTICATED, reason, message, { cause });
+
+function principalFrom(payload: JWTPayload): Principal {
+  const claims = claimsSchema.safeParse(payload);
+  if (!claims.success) throw unauthenticated('TOKEN_CLAIMS_INVALID', 'the token lacks valid sub, tenants, scope or exp claims');
+  return {
+    subject: claims.data.sub,
+    tenants: claims.data.tenants,
+    scopes: new Set(claims.data.scope.split(/\s+/).filter(Boolean)),
+  };
+}
+
+function mapJoseError(error: unknown): never {
+  if (error instanceof KernelError) throw error;
+  if (error instanceof joseErrors.JWTExpired) throw unauthenticated('TOKEN_EXPIRED', 'the token has expired', error);
+  throw unauthenticated('TOKEN_INVALID', 'the token is malformed or its signature does not verify', error);
+}
+
+/** HS256 with a shared secret: development and tests. */
+export function hs256Verifier(secret: string): TokenVerifier {
+  const key = new TextEncoder().encode(secret);
+  return {
+    async verify(token) {
+      try {
+        const { payload } = await jwtVerify(token, key, { algorithms: ['HS256'], requiredClaims: ['exp', 'sub'] });
+        return principalFrom(payload);
+      } catch (error) {
+        mapJoseError(error);
+      }
+    },
+  };
+}
+
+/** EdDSA / ES256 against the public keys of a JWKS file: production. */
+export function jwksFileVerifier(path: string): TokenVerifier {
+  const jwks = createLocalJWKSet(JSON.parse(readFileSync(path, 'utf8')));
+  return {
+    async verify(token) {
+      try {
+        const { payload } = await jwtVerify(token, jwks, { algorithms: ['EdDSA', 'ES256'], requiredClaims: ['exp', 'sub'] });
+        return principalFrom(payload);
+      } catch (error) {
+        mapJoseError(error);
+      }
+    },
+  };
+}
+
+export interface DevelopmentTokenRequest {
+  secret: string;
+  subject: string;
+  tenants: string[];
+  scope: string;
+  ttlSeconds?: number;
+}
+
+/** Mints an HS256 token the development verifier accepts (`kernel token`). */
+export async function mintDevelopmentToken(request: DevelopmentTokenRequest): Promise<string> {
+  return new SignJWT({ tenants: request.tenants, scope: request.scope })
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setSubject(request.subject)
+    .setIssuedAt()
+    .setExpirationTime(Math.floor(Date.now() / 1000) + (request.ttlSeconds ?? 12 * 3600))
+    .sign(new TextEncoder().encode(request.secret));
+}

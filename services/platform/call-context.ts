@@ -1,0 +1,51 @@
+import type { CallContext } from 'nice-grpc-common';
+import type { Principal } from './auth/principal';
+import type { TenantTransaction } from './database/database';
+import type { KernelMethod } from './method-registry';
+import type { Logger } from './observability/logger';
+import type { TraceContext } from './trace-context';
+
+/** Added by the tracing middleware: the call's trace, start time and contextual logger. */
+export interface TracingContext {
+  readonly trace: TraceContext;
+  readonly log: Logger;
+  readonly method: KernelMethod;
+  /** performance.now() at the start of the call. */
+  readonly startedAt: number;
+  /** Filled in by later middleware so the call's closing log line names tenant and principal. */
+  readonly parties: CallParties;
+}
+
+export interface CallParties {
+  tenant?: string;
+  principal?: string;
+}
+
+/** Added by the authentication middleware. */
+export interface AuthenticationContext {
+  readonly principal: Principal;
+}
+
+/** Added by the tenant middleware once the tenant is valid and allowed. */
+export interface TenantContext {
+  readonly tenantId: string;
+}
+
+/**
+ * Added by the idempotency middleware: the call's unit of work. A mutating call has exactly
+ * one transaction, which also stores the idempotent response and the audit entry; a read-only
+ * call gets a fresh read-only transaction for each `run`.
+ */
+export interface UnitOfWorkContext {
+  readonly unitOfWork: UnitOfWork;
+  readonly idempotencyKey?: string;
+}
+
+export interface UnitOfWork {
+  run<T>(fn: (tx: TenantTransaction) => Promise<T>): Promise<T>;
+  /** Names the resource the change touched and adds detail to the call's audit entry. */
+  describeChange(resource: string, detail?: Record<string, unknown>): void;
+}
+
+/** Everything a kernel handler may rely on. */
+export type KernelCallContext = CallContext & TracingContext & AuthenticationContext & TenantContext & UnitOfWorkContext;

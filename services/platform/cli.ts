@@ -1,0 +1,158 @@
+#!/usr/bin/env node
+import { randomUUID } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import { Client } from 'pg';
+import { loadOrCreateDevelopmentSecret } from './auth/development-secret';
+import { mintDevelopmentToken } from './auth/token-verifier';
+import { ConfigError, loadConfig, type KernelConfig } from './config';
+import { startEmbeddedPostgres } from './database/embedded-postgres';
+import { MIGRATIONS_DIR, startKernel } from './kernel';
+import { applyMigrations, getMigrationStatus, loadMigrations } from './migrations/migration-runner';
+
+const USAGE = `kernel — the AXIS Kernel operator CLI
+
+  kernel serve                              run a kernel node (embedded PostgreSQL when DATABASE_URL is unset)
+  kernel token --tenant T [--tenant T2] --sub S --scope "a:read b:write" [--ttl 3600]
+                                            mint a development token (HS256, KERNEL_AUTH_SECRET or the dev secret)
+  kernel migrate status|apply               show or apply SQL migrations (prisma/migrations)
+  kernel certify [EVI...]                   run the EVI certification suites
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'serve':
+      return serve(loadConfig());
+    case 'token':
+      return token(loadConfig(), rest);
+    case 'migrate':
+      return migrateCommand(loadConfig(), rest[0]);
+    case 'certify': {
+      const { certify } = await import('../../scripts/certify');
+      return certify(rest);
+    }
+    case undefined:
+    case 'help':
+    case '--help':
+      process.stdout.write(USAGE);
+      return 0;
+    default:
+      process.stderr.write(`unknown command: ${command}\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+async function serve(config: KernelConfig): Promise<number> {
+  const kernel = await startKernel(config);
+  if (kernel.developmentSecret) {
+    const devToken = await mintDevelopmentToken({
+      secret: kernel.developmentSecret,
+      subject: 'developer',
+      tenants: ['demo'],
+      scope: kernel.scopes.join(' '),
+    });
+    process.stderr.write(banner(kernel.address, devToken));
+  }
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      kernel.log.info({ signal }, 'shutting down: draining in-flight calls');
+      resolve();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  await kernel.stop();
+  return 0;
+}
+
+function banner(address: string, token: string): string {
+  const curl = (method: string, body: string, mutating: boolean) =>
+    [
+      `npx buf curl --protocol grpc --http2-prior-knowledge \\`,
+      `    -H "authorization: Bearer $AXIS_TOKEN" -H "x-tenant-id: demo" \\`,
+      ...(mutating ? [`    -H "idempotency-key: $(uuidgen || cat /proc/sys/kernel/random/uuid)" \\`] : []),
+      `    -d '${body}' \\`,
+      `    http://${address}/axis.kernel.sequences.v1.SequenceService/${method}`,
+    ].join('\n');
+  return `
+AXIS Kernel listening on ${address} (gRPC, server reflection on)
+
+Development token (tenant "demo", 12 h):
+  export AXIS_TOKEN=${token}
+
+Create a series, then issue a number (buf curl speaks gRPC through reflection):
+  ${curl('CreateSeries', '{"series":{"seriesId":"inv","pattern":"INV-{YYYY}-{SEQ:5}","resetPolicy":"RESET_POLICY_YEARLY","timeZone":"Europe/Berlin"}}', true)}
+
+  ${curl('IssueNumber', '{"seriesId":"inv","subjectRef":"order-1"}', true)}
+
+With grpcurl:
+  grpcurl -plaintext -H "authorization: Bearer $AXIS_TOKEN" -H "x-tenant-id: demo" \\
+    -d '{"seriesId":"inv"}' ${address} axis.kernel.sequences.v1.SequenceService/GetSeries
+
+Example idempotency key: ${randomUUID()}
+`;
+}
+
+async function token(config: KernelConfig, args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      tenant: { type: 'string', multiple: true },
+      sub: { type: 'string' },
+      scope: { type: 'string', default: '' },
+      ttl: { type: 'string', default: '43200' },
+    },
+  });
+  if (!values.tenant?.length || !values.sub) {
+    process.stderr.write('kernel token needs --tenant and --sub\n');
+    return 2;
+  }
+  const secret = config.KERNEL_AUTH_SECRET ?? loadOrCreateDevelopmentSecret(config.KERNEL_DATA_DIR).secret;
+  const ttlSeconds = Number(values.ttl);
+  if (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0) {
+    process.stderr.write('--ttl must be a positive number of seconds\n');
+    return 2;
+  }
+  process.stdout.write(`${await mintDevelopmentToken({ secret, subject: values.sub, tenants: values.tenant, scope: values.scope, ttlSeconds })}\n`);
+  return 0;
+}
+
+async function migrateCommand(config: KernelConfig, action: string | undefined): Promise<number> {
+  if (action !== 'status' && action !== 'apply') {
+    process.stderr.write('usage: kernel migrate status|apply\n');
+    return 2;
+  }
+  const embedded = config.DATABASE_URL
+    ? undefined
+    : await startEmbeddedPostgres({ dataDir: config.KERNEL_EMBEDDED_STORAGE === 'disk' ? `${config.KERNEL_DATA_DIR}/pgdata` : undefined });
+  const client = new Client({ connectionString: config.DATABASE_URL ?? embedded!.url });
+  await client.connect();
+  try {
+    const files = loadMigrations(MIGRATIONS_DIR);
+    if (action === 'apply') {
+      const { applied } = await applyMigrations(client, files, {
+        appliedBy: 'kernel migrate apply',
+        onProgress: (e) => process.stdout.write(`${e.state === 'applying' ? '…' : '✔'} ${e.file.directory}${e.durationMs !== undefined ? ` (${e.durationMs} ms)` : ''}\n`),
+      });
+      process.stdout.write(`${applied.length} migration(s) applied\n`);
+      return 0;
+    }
+    const status = await getMigrationStatus(client, files);
+    for (const m of status.applied) process.stdout.write(`applied   ${m.version}\n`);
+    for (const m of status.pending) process.stdout.write(`pending   ${m.directory}\n`);
+    for (const m of status.mismatched) process.stdout.write(`EDITED    ${m.file.directory} (ledger ${m.appliedChecksum}, file ${m.file.checksum})\n`);
+    for (const m of status.missingFiles) process.stdout.write(`MISSING   ${m.version}\n`);
+    return status.mismatched.length || status.missingFiles.length ? 1 : 0;
+  } finally {
+    await client.end();
+    await embedded?.stop();
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error) => {
+    process.stderr.write(error instanceof ConfigError ? `${error.message}\n` : `kernel: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,197 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { createServer, type Server } from 'nice-grpc';
+import { HealthDefinition, HealthServiceImpl, HealthState } from 'nice-grpc-server-health';
+import { ServerReflection, ServerReflectionService } from 'nice-grpc-server-reflection';
+import { Client } from 'pg';
+import { SequenceServiceDefinition } from '../../gen/proto/axis/kernel/sequences/v1/sequence_service';
+import { expireReservations } from '../sequences/reservation-expiry';
+import { sequenceService } from '../sequences/sequence-service';
+import { AuditLog } from './audit/audit-log';
+import { loadOrCreateDevelopmentSecret } from './auth/development-secret';
+import { hs256Verifier, jwksFileVerifier, type TokenVerifier } from './auth/token-verifier';
+import type { KernelConfig } from './config';
+import { Database } from './database/database';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from './database/embedded-postgres';
+import { MethodRegistry } from './method-registry';
+import { kernelMiddlewareChain } from './middleware-chain';
+import { applyMigrations, loadMigrations } from './migrations/migration-runner';
+import { createLogger, type Logger } from './observability/logger';
+import { Metrics } from './observability/metrics';
+import { PeriodicTask } from './periodic-task';
+
+export const REPOSITORY_ROOT = path.resolve(__dirname, '../..');
+export const MIGRATIONS_DIR = path.join(REPOSITORY_ROOT, 'prisma/migrations');
+const DESCRIPTOR_SET = path.join(REPOSITORY_ROOT, 'gen/descriptor.binpb');
+
+/** The services this kernel serves, with their scope overrides. One place to add a capability. */
+const SERVICES = [{ definition: SequenceServiceDefinition, implementation: () => sequenceService(), scopes: {} }] as const;
+
+export interface RunningKernel {
+  /** host:port actually bound (port 0 resolved). */
+  readonly address: string;
+  readonly port: number;
+  readonly databaseUrl: string;
+  /** Set when no KERNEL_AUTH_SECRET/JWKS was configured (development): tokens can be minted with it. */
+  readonly developmentSecret?: string;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  readonly db: Database;
+  readonly audit: AuditLog;
+  /** Every scope some served method requires (what a development token needs to call everything). */
+  readonly scopes: string[];
+  /** Stops taking calls, drains in-flight ones (up to the grace period), stops background work, closes the pool. */
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** Overrides the logger (tests capture logs). */
+  log?: Logger;
+  /** Whether background tasks (audit sequencer, reservation expiry, retention) run. Default true. */
+  backgroundTasks?: boolean;
+}
+
+/**
+ * Starts one kernel node: database (embedded when DATABASE_URL is unset), migrations, the gRPC
+ * server with every service behind the middleware chain, health, reflection and the background
+ * tasks. Any number of nodes may run against one database.
+ */
+export async function startKernel(config: KernelConfig, options: StartOptions = {}): Promise<RunningKernel> {
+  const log = options.log ?? createLogger(config.LOG_LEVEL);
+  const metrics = new Metrics();
+  const cleanups: Array<() => Promise<void>> = [];
+  const cleanup = async () => {
+    for (const fn of cleanups.reverse()) await fn().catch((error) => log.error({ err: error }, 'shutdown step failed'));
+  };
+
+  try {
+    let ownerUrl = config.DATABASE_URL;
+    let embedded: EmbeddedPostgres | undefined;
+    if (!ownerUrl) {
+      embedded = await startEmbeddedPostgres({
+        dataDir: config.KERNEL_EMBEDDED_STORAGE === 'disk' ? path.join(config.KERNEL_DATA_DIR, 'pgdata') : undefined,
+        log: (msg) => log.info(msg),
+      });
+      cleanups.push(() => embedded!.stop());
+      ownerUrl = embedded.url;
+      log.warn({ storage: config.KERNEL_EMBEDDED_STORAGE }, 'DATABASE_URL is unset: running on the embedded PostgreSQL (development only)');
+    }
+
+    await migrate(ownerUrl, log);
+
+    // The embedded database is one session: more connections only queue, so keep the pool small.
+    const db = new Database({
+      connectionString: config.KERNEL_APP_DATABASE_URL ?? ownerUrl,
+      max: embedded ? Math.min(4, config.KERNEL_DB_POOL_SIZE) : config.KERNEL_DB_POOL_SIZE,
+      application_name: 'axis-kernel',
+    });
+    cleanups.push(() => db.close());
+
+    const { verifier, developmentSecret } = tokenVerifier(config, log);
+    const audit = new AuditLog(db, log);
+    const registry = new MethodRegistry();
+    const chain = kernelMiddlewareChain({
+      registry,
+      db,
+      verifier,
+      audit,
+      log,
+      metrics,
+      budgetsMs: config.KERNEL_RPC_BUDGETS_MS,
+      idempotencyRetentionHours: config.KERNEL_IDEMPOTENCY_RETENTION_HOURS,
+    });
+
+    const server: Server = createServer({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
+    for (const service of SERVICES) {
+      registry.register(service.definition, service.scopes);
+      server.with(chain).add(service.definition, service.implementation());
+    }
+    const health = HealthState();
+    server.add(HealthDefinition, HealthServiceImpl(health));
+    server.add(
+      ServerReflectionService,
+      ServerReflection(readFileSync(DESCRIPTOR_SET), [...SERVICES.map((s) => s.definition.fullName), 'grpc.health.v1.Health']),
+    );
+
+    // Shutdown runs in reverse: drain the server, then stop background work, then the pool.
+    const tasks =
+      options.backgroundTasks === false
+        ? []
+        : [
+            new PeriodicTask('audit sequencer', config.KERNEL_AUDIT_SEQUENCER_MS, () => audit.integrate(), log),
+            new PeriodicTask('reservation expiry', config.KERNEL_RESERVATION_SWEEP_MS, () => expireReservations(db, log), log),
+            new PeriodicTask('idempotency retention', 60_000, () => db.asSystem((sql) => sql.query('SELECT kernel_idempotency_sweep(10000)')), log),
+          ];
+    cleanups.push(async () => {
+      await Promise.all(tasks.map((task) => task.stop()));
+    });
+
+    const [host] = splitAddress(config.KERNEL_GRPC_ADDR);
+    const port = await server.listen(config.KERNEL_GRPC_ADDR);
+    const address = `${host}:${port}`;
+    cleanups.push(async () => {
+      health.setStatus('unhealthy');
+      await shutdownWithGrace(server, config.KERNEL_SHUTDOWN_GRACE_MS, log);
+    });
+    for (const task of tasks) task.start();
+
+    log.info({ address, database: embedded ? 'embedded' : 'postgresql' }, 'kernel listening');
+    let stopping: Promise<void> | undefined;
+    return {
+      address,
+      port,
+      databaseUrl: ownerUrl,
+      developmentSecret,
+      metrics,
+      log,
+      db,
+      audit,
+      scopes: [...new Set(registry.all().map((m) => m.requiredScope))].sort(),
+      stop: () => (stopping ??= cleanup()),
+    };
+  } catch (error) {
+    await cleanup();
+    throw error;
+  }
+}
+
+/** Applies pending migrations as the owner (DATABASE_URL), under the runner's advisory lock. */
+export async function migrate(ownerUrl: string, log: Logger): Promise<void> {
+  const client = new Client({ connectionString: ownerUrl, application_name: 'axis-kernel-migrate' });
+  await client.connect();
+  try {
+    const { applied } = await applyMigrations(client, loadMigrations(MIGRATIONS_DIR), {
+      appliedBy: 'kernel start-up',
+      onProgress: (e) => e.state === 'applied' && log.info({ migration: e.file.directory, duration_ms: e.durationMs }, 'migration applied'),
+    });
+    if (applied.length) log.info({ count: applied.length }, 'migrations applied');
+  } finally {
+    await client.end();
+  }
+}
+
+function tokenVerifier(config: KernelConfig, log: Logger): { verifier: TokenVerifier; developmentSecret?: string } {
+  if (config.KERNEL_JWKS_FILE) return { verifier: jwksFileVerifier(config.KERNEL_JWKS_FILE) };
+  if (config.KERNEL_AUTH_SECRET) return { verifier: hs256Verifier(config.KERNEL_AUTH_SECRET), developmentSecret: config.KERNEL_AUTH_SECRET };
+  const { secret, created } = loadOrCreateDevelopmentSecret(config.KERNEL_DATA_DIR);
+  if (created) log.warn({ dir: config.KERNEL_DATA_DIR }, 'generated a development token secret (set KERNEL_AUTH_SECRET or KERNEL_JWKS_FILE outside development)');
+  return { verifier: hs256Verifier(secret), developmentSecret: secret };
+}
+
+function splitAddress(address: string): [string, string] {
+  const i = address.lastIndexOf(':');
+  return [address.slice(0, i), address.slice(i + 1)];
+}
+
+/** Drains in-flight calls; past the grace period, remaining calls are cancelled. */
+async function shutdownWithGrace(server: Server, graceMs: number, log: Logger): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const graceful = server.shutdown().then(() => true);
+  const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), graceMs)));
+  const drained = await Promise.race([graceful, timeout]);
+  clearTimeout(timer);
+  if (!drained) {
+    log.warn({ grace_ms: graceMs }, 'in-flight calls did not finish within the grace period; cancelling them');
+    server.forceShutdown();
+  }
+}

@@ -1,0 +1,55 @@
+import { composeServerMiddleware, type ServerMiddleware } from 'nice-grpc-common';
+import { errorDetailsServerMiddleware } from 'nice-grpc-error-details';
+import type { AuditLog } from './audit/audit-log';
+import type { TokenVerifier } from './auth/token-verifier';
+import type { KernelCallContext } from './call-context';
+import type { Database } from './database/database';
+import type { MethodRegistry } from './method-registry';
+import { authenticationMiddleware } from './middleware/authentication';
+import { errorMappingMiddleware } from './middleware/error-mapping';
+import { idempotencyMiddleware } from './middleware/idempotency';
+import { performanceBudgetMiddleware } from './middleware/performance-budget';
+import { tenantMiddleware } from './middleware/tenant';
+import { tracingMiddleware } from './middleware/tracing';
+import type { Logger } from './observability/logger';
+import type { Metrics } from './observability/metrics';
+
+export interface ChainDependencies {
+  registry: MethodRegistry;
+  db: Database;
+  verifier: TokenVerifier;
+  audit: AuditLog;
+  log: Logger;
+  metrics: Metrics;
+  budgetsMs: Record<string, number>;
+  idempotencyRetentionHours: number;
+}
+
+/**
+ * The one ordered middleware chain every kernel service runs behind, outermost first.
+ * Each one's types name the context it needs, so a wrong order does not compile.
+ *
+ * 1. tracing — first, so every later step (and every error) has the trace id, and the
+ *    `x-trace-id` trailer and the call's log line are written whatever happens below.
+ * 2. error details — encodes the rich status into `grpc-status-details-bin`; wraps mapping.
+ * 3. error mapping — turns KernelError into google.rpc.Status and masks everything else as
+ *    INTERNAL; above auth so that authentication failures get the same envelope.
+ * 4. authentication — nothing tenant- or data-related runs for an unauthenticated caller.
+ * 5. tenant (+ scope) — needs the principal; fixes the one tenant the call runs in.
+ * 6. idempotency / unit of work — needs the tenant to open the tenant transaction that holds
+ *    the replay record, the change and its audit entry.
+ * 7. performance budget — innermost, so it measures up to the handler's end without counting
+ *    calls refused earlier.
+ */
+export function kernelMiddlewareChain(deps: ChainDependencies): ServerMiddleware<KernelCallContext> {
+  const chain = [
+    tracingMiddleware(deps),
+    errorDetailsServerMiddleware,
+    errorMappingMiddleware(deps),
+    authenticationMiddleware(deps),
+    tenantMiddleware(deps),
+    idempotencyMiddleware({ db: deps.db, retentionHours: deps.idempotencyRetentionHours }),
+    performanceBudgetMiddleware(deps),
+  ] as const;
+  return chain.reduce((outer, inner) => composeServerMiddleware(outer as never, inner as never)) as unknown as ServerMiddleware<KernelCallContext>;
+}

@@ -1,0 +1,63 @@
+import { isAbortError } from 'abort-controller-x';
+import { ServerError, Status, type ServerMiddleware } from 'nice-grpc-common';
+import {
+  BadRequest,
+  ErrorInfo,
+  PreconditionFailure,
+  QuotaFailure,
+  RetryInfo,
+  RichServerError,
+  type ErrorDetails,
+} from 'nice-grpc-error-details';
+import type { TracingContext } from '../call-context';
+import { ERROR_DOMAIN, KernelError } from '../kernel-error';
+import type { Metrics } from '../observability/metrics';
+
+/**
+ * The edge of the error model (law 6): a KernelError becomes a google.rpc.Status with exactly
+ * one ErrorInfo (reason, domain kernel.axis, metadata including trace_id) plus BadRequest /
+ * RetryInfo / QuotaFailure / PreconditionFailure where they apply. Anything else is a bug: it
+ * is logged with its cause and the trace id and answered as a masked INTERNAL.
+ * Sits inside tracing so that the trace id exists and the final status is logged.
+ */
+export function errorMappingMiddleware(deps: { metrics: Metrics }): ServerMiddleware<{}, TracingContext> {
+  return async function* errorMapping(call, context) {
+    try {
+      return yield* call.next(call.request, context);
+    } catch (error) {
+      const kernelError = toKernelError(error, context);
+      if (kernelError.code === Status.INTERNAL || kernelError.code === Status.UNKNOWN) {
+        context.log.error({ err: error }, 'unhandled error (masked as INTERNAL)');
+        deps.metrics.increment('rpc_internal_errors_total', { method: context.method.action });
+      } else if (kernelError.code === Status.UNAVAILABLE || kernelError.code === Status.DATA_LOSS) {
+        context.log.error({ err: kernelError.options.cause ?? kernelError, reason: kernelError.reason }, kernelError.message);
+      }
+      throw toRichServerError(kernelError, context.trace.traceId);
+    }
+  };
+}
+
+function toKernelError(error: unknown, context: TracingContext): KernelError {
+  if (error instanceof KernelError) return error;
+  if (isAbortError(error)) return new KernelError(Status.CANCELLED, 'CANCELLED', 'the call was cancelled');
+  if (error instanceof ServerError) return new KernelError(error.code, Status[error.code], error.details);
+  return new KernelError(Status.INTERNAL, 'INTERNAL', `internal error (trace ${context.trace.traceId})`, { cause: error });
+}
+
+function toRichServerError(error: KernelError, traceId: string): RichServerError {
+  const { metadata = {}, fieldViolations, retryDelayMs, quotaViolations, preconditionViolations } = error.options;
+  const details: ErrorDetails[] = [
+    ErrorInfo.fromPartial({ reason: error.reason, domain: ERROR_DOMAIN, metadata: { ...metadata, trace_id: traceId } }),
+  ];
+  if (fieldViolations?.length) details.push(BadRequest.fromPartial({ fieldViolations }));
+  if (retryDelayMs !== undefined) {
+    details.push(
+      RetryInfo.fromPartial({
+        retryDelay: { seconds: Math.floor(retryDelayMs / 1000), nanos: Math.round((retryDelayMs % 1000) * 1e6) },
+      }),
+    );
+  }
+  if (quotaViolations?.length) details.push(QuotaFailure.fromPartial({ violations: quotaViolations }));
+  if (preconditionViolations?.length) details.push(PreconditionFailure.fromPartial({ violations: preconditionViolations }));
+  return new RichServerError(error.code, error.message, details);
+}
