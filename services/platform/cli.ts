@@ -44,6 +44,8 @@ async function main(argv: string[]): Promise<number> {
 
 async function serve(config: KernelConfig): Promise<number> {
   const kernel = await startKernel(config);
+  // Always on stderr, whatever LOG_LEVEL says: operators and supervisors wait for this line.
+  process.stderr.write(`AXIS Kernel listening on ${kernel.address}\n`);
   if (kernel.developmentSecret) {
     const devToken = await mintDevelopmentToken({
       secret: kernel.developmentSecret,
@@ -75,7 +77,7 @@ function banner(address: string, token: string): string {
       `    http://${address}/axis.kernel.sequences.v1.SequenceService/${method}`,
     ].join('\n');
   return `
-AXIS Kernel listening on ${address} (gRPC, server reflection on)
+gRPC with server reflection and grpc.health.v1 on ${address}
 
 Development token (tenant "demo", 12 h):
   export AXIS_TOKEN=${token}

@@ -19,6 +19,7 @@ import { applyMigrations, loadMigrations } from './migrations/migration-runner';
 import { createLogger, type Logger } from './observability/logger';
 import { Metrics } from './observability/metrics';
 import { PeriodicTask } from './periodic-task';
+import { MutationCommitter } from './unit-of-work/mutation-committer';
 
 export const REPOSITORY_ROOT = path.resolve(__dirname, '../..');
 export const MIGRATIONS_DIR = path.join(REPOSITORY_ROOT, 'prisma/migrations');
@@ -99,6 +100,7 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
       metrics,
       budgetsMs: config.KERNEL_RPC_BUDGETS_MS,
       idempotencyRetentionHours: config.KERNEL_IDEMPOTENCY_RETENTION_HOURS,
+      committer: new MutationCommitter(db),
     });
 
     const server: Server = createServer({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
@@ -110,7 +112,7 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
     server.add(HealthDefinition, HealthServiceImpl(health));
     server.add(
       ServerReflectionService,
-      ServerReflection(readFileSync(DESCRIPTOR_SET), [...SERVICES.map((s) => s.definition.fullName), 'grpc.health.v1.Health']),
+      ServerReflection(readFileSync(DESCRIPTOR_SET), [...SERVICES.map((s) => s.definition.fullName), HealthDefinition.fullName]),
     );
 
     // Shutdown runs in reverse: drain the server, then stop background work, then the pool.

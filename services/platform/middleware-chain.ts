@@ -5,6 +5,7 @@ import type { TokenVerifier } from './auth/token-verifier';
 import type { KernelCallContext } from './call-context';
 import type { Database } from './database/database';
 import type { MethodRegistry } from './method-registry';
+import type { MutationCommitter } from './unit-of-work/mutation-committer';
 import { authenticationMiddleware } from './middleware/authentication';
 import { errorMappingMiddleware } from './middleware/error-mapping';
 import { idempotencyMiddleware } from './middleware/idempotency';
@@ -23,6 +24,7 @@ export interface ChainDependencies {
   metrics: Metrics;
   budgetsMs: Record<string, number>;
   idempotencyRetentionHours: number;
+  committer: MutationCommitter;
 }
 
 /**
@@ -36,8 +38,8 @@ export interface ChainDependencies {
  *    INTERNAL; above auth so that authentication failures get the same envelope.
  * 4. authentication — nothing tenant- or data-related runs for an unauthenticated caller.
  * 5. tenant (+ scope) — needs the principal; fixes the one tenant the call runs in.
- * 6. idempotency / unit of work — needs the tenant to open the tenant transaction that holds
- *    the replay record, the change and its audit entry.
+ * 6. idempotency / unit of work — needs the tenant: hands the call to the group committer,
+ *    whose tenant transaction holds the replay record, the change and its audit entry.
  * 7. performance budget — innermost, so it measures up to the handler's end without counting
  *    calls refused earlier.
  */
@@ -48,7 +50,7 @@ export function kernelMiddlewareChain(deps: ChainDependencies): ServerMiddleware
     errorMappingMiddleware(deps),
     authenticationMiddleware(deps),
     tenantMiddleware(deps),
-    idempotencyMiddleware({ db: deps.db, retentionHours: deps.idempotencyRetentionHours }),
+    idempotencyMiddleware({ db: deps.db, committer: deps.committer, retentionHours: deps.idempotencyRetentionHours }),
     performanceBudgetMiddleware(deps),
   ] as const;
   return chain.reduce((outer, inner) => composeServerMiddleware(outer as never, inner as never)) as unknown as ServerMiddleware<KernelCallContext>;

@@ -305,8 +305,9 @@ describe('embedded PostgreSQL in memory', () => {
       try {
         await notifier.query('BEGIN');
         await notifier.query("SELECT pg_notify('axis_events', $1)", ['in-tx']);
-        // Nothing is delivered before COMMIT.
-        await listener.query('SELECT 1');
+        // Nothing is delivered before COMMIT. (Querying on the listener here would deadlock: the
+        // notifier's open transaction holds the one session.)
+        await new Promise((r) => setTimeout(r, 50));
         expect(received).toEqual([]);
         await notifier.query('COMMIT');
         await notifier.query("NOTIFY axis_events, 'plain'");
@@ -440,7 +441,8 @@ describe('embedded PostgreSQL on disk', () => {
   });
 
   test('a data directory in use is refused, in this process and in another one; a stale lock is taken over', async () => {
-    const dataDir = path.join(dir, 'locked');
+    // The directory test 4 initialised: a fresh one would cost another initdb (~10 s).
+    const dataDir = path.join(dir, 'persist');
     const running = await startEmbeddedPostgres({ dataDir });
     try {
       await expect(startEmbeddedPostgres({ dataDir })).rejects.toThrow(/already in use by this process/);

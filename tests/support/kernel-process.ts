@@ -18,7 +18,7 @@ export interface KernelProcess {
   kill(): Promise<void>;
 }
 
-/** Spawns `kernel serve` with the given environment and waits for its "kernel listening" line. */
+/** Spawns `kernel serve` with the given environment and waits for its "AXIS Kernel listening on" line. */
 export async function spawnKernel(env: Record<string, string>, timeoutMs = 60_000): Promise<KernelProcess> {
   const child = spawn(process.execPath, [path.join(ROOT, 'node_modules/tsx/dist/cli.mjs'), path.join(ROOT, 'services/platform/cli.ts'), 'serve'], {
     cwd: ROOT,
@@ -33,27 +33,30 @@ export async function spawnKernel(env: Record<string, string>, timeoutMs = 60_00
   });
   const output: string[] = [];
   const stderr: string[] = [];
-  child.stderr!.on('data', (d: Buffer) => stderr.push(d.toString()));
+  createInterface({ input: child.stdout! }).on('line', (line) => output.push(line));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const address = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`kernel did not start in ${timeoutMs} ms: ${stderr.join('')}`)), timeoutMs);
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      output.push(line);
-      try {
-        const entry = JSON.parse(line) as { msg?: string; address?: string };
-        if (entry.msg === 'kernel listening' && entry.address) {
-          clearTimeout(timer);
-          resolve(entry.address);
-        }
-      } catch {
-        // not a log line
+  const listening = new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`kernel did not start in ${timeoutMs} ms: ${stderr.join('\n')}`)), timeoutMs);
+    createInterface({ input: child.stderr! }).on('line', (line) => {
+      stderr.push(line);
+      const ready = /^AXIS Kernel listening on (\S+)$/.exec(line);
+      if (ready) {
+        clearTimeout(timer);
+        resolve(ready[1]);
       }
     });
     void exited.then((code) => {
       clearTimeout(timer);
-      reject(new Error(`kernel exited with ${code} before listening: ${stderr.join('')}`));
+      reject(new Error(`kernel exited with ${code} before listening: ${stderr.join('\n')}`));
     });
   });
+  let address: string;
+  try {
+    address = await listening;
+  } catch (error) {
+    child.kill('SIGKILL');
+    throw error;
+  }
   return {
     address,
     child,

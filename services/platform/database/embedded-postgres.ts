@@ -3,7 +3,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 
-/**
+/*
  * The embedded PostgreSQL used when DATABASE_URL is unset: PGlite (PostgreSQL compiled to WASM)
  * served over the PostgreSQL wire protocol, so the kernel reaches it through the same `pg` driver
  * path as a real server.
@@ -26,6 +26,8 @@ import { Worker } from 'node:worker_threads';
  * Parse/Bind/Execute/Sync arrives in more than one TCP chunk (large parameters) another
  * connection's messages run in between and bind to the wrong unnamed statement.
  */
+
+/** A running embedded PostgreSQL (PGlite behind a wire-protocol socket server). */
 export interface EmbeddedPostgres {
   /** A postgresql:// URL for `pg` (any number of pooled connections; they queue for the session). */
   readonly url: string;
@@ -33,6 +35,7 @@ export interface EmbeddedPostgres {
   stop(): Promise<void>;
 }
 
+/** Where the embedded PostgreSQL keeps its data and where it listens. */
 export interface EmbeddedPostgresOptions {
   /** Directory holding the database across restarts; absent keeps it in memory. */
   dataDir?: string;
@@ -68,6 +71,8 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
     await lock?.release();
     throw error;
   }
+  // A failing accept (EMFILE) must not become an uncaught 'error' that ends the kernel.
+  server.on('error', (error) => log(`embedded PostgreSQL: socket server error: ${error.message}`));
   const { port } = server.address() as AddressInfo;
   const urlHost = host.includes(':') ? `[${host}]` : host;
 

@@ -1,0 +1,222 @@
+/**
+ * RPC overhead benchmark: the kernel's database-backed read RPC GetSeries through the full
+ * server chain (tracing, rich errors, JWT authentication, tenant + scope, read-only tenant
+ * transaction on PostgreSQL, performance budget) next to a bare grpc-js unary echo
+ * (bench/echo-server.ts) on the same machine in the same run, at 1 and 64 calls in flight.
+ * Target: GetSeries through the typed client ≥ 0.5 × the echo's throughput at 64 in flight.
+ *
+ * Three callers, each on its own channel (one HTTP/2 connection) to a server in its own process:
+ *   - echo: plain grpc-js `Client.makeUnaryRequest` to `/bench.Echo/Echo`, identity serializers.
+ *     Payload: the exact bytes of the encoded GetSeriesRequest the kernel callers send
+ *     (seriesId "bench-01" → 10 bytes), so both request frames are the same size; the echo's
+ *     response is those 10 bytes again (a GetSeriesResponse is larger, see `sizes` line).
+ *   - kernel, typed client: `createSequenceClient` from clients/src (nice-grpc + kernel client
+ *     middleware: auth, tenant, trace, deadline, retry, rich errors, protobuf (de)coding), which
+ *     is what domain services use.
+ *   - kernel, bare client: the echo's caller (identity serializers, the pre-encoded request, no
+ *     response decoding) plus the `authorization` and `x-tenant-id` metadata: the difference to
+ *     the typed client is client-library cost, the difference to the echo is server cost.
+ *
+ *   npx tsx bench/rpc-overhead.ts [--seconds 5] [--profile DIR]
+ *
+ * `--profile DIR` CPU-profiles the kernel process: Node 20 refuses `--cpu-prof` in NODE_OPTIONS, so
+ * the kernel gets `NODE_OPTIONS=--require DIR/cpu-profile.cjs`, a preload that starts the V8
+ * profiler through `node:inspector` and writes `DIR/kernel-<pid>.cpuprofile` on exit (open it in
+ * Chrome DevTools or speedscope; the tsx launcher process writes a near-empty one too).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import { Client, credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { closeKernelClient, createSequenceClient } from '../clients/src';
+import { ResetPolicy } from '../gen/proto/axis/kernel/sequences/v1/sequence';
+import { GetSeriesRequest, GetSeriesResponse } from '../gen/proto/axis/kernel/sequences/v1/sequence_service';
+import { mintDevelopmentToken } from '../services/platform/auth/token-verifier';
+import { spawnKernel, type KernelProcess } from '../tests/support/kernel-process';
+import { createTestDatabase, type TestDatabase } from '../tests/support/test-database';
+import { fmt, machineLine, runLoad, type LoadResult } from './load';
+
+const ROOT = path.resolve(__dirname, '..');
+const SERIES_ID = 'bench-01';
+const GET_SERIES_PATH = '/axis.kernel.sequences.v1.SequenceService/GetSeries';
+const identity = (buffer: Buffer) => buffer;
+
+/** bench/echo-server.ts in its own process, like the kernel. */
+interface EchoProcess {
+  readonly address: string;
+  stop(): Promise<void>;
+}
+
+async function spawnEcho(timeoutMs = 30_000): Promise<EchoProcess> {
+  const child: ChildProcess = spawn(process.execPath, [path.join(ROOT, 'node_modules/tsx/dist/cli.mjs'), path.join(ROOT, 'bench/echo-server.ts')], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const stderr: string[] = [];
+  createInterface({ input: child.stderr! }).on('line', (line) => stderr.push(line));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    await exited;
+  };
+  try {
+    const port = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`echo server did not start in ${timeoutMs} ms: ${stderr.join('\n')}`)), timeoutMs);
+      createInterface({ input: child.stdout! }).on('line', (line) => {
+        const ready = /^ECHO_LISTENING (\d+)$/.exec(line);
+        if (ready) {
+          clearTimeout(timer);
+          resolve(ready[1]);
+        }
+      });
+      void exited.then(() => {
+        clearTimeout(timer);
+        reject(new Error(`echo server exited before listening: ${stderr.join('\n')}`));
+      });
+    });
+    return { address: `127.0.0.1:${port}`, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+/** One unary call with identity serializers on a plain grpc-js client. */
+function bareUnary(client: Client, method: string, payload: Buffer, metadata: () => Metadata): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    client.makeUnaryRequest<Buffer, Buffer>(method, identity, identity, payload, metadata(), (error: ServiceError | null, response?: Buffer) =>
+      error ? reject(error) : resolve(response!),
+    );
+  });
+}
+
+function waitForReady(client: Client): Promise<void> {
+  return new Promise((resolve, reject) => client.waitForReady(Date.now() + 10_000, (error) => (error ? reject(error) : resolve())));
+}
+
+/** Writes the preload that CPU-profiles a process from start to exit; returns its path. */
+function writeProfilerPreload(dir: string): string {
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, 'cpu-profile.cjs');
+  writeFileSync(
+    file,
+    `const inspector = require('node:inspector');
+const fs = require('node:fs');
+const session = new inspector.Session();
+session.connect();
+session.post('Profiler.enable', () => session.post('Profiler.start'));
+process.on('exit', () => {
+  session.post('Profiler.stop', (error, result) => {
+    if (!error) fs.writeFileSync(${JSON.stringify(dir)} + '/kernel-' + process.pid + '.cpuprofile', JSON.stringify(result.profile));
+  });
+});
+`,
+  );
+  return file;
+}
+
+async function main() {
+  const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, profile: { type: 'string' } } });
+  const seconds = Number(values.seconds);
+  if (!(seconds > 0)) throw new Error(`--seconds must be a positive number, got ${values.seconds}`);
+  const secret = 'bench-secret-'.padEnd(40, 'x');
+
+  let db: TestDatabase | undefined;
+  let kernel: KernelProcess | undefined;
+  let echo: EchoProcess | undefined;
+  const cleanUp = async () => {
+    await Promise.allSettled([kernel?.stop(), echo?.stop()]);
+    await db?.drop();
+  };
+  // Ctrl-C / SIGTERM mid-run: still stop the children and drop the database.
+  let interrupted = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (interrupted) return;
+    interrupted = true;
+    console.error(`${signal}: stopping`);
+    void cleanUp().finally(() => process.exit(130));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  try {
+    db = await createTestDatabase('axis_bench');
+    const kernelEnv: Record<string, string> = { DATABASE_URL: db.url, KERNEL_AUTH_SECRET: secret, LOG_LEVEL: 'warn' };
+    if (values.profile) kernelEnv.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --require ${writeProfilerPreload(path.resolve(values.profile))}`.trim();
+    // Started side by side; wait for both to settle so that a failure of one still stops the other.
+    const [kernelStart, echoStart] = await Promise.allSettled([spawnKernel(kernelEnv), spawnEcho()]);
+    if (kernelStart.status === 'fulfilled') kernel = kernelStart.value;
+    if (echoStart.status === 'fulfilled') echo = echoStart.value;
+    if (kernelStart.status === 'rejected') throw kernelStart.reason;
+    if (echoStart.status === 'rejected') throw echoStart.reason;
+    if (!kernel || !echo) throw new Error('unreachable: both servers started');
+
+    const token = await mintDevelopmentToken({ secret, subject: 'bench', tenants: ['bench'], scope: 'sequences:read sequences:write' });
+    const typed = createSequenceClient({ address: kernel.address, tenantId: 'bench', token });
+    await typed.createSeries({ series: { seriesId: SERIES_ID, pattern: 'B-{SEQ:9}', resetPolicy: ResetPolicy.RESET_POLICY_NEVER, timeZone: 'UTC' } });
+
+    const request = Buffer.from(GetSeriesRequest.encode({ seriesId: SERIES_ID }).finish());
+    const kernelMetadata = () => {
+      const metadata = new Metadata();
+      metadata.set('authorization', `Bearer ${token}`);
+      metadata.set('x-tenant-id', 'bench');
+      return metadata;
+    };
+    const noMetadata = () => new Metadata();
+    const echoClient = new Client(echo.address, credentials.createInsecure());
+    const bareKernel = new Client(kernel.address, credentials.createInsecure());
+    await Promise.all([waitForReady(echoClient), waitForReady(bareKernel)]);
+
+    // Sanity: every caller gets the answer it should.
+    const echoed = await bareUnary(echoClient, '/bench.Echo/Echo', request, noMetadata);
+    if (!echoed.equals(request)) throw new Error('echo server returned different bytes');
+    const bareResponse = await bareUnary(bareKernel, GET_SERIES_PATH, request, kernelMetadata);
+    if (GetSeriesResponse.decode(bareResponse).series?.seriesId !== SERIES_ID) throw new Error('bare GetSeries returned the wrong series');
+    if ((await typed.getSeries({ seriesId: SERIES_ID })).series?.seriesId !== SERIES_ID) throw new Error('typed GetSeries returned the wrong series');
+
+    const targets: Array<[string, () => Promise<unknown>]> = [
+      ['echo, bare grpc-js', () => bareUnary(echoClient, '/bench.Echo/Echo', request, noMetadata)],
+      ['GetSeries, typed client', () => typed.getSeries({ seriesId: SERIES_ID })],
+      ['GetSeries, bare grpc-js client', () => bareUnary(bareKernel, GET_SERIES_PATH, request, kernelMetadata)],
+    ];
+    const results = new Map<string, LoadResult>();
+    for (const concurrency of [1, 64]) {
+      for (const [name, call] of targets) results.set(`${concurrency}:${name}`, await runLoad(call, concurrency, seconds * 1000));
+    }
+
+    echoClient.close();
+    bareKernel.close();
+    closeKernelClient(typed);
+
+    const get = (concurrency: number, index: number) => results.get(`${concurrency}:${targets[index][0]}`)!;
+    console.log(`rpc overhead benchmark — ${machineLine()}`);
+    console.log(`  request ${request.length} B (encoded GetSeriesRequest, also the echo payload); GetSeriesResponse ${bareResponse.length} B, echo response ${echoed.length} B; ${seconds} s per run after 1 s warm-up`);
+    for (const concurrency of [1, 64]) {
+      console.log(`  ${concurrency} in flight:`);
+      targets.forEach(([name], index) => {
+        const r = get(concurrency, index);
+        console.log(`    ${name.padEnd(31)} ${fmt(r.perSecond).padStart(7)} calls/s   p50 ${fmt(r.p50, 2).padStart(6)} ms   p99 ${fmt(r.p99, 2).padStart(6)} ms`);
+      });
+    }
+    for (const concurrency of [64, 1]) {
+      const echoRun = get(concurrency, 0);
+      const line = (index: number) => {
+        const r = get(concurrency, index);
+        return `${fmt(r.perSecond / echoRun.perSecond, 2)} (p50 ×${fmt(r.p50 / echoRun.p50, 1)}, p99 ×${fmt(r.p99 / echoRun.p99, 1)})`;
+      };
+      const target = concurrency === 64 ? ' (target ≥ 0.5)' : '';
+      console.log(`  ratio kernel/echo throughput at ${concurrency} in flight: typed client ${line(1)}${target}; bare client ${line(2)}`);
+    }
+  } finally {
+    if (!interrupted) await cleanUp();
+  }
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});

@@ -1,0 +1,217 @@
+import { Status } from 'nice-grpc-common';
+import type { AuditEntry } from '../audit/audit-log';
+import type { Database, TenantTransaction } from '../database/database';
+import { translateDatabaseError } from '../database/postgres-errors';
+import { invalidArgument, KernelError } from '../kernel-error';
+
+/** What one mutating call asks of the committer. */
+export interface Mutation<T> {
+  tenantId: string;
+  /** `/package.Service/Method` */
+  method: string;
+  idempotencyKey: string;
+  /** SHA-256 over method and request bytes: the same key with another request is refused. */
+  requestHash: Buffer;
+  retentionHours: number;
+  /** Runs the change inside the group's transaction; returns the response, its bytes and the audit entry. */
+  execute(tx: TenantTransaction): Promise<ExecutedMutation<T>>;
+  /** Turns a stored response back into the call's response (a replay). */
+  decode(bytes: Buffer): T;
+}
+
+export interface ExecutedMutation<T> {
+  response: T;
+  responseBytes: Uint8Array;
+  audit: AuditEntry;
+}
+
+export interface MutationOutcome<T> {
+  response: T;
+  replayed: boolean;
+}
+
+interface Pending {
+  mutation: Mutation<unknown>;
+  lockKey: string;
+  resolve(outcome: MutationOutcome<unknown>): void;
+  reject(error: unknown): void;
+}
+
+/**
+ * Subtransactions that wrote get an XID each; past 64 in one transaction PostgreSQL's
+ * per-backend subxid cache overflows and every snapshot in the cluster gets slower.
+ */
+const MAX_GROUP_SIZE = 60;
+
+/** The text hashed into a call's advisory lock; `|` cannot occur in a tenant id or method path. */
+export const idempotencyLockKey = (tenantId: string, methodPath: string, key: string) => `${tenantId}|${methodPath}|${key}`;
+
+export const keyInUse = () =>
+  new KernelError(Status.ABORTED, 'IDEMPOTENCY_KEY_IN_USE', 'a call with this idempotency-key is still running; retry', {
+    retryDelayMs: 100,
+  });
+
+const keyReused = () =>
+  invalidArgument('IDEMPOTENCY_KEY_REUSED', 'this idempotency-key was used with a different request', [
+    { field: 'idempotency-key', description: 'already used with a different request' },
+  ]);
+
+/**
+ * The unit of work of every mutating call, committed in groups (group commit).
+ *
+ * Concurrent mutating calls of one tenant on this node queue up; one group at a time per
+ * tenant runs in ONE tenant transaction:
+ *   1. one statement takes every call's transaction-scoped advisory lock (held by another
+ *      node ⇒ IDEMPOTENCY_KEY_IN_USE) and reads any stored responses (⇒ replay, or
+ *      IDEMPOTENCY_KEY_REUSED for a different request);
+ *   2. each remaining call runs its handler behind its own SAVEPOINT, so a failing call is
+ *      rolled back alone and answered at once with its own error;
+ *   3. one statement stores every call's response (idempotency record) and its audit entry;
+ *   4. COMMIT — only then is any successful call answered.
+ * A call's change, its replay record and its audit entry therefore commit or vanish together,
+ * as with one transaction per call, while the commit (its fsync) and the locks on hot rows
+ * (a series counter) are held once per group instead of once per call. If COMMIT fails, every
+ * call of the group gets the (retryable) failure and none was applied.
+ *
+ * A second call with a key that is still queued or running on this node is refused with
+ * IDEMPOTENCY_KEY_IN_USE at once; on another node the advisory lock says the same.
+ */
+export class MutationCommitter {
+  private readonly queues = new Map<string, Pending[]>();
+  private readonly inFlight = new Set<string>();
+
+  constructor(private readonly db: Database) {}
+
+  submit<T>(mutation: Mutation<T>): Promise<MutationOutcome<T>> {
+    const lockKey = idempotencyLockKey(mutation.tenantId, mutation.method, mutation.idempotencyKey);
+    if (this.inFlight.has(lockKey)) return Promise.reject(keyInUse());
+    this.inFlight.add(lockKey);
+    return new Promise<MutationOutcome<T>>((resolve, reject) => {
+      const settle = <A>(fn: (a: A) => void) => (a: A) => {
+        this.inFlight.delete(lockKey);
+        fn(a);
+      };
+      const pending: Pending = { mutation: mutation as Mutation<unknown>, lockKey, resolve: settle(resolve as (o: MutationOutcome<unknown>) => void), reject: settle(reject) };
+      const queue = this.queues.get(mutation.tenantId);
+      if (queue) {
+        queue.push(pending);
+      } else {
+        this.queues.set(mutation.tenantId, [pending]);
+        void this.drain(mutation.tenantId);
+      }
+    });
+  }
+
+  /** Runs the tenant's groups one after another until its queue is empty. */
+  private async drain(tenantId: string): Promise<void> {
+    const queue = this.queues.get(tenantId)!;
+    try {
+      while (queue.length > 0) {
+        const group = queue.splice(0, MAX_GROUP_SIZE);
+        await this.runGroup(tenantId, group).catch((error) => {
+          const failure = translateDatabaseError(error);
+          for (const pending of group) pending.reject(failure);
+        });
+      }
+    } finally {
+      this.queues.delete(tenantId);
+    }
+  }
+
+  private async runGroup(tenantId: string, group: Pending[]): Promise<void> {
+    const committed: Array<{ pending: Pending; outcome: MutationOutcome<unknown> }> = [];
+    await this.db.inTenantTransaction(tenantId, async (tx) => {
+      const fresh = await this.claimKeys(tx, group, committed);
+      const executed: Array<{ pending: Pending; result: ExecutedMutation<unknown> }> = [];
+      for (const [index, pending] of fresh.entries()) {
+        await tx.query(index === 0 ? 'SAVEPOINT call' : 'RELEASE SAVEPOINT call; SAVEPOINT call');
+        try {
+          executed.push({ pending, result: await pending.mutation.execute(tx) });
+        } catch (error) {
+          await tx.query('ROLLBACK TO SAVEPOINT call');
+          pending.reject(translateDatabaseError(error));
+        }
+      }
+      if (executed.length > 0) await storeResponsesAndAudit(tx, tenantId, executed);
+      for (const { pending, result } of executed) committed.push({ pending, outcome: { response: result.response, replayed: false } });
+    });
+    // Only now, after COMMIT, does any call of the group learn that it succeeded.
+    for (const { pending, outcome } of committed) pending.resolve(outcome);
+  }
+
+  /**
+   * Locks every call's key and reads stored responses in one statement. Replays and refusals
+   * are settled here (replays only after COMMIT, with the rest); the calls left are returned.
+   */
+  private async claimKeys(tx: TenantTransaction, group: Pending[], committed: Array<{ pending: Pending; outcome: MutationOutcome<unknown> }>): Promise<Pending[]> {
+    const rows = await tx.query<{ locked: boolean; request_hash: Buffer | null; response: Buffer | null }>(
+      `SELECT pg_try_advisory_xact_lock(hashtextextended(k.lock_key, 0)) AS locked, r.request_hash, r.response
+         FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS k(lock_key, method, idempotency_key, ord)
+         LEFT JOIN kernel_idempotency_record r
+           ON r.tenant_id = $1 AND r.method = k.method AND r.idempotency_key = k.idempotency_key AND r.expire_time > now()
+        ORDER BY k.ord`,
+      [
+        tx.tenantId,
+        group.map((p) => p.lockKey),
+        group.map((p) => p.mutation.method),
+        group.map((p) => p.mutation.idempotencyKey),
+      ],
+    );
+    const fresh: Pending[] = [];
+    rows.forEach((row, i) => {
+      const pending = group[i];
+      if (!row.locked) {
+        pending.reject(keyInUse());
+      } else if (row.request_hash && row.response) {
+        if (!row.request_hash.equals(pending.mutation.requestHash)) pending.reject(keyReused());
+        else committed.push({ pending, outcome: { response: pending.mutation.decode(row.response), replayed: true } });
+      } else {
+        fresh.push(pending);
+      }
+    });
+    return fresh;
+  }
+}
+
+/**
+ * Stores every executed call's response and appends its audit entry, in one statement. An
+ * expired record under the same key is replaced; a live one means another node's twin
+ * committed between our lock check and now — the group fails retryably and the retry replays.
+ */
+async function storeResponsesAndAudit(tx: TenantTransaction, tenantId: string, executed: Array<{ pending: Pending; result: ExecutedMutation<unknown> }>): Promise<void> {
+  const calls = executed.map(({ pending, result }) => ({ mutation: pending.mutation, bytes: Buffer.from(result.responseBytes), audit: result.audit }));
+  const [row] = await tx.query<{ stored: string }>(
+    `WITH stored AS (
+       INSERT INTO kernel_idempotency_record AS r (tenant_id, method, idempotency_key, request_hash, response, expire_time)
+       SELECT $1, u.method, u.idempotency_key, u.request_hash, u.response, now() + make_interval(secs => u.retention_seconds)
+         FROM unnest($2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::float8[]) AS u(method, idempotency_key, request_hash, response, retention_seconds)
+       ON CONFLICT (tenant_id, method, idempotency_key) DO UPDATE
+         SET request_hash = excluded.request_hash, response = excluded.response, create_time = now(), expire_time = excluded.expire_time
+         WHERE r.expire_time <= now()
+       RETURNING 1
+     ), audited AS (
+       INSERT INTO kernel_audit_event (tenant_id, principal, action, resource, outcome, trace_id, idempotency_key, request_digest, detail)
+       SELECT $1, a.principal, a.action, a.resource, a.outcome, a.trace_id, a.idempotency_key, a.request_digest, a.detail::jsonb
+         FROM unnest($7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $3::text[], $12::text[], $13::text[])
+              AS a(principal, action, resource, outcome, trace_id, idempotency_key, request_digest, detail)
+       RETURNING 1
+     )
+     SELECT (SELECT count(*) FROM stored) AS stored, (SELECT count(*) FROM audited) AS audited`,
+    [
+      tenantId,
+      calls.map((c) => c.mutation.method),
+      calls.map((c) => c.mutation.idempotencyKey),
+      calls.map((c) => c.mutation.requestHash),
+      calls.map((c) => c.bytes),
+      calls.map((c) => c.mutation.retentionHours * 3600),
+      calls.map((c) => c.audit.principal),
+      calls.map((c) => c.audit.action),
+      calls.map((c) => c.audit.resource),
+      calls.map((c) => c.audit.outcome),
+      calls.map((c) => c.audit.traceId),
+      calls.map((c) => c.audit.requestDigest ?? null),
+      calls.map((c) => JSON.stringify(c.audit.detail ?? {})),
+    ],
+  );
+  if (Number(row.stored) !== calls.length) throw keyInUse();
+}
