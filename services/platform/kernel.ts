@@ -19,6 +19,7 @@ import { applyMigrations, loadMigrations } from './migrations/migration-runner';
 import { createLogger, type Logger } from './observability/logger';
 import { Metrics } from './observability/metrics';
 import { PeriodicTask } from './periodic-task';
+import { guardRequestDecoding } from './request-guard';
 import { MutationCommitter } from './unit-of-work/mutation-committer';
 
 export const REPOSITORY_ROOT = path.resolve(__dirname, '../..');
@@ -85,7 +86,7 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
       connectionString: config.KERNEL_APP_DATABASE_URL ?? ownerUrl,
       max: embedded ? Math.min(4, config.KERNEL_DB_POOL_SIZE) : config.KERNEL_DB_POOL_SIZE,
       application_name: 'axis-kernel',
-    });
+    }, log);
     cleanups.push(() => db.close());
 
     const { verifier, developmentSecret } = tokenVerifier(config, log);
@@ -106,7 +107,7 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
     const server: Server = createServer({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
     for (const service of SERVICES) {
       registry.register(service.definition, service.scopes);
-      server.with(chain).add(service.definition, service.implementation());
+      server.with(chain).add(guardRequestDecoding(service.definition), service.implementation());
     }
     const health = HealthState();
     server.add(HealthDefinition, HealthServiceImpl(health));

@@ -12,6 +12,7 @@ import { idempotencyMiddleware } from './middleware/idempotency';
 import { performanceBudgetMiddleware } from './middleware/performance-budget';
 import { tenantMiddleware } from './middleware/tenant';
 import { tracingMiddleware } from './middleware/tracing';
+import { requestGuardMiddleware } from './request-guard';
 import type { Logger } from './observability/logger';
 import type { Metrics } from './observability/metrics';
 
@@ -38,9 +39,12 @@ export interface ChainDependencies {
  *    INTERNAL; above auth so that authentication failures get the same envelope.
  * 4. authentication — nothing tenant- or data-related runs for an unauthenticated caller.
  * 5. tenant (+ scope) — needs the principal; fixes the one tenant the call runs in.
- * 6. idempotency / unit of work — needs the tenant: hands the call to the group committer,
+ * 6. request guard — undecodable bytes, U+0000 in strings and timestamps outside the
+ *    protobuf range are refused before anything (the idempotency hash included) reads the
+ *    request; after auth, so an anonymous caller learns nothing about its request.
+ * 7. idempotency / unit of work — needs the tenant: hands the call to the group committer,
  *    whose tenant transaction holds the replay record, the change and its audit entry.
- * 7. performance budget — innermost, so it measures up to the handler's end without counting
+ * 8. performance budget — innermost, so it measures up to the handler's end without counting
  *    calls refused earlier.
  */
 export function kernelMiddlewareChain(deps: ChainDependencies): ServerMiddleware<KernelCallContext> {
@@ -50,6 +54,7 @@ export function kernelMiddlewareChain(deps: ChainDependencies): ServerMiddleware
     errorMappingMiddleware(deps),
     authenticationMiddleware(deps),
     tenantMiddleware(deps),
+    requestGuardMiddleware(),
     idempotencyMiddleware({ db: deps.db, committer: deps.committer, retentionHours: deps.idempotencyRetentionHours }),
     performanceBudgetMiddleware(deps),
   ] as const;

@@ -97,7 +97,10 @@ const listNumbersSchema = z.object({
   pageSize: z.number(),
   pageToken: z.string().max(1000),
 });
-const numberCursorSchema = z.object({ period: z.string(), value: z.number().int() });
+const numberCursorSchema = z.object({ period, value });
+const getSeriesSchema = z.object({ seriesId });
+const commitSchema = numberRefSchema.extend({ subjectRef });
+const gapReportSchema = z.object({ seriesId, period: period.transform((p) => p || undefined) });
 
 function seriesMessage(series: SeriesRecord): Series {
   return {
@@ -153,13 +156,13 @@ export function sequenceService(store = new SeriesStore()): SequenceServiceImple
     },
 
     async getSeries(request, ctx) {
-      const { seriesId: id } = parseRequest(z.object({ seriesId }), request);
+      const { seriesId: id } = parseRequest(getSeriesSchema, request);
       return { series: seriesMessage(await ctx.unitOfWork.run((tx) => store.find(tx, id))) };
     },
 
     async listSeries(request, ctx) {
       const size = pageSize(request.pageSize);
-      const after = decodePageToken(request.pageToken, z.string(), 'series') ?? '';
+      const after = decodePageToken(request.pageToken, seriesId, 'series') ?? '';
       const page = await ctx.unitOfWork.run((tx) => store.list(tx, after, size + 1));
       const more = page.length > size;
       const items = page.slice(0, size);
@@ -198,7 +201,7 @@ export function sequenceService(store = new SeriesStore()): SequenceServiceImple
     },
 
     async commitReservation(request, ctx) {
-      const input = parseRequest(numberRefSchema.extend({ subjectRef }), request);
+      const input = parseRequest(commitSchema, request);
       const number = await ctx.unitOfWork.run(async (tx) =>
         commitReservation(tx, await store.find(tx, input.seriesId), input.period, input.value, input.subjectRef),
       );
@@ -234,7 +237,7 @@ export function sequenceService(store = new SeriesStore()): SequenceServiceImple
     },
 
     async getGapReport(request, ctx) {
-      const input = parseRequest(z.object({ seriesId, period: period.transform((p) => p || undefined) }), request);
+      const input = parseRequest(gapReportSchema, request);
       const periods = await ctx.unitOfWork.run(async (tx) => gapReport(tx, await store.find(tx, input.seriesId), input.period));
       return {
         periods,

@@ -389,6 +389,31 @@ describe('embedded PostgreSQL in memory', () => {
     expect((await pool.query("INSERT INTO half_sent VALUES ('whole') RETURNING v")).rows[0].v).toBe('whole');
   });
 
+  test('named prepared statements belong to their connection and go away with it', async () => {
+    const a = new Client({ connectionString: pg.url });
+    const b = new Client({ connectionString: pg.url });
+    await a.connect();
+    await b.connect();
+    const prepared = async () => (await pool.query('SELECT count(*)::int AS n FROM pg_prepared_statements')).rows[0].n as number;
+    try {
+      const run = () =>
+        Promise.all([
+          a.query({ name: 'same-name', text: 'SELECT 1 + $1::int AS v', values: [1] }),
+          b.query({ name: 'same-name', text: "SELECT 'b' || $1 AS v", values: ['x'] }),
+        ]);
+      // The second round binds the statements each connection already parsed.
+      for (let round = 0; round < 2; round++) {
+        const [ra, rb] = await run();
+        expect([ra.rows[0].v, rb.rows[0].v]).toEqual([2, 'bx']);
+      }
+      expect(await prepared()).toBe(2);
+    } finally {
+      await a.end();
+      await b.end();
+    }
+    await within(2000, (async () => { while ((await prepared()) > 0) await new Promise((r) => setTimeout(r, 10)); })(), 'statement clean-up');
+  });
+
   test('known difference: session-level SET is shared by every connection (SET LOCAL is not)', async () => {
     const a = await pool.connect();
     const b = await pool.connect();

@@ -233,7 +233,7 @@ BEGIN
   )
   INSERT INTO kernel_audit_event (tenant_id, principal, action, resource, outcome, trace_id, detail)
   SELECT tenant_id, 'system:kernel', 'axis.kernel.sequences.v1.SequenceService/ExpireReservation',
-         format('series/%s/periods/%s/numbers/%s', series_id, period, value), 'OK', sweep_trace_id,
+         format('series/%s/periods/%s/numbers/%s', series_id, coalesce(nullif(period, ''), '-'), value), 'OK', sweep_trace_id,
          jsonb_build_object('void_reason', 'RESERVATION_EXPIRED')
   FROM voided;
   GET DIAGNOSTICS expired = ROW_COUNT;

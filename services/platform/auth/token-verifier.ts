@@ -20,13 +20,42 @@ export interface TokenVerifier {
 const unauthenticated = (reason: string, message: string, cause?: unknown) =>
   new KernelError(Status.UNAUTHENTICATED, reason, message, { cause });
 
-function principalFrom(payload: JWTPayload): Principal {
+interface VerifiedToken {
+  principal: Principal;
+  expiresAtMs: number;
+}
+
+/**
+ * Remembers tokens that verified, until they expire: a service calls with the same token many
+ * times, and re-verifying the signature and re-parsing the claims on every call is a visible
+ * share of a read RPC's cost. Only successful verifications are cached; the bound keeps memory
+ * flat (oldest entries go first).
+ */
+function withVerificationCache(verify: (token: string) => Promise<VerifiedToken>, maxEntries = 10_000): TokenVerifier {
+  const cache = new Map<string, VerifiedToken>();
+  return {
+    async verify(token) {
+      const hit = cache.get(token);
+      if (hit && hit.expiresAtMs > Date.now()) return hit.principal;
+      if (hit) cache.delete(token);
+      const verified = await verify(token);
+      if (cache.size >= maxEntries) cache.delete(cache.keys().next().value as string);
+      cache.set(token, verified);
+      return verified.principal;
+    },
+  };
+}
+
+function principalFrom(payload: JWTPayload): VerifiedToken {
   const claims = claimsSchema.safeParse(payload);
   if (!claims.success) throw unauthenticated('TOKEN_CLAIMS_INVALID', 'the token lacks valid sub, tenants, scope or exp claims');
   return {
-    subject: claims.data.sub,
-    tenants: claims.data.tenants,
-    scopes: new Set(claims.data.scope.split(/\s+/).filter(Boolean)),
+    principal: {
+      subject: claims.data.sub,
+      tenants: claims.data.tenants,
+      scopes: new Set(claims.data.scope.split(/\s+/).filter(Boolean)),
+    },
+    expiresAtMs: claims.data.exp * 1000,
   };
 }
 
@@ -39,31 +68,27 @@ function mapJoseError(error: unknown): never {
 /** HS256 with a shared secret: development and tests. */
 export function hs256Verifier(secret: string): TokenVerifier {
   const key = new TextEncoder().encode(secret);
-  return {
-    async verify(token) {
-      try {
-        const { payload } = await jwtVerify(token, key, { algorithms: ['HS256'], requiredClaims: ['exp', 'sub'] });
-        return principalFrom(payload);
-      } catch (error) {
-        mapJoseError(error);
-      }
-    },
-  };
+  return withVerificationCache(async (token) => {
+    try {
+      const { payload } = await jwtVerify(token, key, { algorithms: ['HS256'], requiredClaims: ['exp', 'sub'] });
+      return principalFrom(payload);
+    } catch (error) {
+      mapJoseError(error);
+    }
+  });
 }
 
 /** EdDSA / ES256 against the public keys of a JWKS file: production. */
 export function jwksFileVerifier(path: string): TokenVerifier {
   const jwks = createLocalJWKSet(JSON.parse(readFileSync(path, 'utf8')));
-  return {
-    async verify(token) {
-      try {
-        const { payload } = await jwtVerify(token, jwks, { algorithms: ['EdDSA', 'ES256'], requiredClaims: ['exp', 'sub'] });
-        return principalFrom(payload);
-      } catch (error) {
-        mapJoseError(error);
-      }
-    },
-  };
+  return withVerificationCache(async (token) => {
+    try {
+      const { payload } = await jwtVerify(token, jwks, { algorithms: ['EdDSA', 'ES256'], requiredClaims: ['exp', 'sub'] });
+      return principalFrom(payload);
+    } catch (error) {
+      mapJoseError(error);
+    }
+  });
 }
 
 export interface DevelopmentTokenRequest {

@@ -1,4 +1,5 @@
 import { Pool, type PoolClient, type PoolConfig } from 'pg';
+import type { Logger } from '../observability/logger';
 import { translateDatabaseError } from './postgres-errors';
 
 /** The non-owner role every kernel transaction runs as; RLS applies to it (law 2). */
@@ -29,10 +30,11 @@ export interface TransactionOptions {
 export class Database {
   readonly pool: Pool;
 
-  constructor(config: PoolConfig) {
+  constructor(config: PoolConfig, log?: Logger) {
     this.pool = new Pool(config);
-    // An idle client's connection can drop (server restart); that must not crash the process.
-    this.pool.on('error', () => undefined);
+    // An idle client's connection can drop (server restart): the pool replaces it; that must
+    // not crash the process, and it must not go unnoticed either (law 10).
+    this.pool.on('error', (error) => log?.error({ err: error }, 'idle database connection failed; the pool will replace it'));
   }
 
   /** Runs `fn` in a transaction scoped to `tenantId`; commits when it resolves, rolls back when it throws. */
@@ -53,42 +55,66 @@ export class Database {
   }
 
   private async transaction<T>(tenantId: string, fn: (tx: TenantTransaction) => Promise<T>, options: TransactionOptions): Promise<T> {
-    let client: PoolClient;
+    const tx = new PooledTransaction(this.pool, tenantId, options.readOnly === true);
     try {
-      client = await this.pool.connect();
-    } catch (error) {
-      throw translateDatabaseError(error);
-    }
-    const tx = new PooledTransaction(client, tenantId);
-    let broken = false;
-    try {
-      await client.query(
-        `BEGIN${options.readOnly ? ' READ ONLY' : ''}; SELECT set_config('role', '${APP_ROLE}', true), set_config('${TENANT_SETTING}', ${client.escapeLiteral(tenantId)}, true)`,
-      );
       const result = await fn(tx);
-      await client.query('COMMIT');
+      await tx.commit();
       return result;
     } catch (error) {
-      try {
-        await client.query('ROLLBACK');
-      } catch {
-        broken = true;
-      }
+      await tx.rollback();
       throw translateDatabaseError(error);
     } finally {
-      client.release(broken);
+      tx.release();
     }
   }
 }
 
+/**
+ * A transaction that takes its connection and sends BEGIN (with the role and tenant settings,
+ * in the same round trip) only when its first query runs: a call served entirely from memory
+ * — an immutable series already cached — costs no database round trip at all.
+ */
 class PooledTransaction implements TenantTransaction {
+  private client?: PoolClient;
+  private started?: Promise<PoolClient>;
+  private broken = false;
+
   constructor(
-    private readonly client: PoolClient,
+    private readonly pool: Pool,
     readonly tenantId: string,
+    private readonly readOnly: boolean,
   ) {}
 
   async query<Row>(text: string, params?: readonly unknown[]): Promise<Row[]> {
-    const result = await this.client.query(text, params as unknown[] | undefined);
+    const client = await (this.started ??= this.begin());
+    const result = await client.query(text, params as unknown[] | undefined);
     return result.rows as Row[];
+  }
+
+  async commit(): Promise<void> {
+    if (this.started) await (await this.started).query('COMMIT');
+  }
+
+  async rollback(): Promise<void> {
+    if (!this.client) return;
+    try {
+      await this.client.query('ROLLBACK');
+    } catch {
+      this.broken = true;
+    }
+  }
+
+  release(): void {
+    this.client?.release(this.broken);
+    this.client = undefined;
+  }
+
+  private async begin(): Promise<PoolClient> {
+    const client = await this.pool.connect();
+    this.client = client;
+    await client.query(
+      `BEGIN${this.readOnly ? ' READ ONLY' : ''}; SELECT set_config('role', '${APP_ROLE}', true), set_config('${TENANT_SETTING}', ${client.escapeLiteral(this.tenantId)}, true)`,
+    );
+    return client;
   }
 }

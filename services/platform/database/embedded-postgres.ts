@@ -274,6 +274,10 @@ const FORWARDED_TYPES = new Set('BCdcfDEHFPpQS'.split('').map((c) => c.charCodeA
 const TERMINATE = 'X'.charCodeAt(0);
 const QUERY = 'Q'.charCodeAt(0);
 const PARSE = 'P'.charCodeAt(0);
+const BIND = 'B'.charCodeAt(0);
+const DESCRIBE = 'D'.charCodeAt(0);
+const CLOSE = 'C'.charCodeAt(0);
+const STATEMENT = 'S'.charCodeAt(0);
 const READY_FOR_QUERY = 'Z'.charCodeAt(0);
 const NOTIFICATION = 'A'.charCodeAt(0);
 const IDLE = 'I'.charCodeAt(0);
@@ -298,6 +302,8 @@ class SharedSession {
   private failure: Error | undefined;
   /** LISTEN/UNLISTEN ran, so the session's listened channels may differ from the union wanted. */
   private listensChanged = false;
+  /** Housekeeping to run on the session between owners, output dropped. */
+  private readonly chores: Buffer[] = [];
   private stallTimer: NodeJS.Timeout | undefined;
   private nextId = 1;
 
@@ -326,8 +332,9 @@ class SharedSession {
     this.connections.delete(connection);
     const index = this.waiting.indexOf(connection);
     if (index >= 0) this.waiting.splice(index, 1);
-    if (connection.listening.size > 0) this.listensChanged = true;
-    if (connection === this.owner) this.kick();
+    // Its prepared statements outlive it in the shared session.
+    if (connection.statements.size > 0) this.chores.push(closeStatementsMessages(connection.statements));
+    this.kick();
   }
 
   async shutdown(): Promise<void> {
@@ -355,12 +362,18 @@ class SharedSession {
   }
 
   private hasRunnable(): boolean {
-    return this.owner ? this.owner.closed || this.owner.hasPending() : this.waiting.length > 0;
+    return this.owner ? this.owner.closed || this.owner.hasPending() : this.waiting.length > 0 || this.chores.length > 0;
   }
 
   private async drain(): Promise<void> {
     try {
-      for (let connection = this.next(); connection && !this.closing; connection = this.next()) {
+      while (!this.closing) {
+        if (!this.owner && this.chores.length > 0) {
+          await this.execute(this.chores.shift()!, undefined);
+          continue;
+        }
+        const connection = this.next();
+        if (!connection) break;
         if (connection.closed) {
           if (connection === this.owner) await this.abandon(connection);
         } else if (connection.hasPending()) {
@@ -386,7 +399,7 @@ class SharedSession {
     const batch = connection.takePending();
     if (batch.touchesListen) this.listensChanged = true;
     await this.execute(batch.bytes, connection);
-    if (this.idle) await this.release(connection);
+    if (this.idle) this.release(connection);
   }
 
   /**
@@ -398,27 +411,26 @@ class SharedSession {
   private async abandon(connection: ClientConnection): Promise<void> {
     await this.execute(abortMessages(), undefined);
     if (this.inTransaction) await this.execute(queryMessage('ROLLBACK'), undefined);
-    await this.release(connection);
+    this.release(connection);
   }
 
-  private async release(connection: ClientConnection): Promise<void> {
+  private release(connection: ClientConnection): void {
     this.owner = undefined;
     clearTimeout(this.stallTimer);
     this.stallTimer = undefined;
     if (!connection.closed && connection.hasPending()) this.waiting.push(connection);
-    if (this.listensChanged) await this.restoreListens();
+    if (this.listensChanged) this.restoreListens();
   }
 
   /**
    * LISTEN is per session, so one connection's UNLISTEN (or a LISTEN rolled back) would silence
    * channels other connections still listen on: re-LISTEN the union, which is idempotent.
    */
-  private async restoreListens(): Promise<void> {
+  private restoreListens(): void {
     this.listensChanged = false;
     const channels = new Set<string>();
     for (const connection of this.connections) for (const channel of connection.listening) channels.add(channel);
-    if (channels.size === 0) return;
-    await this.execute(queryMessage([...channels].map((c) => `LISTEN ${quoteIdentifier(c)}`).join('; ')), undefined);
+    if (channels.size > 0) this.chores.push(queryMessage([...channels].map((c) => `LISTEN ${quoteIdentifier(c)}`).join('; ')));
   }
 
   /** Runs protocol messages on PGlite, streaming the output to `target` (or dropping it). */
@@ -469,6 +481,8 @@ class SharedSession {
 class ClientConnection {
   /** Channels this connection LISTENs on (as the server names them). */
   readonly listening = new Set<string>();
+  /** Its named prepared statements, as named in the session. */
+  readonly statements = new Set<string>();
   /** The socket is gone (set on 'close'). */
   closed = false;
   /** No more input is read: Terminate or a protocol violation. */
@@ -524,7 +538,7 @@ class ClientConnection {
       if (message === undefined) break;
       if (message === null) continue;
       this.noteListens(message);
-      this.pending.push(message);
+      this.pending.push(this.renameStatement(message));
       submitted = true;
     }
     if (submitted) this.session.submit(this);
@@ -588,6 +602,29 @@ class ClientConnection {
     else this.inbox[0] = head.subarray(length);
     this.inboxLength -= length;
     return message;
+  }
+
+  /**
+   * Prepared statements are per session, so two connections preparing the same name (pg's
+   * `name:`, drivers that name every statement) would collide: each connection's protocol-level
+   * statement names get its own prefix. SQL-level PREPARE/EXECUTE is left alone.
+   */
+  private renameStatement(message: Buffer): Buffer {
+    if (!this.started) return message;
+    const type = message[0];
+    let at: number;
+    if (type === PARSE) at = 5;
+    else if (type === BIND) at = message.indexOf(0, 5) + 1;
+    else if ((type === DESCRIBE || type === CLOSE) && message[5] === STATEMENT) at = 6;
+    else return message;
+    const end = message.indexOf(0, at);
+    if (end <= at) return message;
+    const name = `c${this.id}.${message.toString('utf8', at, end)}`;
+    if (type === PARSE) this.statements.add(name);
+    else if (type === CLOSE) this.statements.delete(name);
+    const renamed = Buffer.concat([message.subarray(0, at), Buffer.from(name, 'utf8'), message.subarray(end)]);
+    renamed.writeInt32BE(renamed.length - 1, 1);
+    return renamed;
   }
 
   /** Tracks LISTEN/UNLISTEN in simple queries and Parse messages, for notification routing. */
@@ -705,6 +742,17 @@ function queryMessage(sql: string): Buffer {
 }
 
 const SYNC_MESSAGE = Buffer.from([0x53, 0, 0, 0, 4]);
+
+function closeStatementsMessages(names: Iterable<string>): Buffer {
+  const closes = [...names].map((name) => {
+    const body = Buffer.from(`S${name}\0`, 'utf8');
+    const header = Buffer.alloc(5);
+    header[0] = CLOSE;
+    header.writeInt32BE(4 + body.length, 1);
+    return Buffer.concat([header, body]);
+  });
+  return Buffer.concat([...closes, SYNC_MESSAGE]);
+}
 
 function abortMessages(): Buffer {
   return Buffer.concat([queryMessage('ROLLBACK'), SYNC_MESSAGE]);

@@ -15,6 +15,6 @@ export function authenticationMiddleware(deps: { verifier: TokenVerifier }): Ser
     if (!match) throw new KernelError(Status.UNAUTHENTICATED, 'TOKEN_MALFORMED', 'authorization must be "Bearer <JWT>"');
     const principal = await deps.verifier.verify(match[1]);
     context.parties.principal = principal.subject;
-    return yield* call.next(call.request, { ...context, principal, log: context.log.child({ principal: principal.subject }) });
+    return yield* call.next(call.request, { ...context, principal });
   };
 }

@@ -41,6 +41,6 @@ export function tenantMiddleware(deps: { audit: AuditLog }): ServerMiddleware<Te
       throw denial;
     }
     context.parties.tenant = tenantId;
-    return yield* call.next(call.request, { ...context, tenantId, log: context.log.child({ tenant: tenantId }) });
+    return yield* call.next(call.request, { ...context, tenantId, log: context.log.child({ tenant: tenantId, principal: principal.subject }) });
   };
 }
