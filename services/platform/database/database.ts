@@ -1,5 +1,6 @@
-import { Pool, type PoolClient, type PoolConfig } from 'pg';
+import { Pool, type PoolClient, type PoolConfig, type QueryResult } from 'pg';
 import type { Logger } from '../observability/logger';
+import { inlineParameters } from './inline-parameters';
 import { translateDatabaseError } from './postgres-errors';
 
 /** The non-owner role every kernel transaction runs as; RLS applies to it (law 2). */
@@ -15,6 +16,13 @@ export interface Sql {
 /** A transaction bound to one tenant, running as the application role. */
 export interface TenantTransaction extends Sql {
   readonly tenantId: string;
+  /**
+   * Queues parameterless statements (SAVEPOINT …) to travel in the same round trip as the next
+   * query. They are never sent if no query follows.
+   */
+  prefixNextQuery(statements: string): void;
+  /** Drops queued statements no query has carried yet; returns whether there were any. */
+  dropPendingPrefix(): boolean;
 }
 
 export interface TransactionOptions {
@@ -70,13 +78,17 @@ export class Database {
 }
 
 /**
- * A transaction that takes its connection and sends BEGIN (with the role and tenant settings,
- * in the same round trip) only when its first query runs: a call served entirely from memory
- * — an immutable series already cached — costs no database round trip at all.
+ * A transaction that takes its connection and sends BEGIN (with the role and tenant settings)
+ * only when its first query runs — a call served entirely from memory costs no database round
+ * trip — and that sends queued statements (BEGIN, SAVEPOINT) in the same simple-protocol message
+ * as the query that follows them, with that query's parameters inlined as literals
+ * (inline-parameters.ts). Round trips are what a call waits for here, so each one saved counts.
  */
 class PooledTransaction implements TenantTransaction {
   private client?: PoolClient;
-  private started?: Promise<PoolClient>;
+  private connecting?: Promise<PoolClient>;
+  private prefix: string[] = [];
+  private started = false;
   private broken = false;
 
   constructor(
@@ -85,20 +97,44 @@ class PooledTransaction implements TenantTransaction {
     private readonly readOnly: boolean,
   ) {}
 
-  async query<Row>(text: string, params?: readonly unknown[]): Promise<Row[]> {
-    const client = await (this.started ??= this.begin());
-    const result = await client.query(text, params as unknown[] | undefined);
-    return result.rows as Row[];
+  prefixNextQuery(statements: string): void {
+    this.prefix.push(statements);
+  }
+
+  dropPendingPrefix(): boolean {
+    const had = this.prefix.length > 0;
+    this.prefix = [];
+    return had;
+  }
+
+  async query<Row>(text: string, params: readonly unknown[] = []): Promise<Row[]> {
+    const client = await (this.connecting ??= this.connect());
+    if (!this.started) {
+      this.started = true;
+      this.prefix.unshift(
+        `BEGIN${this.readOnly ? ' READ ONLY' : ''}; SELECT set_config('role', '${APP_ROLE}', true), set_config('${TENANT_SETTING}', ${client.escapeLiteral(this.tenantId)}, true)`,
+      );
+    }
+    if (this.prefix.length === 0) {
+      const result = await client.query(text, params as unknown[]);
+      return result.rows as Row[];
+    }
+    const statements = [...this.prefix, inlineParameters(text, params)].join(';\n');
+    this.prefix = [];
+    const results = (await client.query(statements)) as unknown as QueryResult | QueryResult[];
+    return (Array.isArray(results) ? results[results.length - 1] : results).rows as Row[];
   }
 
   async commit(): Promise<void> {
-    if (this.started) await (await this.started).query('COMMIT');
+    this.prefix = [];
+    if (this.started) await this.client!.query('COMMIT');
   }
 
   async rollback(): Promise<void> {
-    if (!this.client) return;
+    this.prefix = [];
+    if (!this.started) return;
     try {
-      await this.client.query('ROLLBACK');
+      await this.client!.query('ROLLBACK');
     } catch {
       this.broken = true;
     }
@@ -109,12 +145,8 @@ class PooledTransaction implements TenantTransaction {
     this.client = undefined;
   }
 
-  private async begin(): Promise<PoolClient> {
-    const client = await this.pool.connect();
-    this.client = client;
-    await client.query(
-      `BEGIN${this.readOnly ? ' READ ONLY' : ''}; SELECT set_config('role', '${APP_ROLE}', true), set_config('${TENANT_SETTING}', ${client.escapeLiteral(this.tenantId)}, true)`,
-    );
-    return client;
+  private async connect(): Promise<PoolClient> {
+    this.client = await this.pool.connect();
+    return this.client;
   }
 }

@@ -64,8 +64,9 @@ const keyReused = () =>
  *   1. one statement takes every call's transaction-scoped advisory lock (held by another
  *      node ⇒ IDEMPOTENCY_KEY_IN_USE) and reads any stored responses (⇒ replay, or
  *      IDEMPOTENCY_KEY_REUSED for a different request);
- *   2. each remaining call runs its handler behind its own SAVEPOINT, so a failing call is
- *      rolled back alone and answered at once with its own error;
+ *   2. each remaining call runs its handler behind its own SAVEPOINT (sent in the same round
+ *      trip as the call's first statement), so a failing call is rolled back alone and
+ *      answered at once with its own error;
  *   3. one statement stores every call's response (idempotency record) and its audit entry;
  *   4. COMMIT — only then is any successful call answered.
  * A call's change, its replay record and its audit entry therefore commit or vanish together,
@@ -123,12 +124,20 @@ export class MutationCommitter {
     await this.db.inTenantTransaction(tenantId, async (tx) => {
       const fresh = await this.claimKeys(tx, group, committed);
       const executed: Array<{ pending: Pending; result: ExecutedMutation<unknown> }> = [];
-      for (const [index, pending] of fresh.entries()) {
-        await tx.query(index === 0 ? 'SAVEPOINT call' : 'RELEASE SAVEPOINT call; SAVEPOINT call');
+      // The savepoint travels with the call's first statement; a call that never reaches the
+      // database gets none and needs no rollback.
+      let savepoint = false;
+      for (const pending of fresh) {
+        tx.prefixNextQuery(savepoint ? 'RELEASE SAVEPOINT call; SAVEPOINT call' : 'SAVEPOINT call');
         try {
-          executed.push({ pending, result: await pending.mutation.execute(tx) });
+          const result = await pending.mutation.execute(tx);
+          if (!tx.dropPendingPrefix()) savepoint = true;
+          executed.push({ pending, result });
         } catch (error) {
-          await tx.query('ROLLBACK TO SAVEPOINT call');
+          if (!tx.dropPendingPrefix()) {
+            savepoint = true;
+            await tx.query('ROLLBACK TO SAVEPOINT call');
+          }
           pending.reject(translateDatabaseError(error));
         }
       }

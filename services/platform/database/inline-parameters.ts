@@ -1,0 +1,90 @@
+// node-postgres' own conversion of JS values to the text form it sends as parameters, so that an
+// inlined literal is exactly what the server would have received as an untyped parameter.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { prepareValue, escapeLiteral } = require('pg/lib/utils') as {
+  prepareValue(value: unknown): string | Buffer | null;
+  escapeLiteral(text: string): string;
+};
+
+/** The SQL literal for one parameter value: an untyped quoted literal, like an untyped parameter. */
+export function sqlLiteral(value: unknown): string {
+  const prepared = prepareValue(value);
+  if (prepared === null || prepared === undefined) return 'NULL';
+  if (Buffer.isBuffer(prepared)) return `'\\x${prepared.toString('hex')}'`;
+  return escapeLiteral(prepared);
+}
+
+/**
+ * Rewrites a parameterised statement (`$1`, `$2`, …) into one with the values inlined as
+ * literals, so it can travel in a multi-statement simple query together with statements that
+ * must precede it (BEGIN, SAVEPOINT) — one network round trip instead of two. Placeholders
+ * inside quoted strings, quoted identifiers, comments and dollar-quoted bodies are left alone.
+ * Untyped literals are resolved by the server exactly like the untyped parameters node-postgres
+ * sends, so the statement means the same thing.
+ */
+export function inlineParameters(text: string, params: readonly unknown[]): string {
+  let out = '';
+  let i = 0;
+  const n = text.length;
+  while (i < n) {
+    const c = text[i];
+    if (c === "'" || c === '"') {
+      const end = closingQuote(text, i, c, c === "'" && /[Ee]/.test(text[i - 1] ?? ''));
+      out += text.slice(i, end);
+      i = end;
+    } else if (c === '-' && text[i + 1] === '-') {
+      const end = text.indexOf('\n', i);
+      const stop = end === -1 ? n : end;
+      out += text.slice(i, stop);
+      i = stop;
+    } else if (c === '/' && text[i + 1] === '*') {
+      const end = text.indexOf('*/', i + 2);
+      const stop = end === -1 ? n : end + 2;
+      out += text.slice(i, stop);
+      i = stop;
+    } else if (c === '$') {
+      const placeholder = /^\$(\d+)/.exec(text.slice(i, i + 12));
+      if (placeholder && !/[A-Za-z0-9_]/.test(text[i - 1] ?? '')) {
+        const index = Number(placeholder[1]) - 1;
+        if (index < 0 || index >= params.length) throw new Error(`statement uses $${index + 1} but has ${params.length} parameter(s)`);
+        out += sqlLiteral(params[index]);
+        i += placeholder[0].length;
+        continue;
+      }
+      const tag = /^\$([A-Za-z_][A-Za-z0-9_]*)?\$/.exec(text.slice(i));
+      if (tag) {
+        const end = text.indexOf(tag[0], i + tag[0].length);
+        const stop = end === -1 ? n : end + tag[0].length;
+        out += text.slice(i, stop);
+        i = stop;
+      } else {
+        out += c;
+        i += 1;
+      }
+    } else {
+      out += c;
+      i += 1;
+    }
+  }
+  return out;
+}
+
+/** Index just past the quote that closes the one at `start` (a doubled quote is an escaped one; in E'…' so is \'). */
+function closingQuote(text: string, start: number, quote: string, backslashEscapes: boolean): number {
+  let i = start + 1;
+  while (i < text.length) {
+    if (backslashEscapes && text[i] === '\\') {
+      i += 2;
+      continue;
+    }
+    if (text[i] === quote) {
+      if (text[i + 1] === quote) {
+        i += 2;
+        continue;
+      }
+      return i + 1;
+    }
+    i += 1;
+  }
+  return text.length;
+}
