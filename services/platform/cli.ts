@@ -72,7 +72,7 @@ function banner(address: string, token: string): string {
     [
       `npx buf curl --protocol grpc --http2-prior-knowledge \\`,
       `    -H "authorization: Bearer $AXIS_TOKEN" -H "x-tenant-id: demo" \\`,
-      ...(mutating ? [`    -H "idempotency-key: $(uuidgen || cat /proc/sys/kernel/random/uuid)" \\`] : []),
+      ...(mutating ? [`    -H "idempotency-key: $(node -p 'crypto.randomUUID()')" \\`] : []),
       `    -d '${body}' \\`,
       `    http://${address}/axis.kernel.sequences.v1.SequenceService/${method}`,
     ].join('\n');
