@@ -180,6 +180,9 @@ async function main() {
       ['echo, bare grpc-js', () => bareUnary(echoClient, '/bench.Echo/Echo', request, noMetadata)],
       ['GetSeries, typed client', () => typed.getSeries({ seriesId: SERIES_ID })],
       ['GetSeries, bare grpc-js client', () => bareUnary(bareKernel, GET_SERIES_PATH, request, kernelMetadata)],
+      // GetSeries is answered from the immutable-series cache (its lazy transaction never
+      // starts); ListSeries reads PostgreSQL on every call: BEGIN+settings+query, then COMMIT.
+      ['ListSeries, typed client (DB)', () => typed.listSeries({ pageSize: 10 })],
     ];
     const results = new Map<string, LoadResult>();
     for (const concurrency of [1, 64]) {
@@ -207,7 +210,7 @@ async function main() {
         return `${fmt(r.perSecond / echoRun.perSecond, 2)} (p50 ×${fmt(r.p50 / echoRun.p50, 1)}, p99 ×${fmt(r.p99 / echoRun.p99, 1)})`;
       };
       const target = concurrency === 64 ? ' (target ≥ 0.5)' : '';
-      console.log(`  ratio kernel/echo throughput at ${concurrency} in flight: typed client ${line(1)}${target}; bare client ${line(2)}`);
+      console.log(`  ratio kernel/echo throughput at ${concurrency} in flight: typed client ${line(1)}${target}; bare client ${line(2)}; database-backed ListSeries ${line(3)}`);
     }
   } finally {
     if (!interrupted) await cleanUp();

@@ -65,39 +65,100 @@ export interface AllocateRequest {
 }
 
 /**
- * Takes the next value of the document's period and records it, in one statement. The
- * counter row's lock orders concurrent callers: they queue, none fails (no NOWAIT), and a
- * rolled-back caller returns its value with its transaction, so there is never a gap.
+ * Takes the next value of the document's period and records it. The counter row's lock
+ * orders concurrent callers: they queue, none fails (no NOWAIT), and a rolled-back caller
+ * returns its value with its transaction, so there is never a gap.
+ *
+ * Calls that share a transaction (a commit group) and a period are allocated together: one
+ * statement advances the counter by n and records the n numbers, in the order the calls asked.
  */
-export async function allocateNumber(tx: TenantTransaction, series: SeriesRecord, request: AllocateRequest): Promise<NumberRecord> {
-  const date = localDate(request.documentTime, series.timeZone);
-  const period = periodOf(date, series.resetPolicy);
-  const reserving = request.reserveForSeconds !== undefined;
-  const [row] = await tx.query<NumberRow>(
+export function allocateNumber(tx: TenantTransaction, series: SeriesRecord, request: AllocateRequest): Promise<NumberRecord> {
+  return tx.scoped(AllocationBatcher, () => new AllocationBatcher(tx)).allocate(series, request);
+}
+
+interface AllocationAsk {
+  series: SeriesRecord;
+  period: string;
+  documentDate: string;
+  request: AllocateRequest;
+  resolve(number: NumberRecord): void;
+  reject(error: unknown): void;
+}
+
+/**
+ * Collects the allocations a transaction's calls ask for until the current turn of the event
+ * loop ends (every call of a group reaches its allocation within it), then runs one statement
+ * per (series, period).
+ */
+class AllocationBatcher {
+  private readonly asks = new Map<string, AllocationAsk[]>();
+  private scheduled = false;
+
+  constructor(private readonly tx: TenantTransaction) {}
+
+  allocate(series: SeriesRecord, request: AllocateRequest): Promise<NumberRecord> {
+    const date = localDate(request.documentTime, series.timeZone);
+    const period = periodOf(date, series.resetPolicy);
+    return new Promise((resolve, reject) => {
+      const key = `${series.seriesId}\u0000${period}`;
+      const bucket = this.asks.get(key);
+      const ask = { series, period, documentDate: isoDate(date), request, resolve, reject };
+      if (bucket) bucket.push(ask);
+      else this.asks.set(key, [ask]);
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    const buckets = [...this.asks.values()];
+    this.asks.clear();
+    for (const asks of buckets) {
+      allocateMany(this.tx, asks).then(
+        (numbers) => asks.forEach((ask, i) => ask.resolve(numbers[i])),
+        (error) => asks.forEach((ask) => ask.reject(error)),
+      );
+    }
+  }
+}
+
+async function allocateMany(tx: TenantTransaction, asks: AllocationAsk[]): Promise<NumberRecord[]> {
+  const { series, period } = asks[0];
+  const rows = await tx.query<NumberRow>(
     `WITH counter AS (
        INSERT INTO sequence_counter AS c (tenant_id, series_id, period, next_value)
-       VALUES ($1, $2, $3, $4::bigint + 1)
-       ON CONFLICT (tenant_id, series_id, period) DO UPDATE SET next_value = c.next_value + 1
-       RETURNING c.next_value - 1 AS value
+       VALUES ($1, $2, $3, $4::bigint + $5::bigint)
+       ON CONFLICT (tenant_id, series_id, period) DO UPDATE SET next_value = c.next_value + $5::bigint
+       RETURNING c.next_value - $5::bigint AS first_value
      )
      INSERT INTO sequence_number (tenant_id, series_id, period, value, status, subject_ref, document_date, reservation_expire_time, trace_id)
-     SELECT $1, $2, $3, counter.value, $5, $6, $7::date,
-            CASE WHEN $8::integer IS NULL THEN NULL ELSE now() + make_interval(secs => $8::integer) END, $9
-     FROM counter
+     SELECT $1, $2, $3, counter.first_value + a.ord - 1, a.status, a.subject_ref, a.document_date::date,
+            CASE WHEN a.ttl_seconds IS NULL THEN NULL ELSE now() + make_interval(secs => a.ttl_seconds) END, a.trace_id
+       FROM counter,
+            unnest($6::text[], $7::text[], $8::text[], $9::integer[], $10::text[])
+              WITH ORDINALITY AS a(status, subject_ref, document_date, ttl_seconds, trace_id, ord)
      RETURNING ${NUMBER_COLUMNS}`,
     [
       tx.tenantId,
       series.seriesId,
       period,
       series.startValue,
-      reserving ? 'RESERVED' : 'ISSUED',
-      request.subjectRef,
-      isoDate(date),
-      reserving ? request.reserveForSeconds : null,
-      request.traceId,
+      asks.length,
+      asks.map((a) => (a.request.reserveForSeconds === undefined ? 'ISSUED' : 'RESERVED')),
+      asks.map((a) => a.request.subjectRef),
+      asks.map((a) => a.documentDate),
+      asks.map((a) => a.request.reserveForSeconds ?? null),
+      asks.map((a) => a.request.traceId),
     ],
   );
-  return toNumber(series, row);
+  // RETURNING has no guaranteed order; values are contiguous, so each ask's is first + its index.
+  const first = Math.min(...rows.map((r) => Number(r.value)));
+  const byIndex = new Array<NumberRecord>(asks.length);
+  for (const row of rows) byIndex[Number(row.value) - first] = toNumber(series, row);
+  return byIndex;
 }
 
 const numberNotFound = (series: SeriesRecord, period: string, value: number) =>

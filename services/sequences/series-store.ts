@@ -50,7 +50,8 @@ export const seriesNotFound = (seriesId: string) =>
 /**
  * Reads and writes series. Immutable series definitions are cached per (tenant, series) for
  * the life of one kernel instance; an entry only exists after the series was read inside that
- * tenant's own RLS-scoped transaction, so the cache cannot reveal one tenant's series to another.
+ * tenant's own RLS-scoped transaction and that transaction committed, so the cache can neither
+ * reveal one tenant's series to another nor remember a series that was rolled back.
  */
 export class SeriesStore {
   private readonly cache = new Map<string, SeriesRecord>();
@@ -76,8 +77,12 @@ export class SeriesStore {
     const [row] = await tx.query<SeriesRow>('SELECT * FROM sequence_series WHERE tenant_id = $1 AND series_id = $2', [tx.tenantId, seriesId]);
     if (!row) throw seriesNotFound(seriesId);
     const record = toRecord(row);
-    if (this.cache.size >= CACHE_LIMIT) this.cache.delete(this.cache.keys().next().value as string);
-    this.cache.set(key, record);
+    // Cached only once the reading transaction committed: a series created in a transaction
+    // that then rolls back must not live on in memory.
+    tx.onCommit(() => {
+      if (this.cache.size >= CACHE_LIMIT) this.cache.delete(this.cache.keys().next().value as string);
+      this.cache.set(key, record);
+    });
     return record;
   }
 

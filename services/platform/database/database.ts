@@ -23,6 +23,13 @@ export interface TenantTransaction extends Sql {
   prefixNextQuery(statements: string): void;
   /** Drops queued statements no query has carried yet; returns whether there were any. */
   dropPendingPrefix(): boolean;
+  /**
+   * Runs `fn` once the transaction has committed (never if it rolls back): in-memory caches
+   * must only learn facts that are durable.
+   */
+  onCommit(fn: () => void): void;
+  /** State that lives as long as this transaction (e.g. a batcher of its statements), made on first use. */
+  scoped<T>(key: object, create: () => T): T;
 }
 
 export interface TransactionOptions {
@@ -88,6 +95,8 @@ class PooledTransaction implements TenantTransaction {
   private client?: PoolClient;
   private connecting?: Promise<PoolClient>;
   private prefix: string[] = [];
+  private committed: Array<() => void> = [];
+  private readonly state = new Map<object, unknown>();
   private started = false;
   private broken = false;
 
@@ -99,6 +108,15 @@ class PooledTransaction implements TenantTransaction {
 
   prefixNextQuery(statements: string): void {
     this.prefix.push(statements);
+  }
+
+  onCommit(fn: () => void): void {
+    this.committed.push(fn);
+  }
+
+  scoped<T>(key: object, create: () => T): T {
+    if (!this.state.has(key)) this.state.set(key, create());
+    return this.state.get(key) as T;
   }
 
   dropPendingPrefix(): boolean {
@@ -128,10 +146,12 @@ class PooledTransaction implements TenantTransaction {
   async commit(): Promise<void> {
     this.prefix = [];
     if (this.started) await this.client!.query('COMMIT');
+    for (const fn of this.committed) fn();
   }
 
   async rollback(): Promise<void> {
     this.prefix = [];
+    this.committed = [];
     if (!this.started) return;
     try {
       await this.client!.query('ROLLBACK');

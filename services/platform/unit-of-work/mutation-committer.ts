@@ -33,6 +33,8 @@ export interface MutationOutcome<T> {
 interface Pending {
   mutation: Mutation<unknown>;
   lockKey: string;
+  /** Answered already (refused at claim time, or failed before touching the database). */
+  settled: boolean;
   resolve(outcome: MutationOutcome<unknown>): void;
   reject(error: unknown): void;
 }
@@ -90,9 +92,16 @@ export class MutationCommitter {
     return new Promise<MutationOutcome<T>>((resolve, reject) => {
       const settle = <A>(fn: (a: A) => void) => (a: A) => {
         this.inFlight.delete(lockKey);
+        pending.settled = true;
         fn(a);
       };
-      const pending: Pending = { mutation: mutation as Mutation<unknown>, lockKey, resolve: settle(resolve as (o: MutationOutcome<unknown>) => void), reject: settle(reject) };
+      const pending: Pending = {
+        mutation: mutation as Mutation<unknown>,
+        lockKey,
+        settled: false,
+        resolve: settle(resolve as (o: MutationOutcome<unknown>) => void),
+        reject: settle(reject),
+      };
       const queue = this.queues.get(mutation.tenantId);
       if (queue) {
         queue.push(pending);
@@ -119,33 +128,35 @@ export class MutationCommitter {
     }
   }
 
+  /**
+   * Runs one group: first optimistically, every call at once in one transaction without
+   * savepoints — their statements queue on the connection and reach the server back to back,
+   * with no event-loop turn between one call's statement and the next. If a call fails after it
+   * touched the database, its partial work cannot be undone alone: the whole attempt rolls back
+   * and the group runs again isolated, one call at a time behind savepoints. Calls that fail
+   * before touching the database (validation) are simply answered.
+   */
   private async runGroup(tenantId: string, group: Pending[]): Promise<void> {
+    const optimistic = await this.attempt(tenantId, group, 'concurrent');
+    if (optimistic === 'isolate') await this.attempt(tenantId, group.filter((p) => !p.settled), 'isolated');
+  }
+
+  private async attempt(tenantId: string, group: Pending[], mode: 'concurrent' | 'isolated'): Promise<'done' | 'isolate'> {
     const committed: Array<{ pending: Pending; outcome: MutationOutcome<unknown> }> = [];
-    await this.db.inTenantTransaction(tenantId, async (tx) => {
-      const fresh = await this.claimKeys(tx, group, committed);
-      const executed: Array<{ pending: Pending; result: ExecutedMutation<unknown> }> = [];
-      // The savepoint travels with the call's first statement; a call that never reaches the
-      // database gets none and needs no rollback.
-      let savepoint = false;
-      for (const pending of fresh) {
-        tx.prefixNextQuery(savepoint ? 'RELEASE SAVEPOINT call; SAVEPOINT call' : 'SAVEPOINT call');
-        try {
-          const result = await pending.mutation.execute(tx);
-          if (!tx.dropPendingPrefix()) savepoint = true;
-          executed.push({ pending, result });
-        } catch (error) {
-          if (!tx.dropPendingPrefix()) {
-            savepoint = true;
-            await tx.query('ROLLBACK TO SAVEPOINT call');
-          }
-          pending.reject(translateDatabaseError(error));
-        }
-      }
-      if (executed.length > 0) await storeResponsesAndAudit(tx, tenantId, executed);
-      for (const { pending, result } of executed) committed.push({ pending, outcome: { response: result.response, replayed: false } });
-    });
+    try {
+      await this.db.inTenantTransaction(tenantId, async (tx) => {
+        const fresh = await this.claimKeys(tx, group, committed);
+        const executed = mode === 'concurrent' ? await runConcurrently(tx, fresh) : await runIsolated(tx, fresh);
+        if (executed.length > 0) await storeResponsesAndAudit(tx, tenantId, executed);
+        for (const { pending, result } of executed) committed.push({ pending, outcome: { response: result.response, replayed: false } });
+      });
+    } catch (error) {
+      if (error instanceof IsolateGroup) return 'isolate';
+      throw error;
+    }
     // Only now, after COMMIT, does any call of the group learn that it succeeded.
     for (const { pending, outcome } of committed) pending.resolve(outcome);
+    return 'done';
   }
 
   /**
@@ -182,12 +193,74 @@ export class MutationCommitter {
   }
 }
 
+type Executed = Array<{ pending: Pending; result: ExecutedMutation<unknown> }>;
+
+/** Thrown inside an optimistic attempt to roll it back and run the group isolated. */
+class IsolateGroup extends Error {}
+
+async function runConcurrently(tx: TenantTransaction, fresh: Pending[]): Promise<Executed> {
+  const outcomes = await Promise.all(
+    fresh.map(async (pending) => {
+      let touched = false;
+      const callTx: TenantTransaction = {
+        tenantId: tx.tenantId,
+        query: (text, params) => {
+          touched = true;
+          return tx.query(text, params);
+        },
+        prefixNextQuery: (statements) => tx.prefixNextQuery(statements),
+        dropPendingPrefix: () => tx.dropPendingPrefix(),
+        onCommit: (fn) => tx.onCommit(fn),
+        // Transaction-scoped state (a statement batcher) may write on this call's behalf.
+        scoped: (key, create) => {
+          touched = true;
+          return tx.scoped(key, create);
+        },
+      };
+      try {
+        return { pending, result: await pending.mutation.execute(callTx) };
+      } catch (error) {
+        return { pending, error, touched };
+      }
+    }),
+  );
+  if (outcomes.some((o) => 'error' in o && o.touched)) throw new IsolateGroup();
+  const executed: Executed = [];
+  for (const outcome of outcomes) {
+    if ('error' in outcome) outcome.pending.reject(translateDatabaseError(outcome.error));
+    else executed.push(outcome);
+  }
+  return executed;
+}
+
+async function runIsolated(tx: TenantTransaction, fresh: Pending[]): Promise<Executed> {
+  const executed: Executed = [];
+  // The savepoint travels with the call's first statement; a call that never reaches the
+  // database gets none and needs no rollback.
+  let savepoint = false;
+  for (const pending of fresh) {
+    tx.prefixNextQuery(savepoint ? 'RELEASE SAVEPOINT call; SAVEPOINT call' : 'SAVEPOINT call');
+    try {
+      const result = await pending.mutation.execute(tx);
+      if (!tx.dropPendingPrefix()) savepoint = true;
+      executed.push({ pending, result });
+    } catch (error) {
+      if (!tx.dropPendingPrefix()) {
+        savepoint = true;
+        await tx.query('ROLLBACK TO SAVEPOINT call');
+      }
+      pending.reject(translateDatabaseError(error));
+    }
+  }
+  return executed;
+}
+
 /**
  * Stores every executed call's response and appends its audit entry, in one statement. An
  * expired record under the same key is replaced; a live one means another node's twin
  * committed between our lock check and now — the group fails retryably and the retry replays.
  */
-async function storeResponsesAndAudit(tx: TenantTransaction, tenantId: string, executed: Array<{ pending: Pending; result: ExecutedMutation<unknown> }>): Promise<void> {
+async function storeResponsesAndAudit(tx: TenantTransaction, tenantId: string, executed: Executed): Promise<void> {
   const calls = executed.map(({ pending, result }) => ({ mutation: pending.mutation, bytes: Buffer.from(result.responseBytes), audit: result.audit }));
   const [row] = await tx.query<{ stored: string }>(
     `WITH stored AS (

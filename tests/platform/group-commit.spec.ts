@@ -1,0 +1,72 @@
+import { Status } from 'nice-grpc-common';
+import { Client } from 'pg';
+import { closeKernelClient, createSequenceClient, isKernelError, type SequenceClient } from '../../clients/src';
+import { ResetPolicy } from '../../gen/proto/axis/kernel/sequences/v1/sequence';
+import { startTestKernel, type TestKernel } from '../support/test-kernel';
+
+/**
+ * Concurrent mutating calls share commit groups. A call that fails after touching the database
+ * must not take its neighbours down, nor leave anything behind: the group is re-run isolated.
+ */
+describe('group commit', () => {
+  let kernel: TestKernel;
+  let client: SequenceClient;
+
+  beforeAll(async () => {
+    kernel = await startTestKernel();
+    client = createSequenceClient({ address: kernel.address, tenantId: 'groups', maxAttempts: 1, token: await kernel.token({ tenants: ['groups'] }) });
+  });
+  afterAll(async () => {
+    closeKernelClient(client);
+    await kernel?.stop();
+  });
+
+  const outcome = (call: Promise<unknown>) =>
+    call.then(
+      () => 'OK',
+      (error: unknown) => (isKernelError(error) ? `${Status[error.code]} ${error.reason}` : String(error)),
+    );
+
+  test('racing creations of one series: exactly one wins, the rest are ALREADY_EXISTS, one audit entry', async () => {
+    const results = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        outcome(client.createSeries({ series: { seriesId: 'race', displayName: `attempt ${i}`, pattern: 'R{SEQ}', resetPolicy: ResetPolicy.RESET_POLICY_NEVER, timeZone: 'UTC' } })),
+      ),
+    );
+    expect(results.filter((r) => r === 'OK')).toHaveLength(1);
+    expect(results.filter((r) => r === 'ALREADY_EXISTS SERIES_EXISTS')).toHaveLength(11);
+    expect(await count(`SELECT count(*)::int AS n FROM kernel_audit_event WHERE tenant_id = 'groups' AND action LIKE '%/CreateSeries'`)).toBe(1);
+  });
+
+  test('calls that fail after touching the database leave their group-mates committed and nothing half-written', async () => {
+    await client.createSeries({ series: { seriesId: 'mixed', pattern: 'M{SEQ}', resetPolicy: ResetPolicy.RESET_POLICY_NEVER, timeZone: 'UTC' } });
+    const calls = Array.from({ length: 40 }, (_, i) => {
+      if (i % 10 === 3) return outcome(client.issueNumber({ seriesId: `missing-${i}` })); // reads, then fails
+      if (i % 10 === 7) return outcome(client.voidNumber({ seriesId: 'mixed', value: 10_000 + i, reason: 'x' })); // locks nothing, fails
+      if (i % 10 === 9) return outcome(client.issueNumber({ seriesId: 'Bad Id' })); // fails before the database
+      return outcome(client.issueNumber({ seriesId: 'mixed', subjectRef: `doc-${i}` }));
+    });
+    const results = await Promise.all(calls);
+    const ok = results.filter((r) => r === 'OK').length;
+    expect(ok).toBe(28);
+    expect(results.filter((r) => r === 'NOT_FOUND SERIES_NOT_FOUND')).toHaveLength(4);
+    expect(results.filter((r) => r === 'NOT_FOUND NUMBER_NOT_FOUND')).toHaveLength(4);
+    expect(results.filter((r) => r === 'INVALID_ARGUMENT FIELD_INVALID')).toHaveLength(4);
+
+    const report = await client.getGapReport({ seriesId: 'mixed' });
+    expect(report.complete).toBe(true);
+    expect(report.periods[0]).toMatchObject({ firstValue: 1, lastValue: ok, issuedCount: ok });
+    expect(await count(`SELECT count(*)::int AS n FROM kernel_audit_event WHERE tenant_id = 'groups' AND resource LIKE 'series/mixed/%'`)).toBe(ok);
+    expect(await count(`SELECT count(*)::int AS n FROM kernel_idempotency_record WHERE tenant_id = 'groups' AND method LIKE '%/IssueNumber'`)).toBe(ok);
+  });
+
+  async function count(sql: string): Promise<number> {
+    const c = new Client({ connectionString: kernel.databaseUrl });
+    await c.connect();
+    try {
+      return (await c.query(sql)).rows[0].n as number;
+    } finally {
+      await c.end();
+    }
+  }
+});
