@@ -43,6 +43,12 @@ async function main(argv: string[]): Promise<number> {
 }
 
 async function serve(config: KernelConfig): Promise<number> {
+  // Listen for the signals before anything starts, so a SIGTERM during start-up still stops
+  // cleanly (right after start-up completes) instead of killing the process mid-way.
+  const signalled = new Promise<string>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
   const kernel = await startKernel(config);
   // Always on stderr, whatever LOG_LEVEL says: operators and supervisors wait for this line.
   process.stderr.write(`AXIS Kernel listening on ${kernel.address}\n`);
@@ -55,14 +61,8 @@ async function serve(config: KernelConfig): Promise<number> {
     });
     process.stderr.write(banner(kernel.address, devToken));
   }
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      kernel.log.info({ signal }, 'shutting down: draining in-flight calls');
-      resolve();
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  });
+  const signal = await signalled;
+  kernel.log.info({ signal }, 'shutting down: draining in-flight calls');
   await kernel.stop();
   return 0;
 }

@@ -97,6 +97,7 @@ class PooledTransaction implements TenantTransaction {
   private prefix: string[] = [];
   private committed: Array<() => void> = [];
   private readonly state = new Map<object, unknown>();
+  private tail: Promise<unknown> = Promise.resolve();
   private started = false;
   private broken = false;
 
@@ -125,7 +126,18 @@ class PooledTransaction implements TenantTransaction {
     return had;
   }
 
-  async query<Row>(text: string, params: readonly unknown[] = []): Promise<Row[]> {
+  /**
+   * Statements of one transaction run one after another on its connection, in call order, even
+   * when concurrent calls of a commit group issue them at once. The next one is sent from the
+   * previous one's completion (a microtask), before any other I/O is handled.
+   */
+  query<Row>(text: string, params: readonly unknown[] = []): Promise<Row[]> {
+    const run = this.tail.then(() => this.send<Row>(text, params));
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  private async send<Row>(text: string, params: readonly unknown[]): Promise<Row[]> {
     const client = await (this.connecting ??= this.connect());
     if (!this.started) {
       this.started = true;
