@@ -21,11 +21,6 @@ export class PeriodicTask {
     return this;
   }
 
-  /** Runs the work now (and waits for it), outside the timer. */
-  async runOnce(): Promise<void> {
-    await this.work();
-  }
-
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);

@@ -1,20 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { Metadata, Status } from 'nice-grpc-common';
 import { Client } from 'pg';
-import { closeKernelClient, createSequenceClient, isKernelError, type KernelClientError, type SequenceClient } from '../../clients/src';
+import { closeKernelClient, createSequenceClient, type SequenceClient } from '../../clients/src';
+import { refusal } from '../support/refusal';
 import { NumberStatus, ResetPolicy } from '../../gen/proto/axis/kernel/sequences/v1/sequence';
 import { spawnKernel, type KernelProcess } from '../support/kernel-process';
 import { createBackendDatabase, startTestKernel, type TestBackendDatabase, type TestKernel } from '../support/test-kernel';
-
-async function refusal(call: Promise<unknown>): Promise<KernelClientError> {
-  try {
-    await call;
-  } catch (error) {
-    if (isKernelError(error)) return error;
-    throw error;
-  }
-  throw new Error('expected the call to be refused');
-}
 
 const series = (seriesId: string, overrides: Record<string, unknown> = {}) => ({
   series: {

@@ -5,7 +5,8 @@ import { ErrorInfo } from 'nice-grpc-error-details';
 import { Status as Status_ } from 'nice-grpc-error-details/lib/proto/google/rpc/status';
 import { SequenceServiceDefinition } from '../../gen/proto/axis/kernel/sequences/v1/sequence_service';
 import { Client } from 'pg';
-import { closeKernelClient, createSequenceClient, isKernelError, type KernelClientError, type SequenceClient } from '../../clients/src';
+import { closeKernelClient, createSequenceClient, type SequenceClient } from '../../clients/src';
+import { refusal } from '../support/refusal';
 import { ResetPolicy } from '../../gen/proto/axis/kernel/sequences/v1/sequence';
 import { mintDevelopmentToken } from '../../services/platform/auth/token-verifier';
 import { idempotencyLockKey } from '../../services/platform/middleware/idempotency';
@@ -30,16 +31,6 @@ describe('platform contract', () => {
     return c;
   };
   const tenantClient = async (tenant = 'acme', scope?: string) => client({ tenantId: tenant, token: await kernel.token({ tenants: [tenant], scope }) });
-
-  async function refusal(call: Promise<unknown>): Promise<KernelClientError> {
-    try {
-      await call;
-    } catch (error) {
-      if (isKernelError(error)) return error;
-      throw error;
-    }
-    throw new Error('expected the call to be refused');
-  }
 
   describe('authentication (deny by default)', () => {
     test('no token is UNAUTHENTICATED TOKEN_MISSING', async () => {

@@ -1,6 +1,7 @@
 import { Status } from 'nice-grpc-common';
 import { Client } from 'pg';
-import { closeKernelClient, createSequenceClient, isKernelError, type KernelClientError, type SequenceClient } from '../../clients/src';
+import { closeKernelClient, createSequenceClient, type SequenceClient } from '../../clients/src';
+import { refusal } from '../support/refusal';
 import { NumberStatus, ResetPolicy } from '../../gen/proto/axis/kernel/sequences/v1/sequence';
 import { startTestKernel, type TestKernel } from '../support/test-kernel';
 
@@ -18,16 +19,6 @@ describe('SequenceService input validation', () => {
     closeKernelClient(client);
     await kernel?.stop();
   });
-
-  async function refusal(call: Promise<unknown>): Promise<KernelClientError> {
-    try {
-      await call;
-    } catch (error) {
-      if (isKernelError(error)) return error;
-      throw error;
-    }
-    throw new Error('expected the call to be refused');
-  }
 
   const base = { seriesId: 'new-series', pattern: 'X-{SEQ:3}', resetPolicy: ResetPolicy.RESET_POLICY_NEVER, startValue: 1, timeZone: 'UTC' };
 

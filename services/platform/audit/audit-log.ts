@@ -17,26 +17,6 @@ export interface AuditEntry {
   detail?: Record<string, unknown>;
 }
 
-/** INSERT of one audit entry as SQL text and parameters, so callers can fold it into a larger statement. */
-export function auditInsert(entry: AuditEntry, firstParam = 1): { sql: string; params: unknown[] } {
-  const p = (i: number) => `$${firstParam + i}`;
-  return {
-    sql: `INSERT INTO kernel_audit_event (tenant_id, principal, action, resource, outcome, trace_id, idempotency_key, request_digest, detail)
-          VALUES (${p(0)}, ${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)}, ${p(6)}, ${p(7)}, ${p(8)})`,
-    params: [
-      entry.tenantId,
-      entry.principal,
-      entry.action,
-      entry.resource,
-      entry.outcome,
-      entry.traceId,
-      entry.idempotencyKey ?? null,
-      entry.requestDigest ?? null,
-      JSON.stringify(entry.detail ?? {}),
-    ],
-  };
-}
-
 /**
  * The per-tenant audit log. Entries are appended inside the business transaction (a rollback
  * leaves none); the sequencer then gives every committed entry its gap-free per-tenant number
@@ -48,10 +28,23 @@ export class AuditLog {
     private readonly log: Logger,
   ) {}
 
-  /** Appends an entry in the caller's transaction. */
+  /** Appends an entry in the caller's transaction. (Mutating RPCs get theirs from the MutationCommitter.) */
   async append(tx: Sql, entry: AuditEntry): Promise<void> {
-    const { sql, params } = auditInsert(entry);
-    await tx.query(sql, params);
+    await tx.query(
+      `INSERT INTO kernel_audit_event (tenant_id, principal, action, resource, outcome, trace_id, idempotency_key, request_digest, detail)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+      [
+        entry.tenantId,
+        entry.principal,
+        entry.action,
+        entry.resource,
+        entry.outcome,
+        entry.traceId,
+        entry.idempotencyKey ?? null,
+        entry.requestDigest ?? null,
+        JSON.stringify(entry.detail ?? {}),
+      ],
+    );
   }
 
   /** Records a refused security-relevant attempt in its own transaction (it must survive the refusal). */
