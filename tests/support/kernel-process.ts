@@ -20,7 +20,9 @@ export interface KernelProcess {
 
 /** Spawns `kernel serve` with the given environment and waits for its "AXIS Kernel listening on" line. */
 export async function spawnKernel(env: Record<string, string>, timeoutMs = 60_000): Promise<KernelProcess> {
-  const child = spawn(process.execPath, [path.join(ROOT, 'node_modules/tsx/dist/cli.mjs'), path.join(ROOT, 'services/platform/cli.ts'), 'serve'], {
+  // tsx as a loader inside the one node process (not the tsx CLI, which would run the kernel in
+  // a second process and relay signals): SIGTERM and SIGKILL reach the kernel itself.
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'services/platform/cli.ts'), 'serve'], {
     cwd: ROOT,
     env: {
       ...process.env,
