@@ -52,7 +52,7 @@ async function serve(config: KernelConfig): Promise<number> {
   const kernel = await startKernel(config);
   // Always on stderr, whatever LOG_LEVEL says: operators and supervisors wait for this line.
   process.stderr.write(`AXIS Kernel listening on ${kernel.address}\n`);
-  if (kernel.developmentSecret) {
+  if (kernel.developmentSecret && config.KERNEL_ENV === 'development') {
     const devToken = await mintDevelopmentToken({
       secret: kernel.developmentSecret,
       subject: 'developer',
