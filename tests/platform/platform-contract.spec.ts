@@ -121,6 +121,16 @@ describe('platform contract', () => {
       }
     });
 
+    test('another principal of the tenant presenting the same key is refused, not replayed to', async () => {
+      const alice = client({ tenantId: 'shared', token: await kernel.token({ tenants: ['shared'], sub: 'alice' }) });
+      const bob = client({ tenantId: 'shared', token: await kernel.token({ tenants: ['shared'], sub: 'bob' }) });
+      await alice.createSeries({ series: { seriesId: 's', pattern: '{SEQ}', resetPolicy: ResetPolicy.RESET_POLICY_NEVER, timeZone: 'UTC' } });
+      const key = randomUUID();
+      await alice.issueNumber({ seriesId: 's' }, { idempotencyKey: key });
+      const refused = await refusal(bob.issueNumber({ seriesId: 's' }, { idempotencyKey: key }));
+      expect([refused.code, refused.reason]).toEqual([Status.INVALID_ARGUMENT, 'IDEMPOTENCY_KEY_REUSED']);
+    });
+
     test('concurrent duplicates execute once', async () => {
       const c = await tenantClient('dupes');
       await c.createSeries({ series: { seriesId: 's', pattern: '{SEQ}', resetPolicy: ResetPolicy.RESET_POLICY_NEVER, timeZone: 'UTC' } });

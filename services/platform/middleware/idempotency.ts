@@ -46,7 +46,10 @@ export function idempotencyMiddleware(deps: { db: Database; committer: MutationC
       ]);
     }
     const requestBytes = method.requestType.encode(call.request).finish();
-    const requestHash = createHash('sha256').update(method.path).update('\0').update(requestBytes).digest();
+    // The audit entry's digest proves what was asked; the idempotency hash also binds who asked,
+    // so another principal of the tenant presenting the same key is refused, not replayed to.
+    const requestDigest = createHash('sha256').update(method.path).update('\0').update(requestBytes).digest();
+    const requestHash = createHash('sha256').update(context.principal.subject).update('\0').update(requestDigest).digest();
 
     const outcome = await deps.committer.submit({
       tenantId,
@@ -76,7 +79,7 @@ export function idempotencyMiddleware(deps: { db: Database; committer: MutationC
             outcome: 'OK',
             traceId: context.trace.traceId,
             idempotencyKey: key,
-            requestDigest: requestHash.toString('hex'),
+            requestDigest: requestDigest.toString('hex'),
             detail: change.detail,
           },
         };

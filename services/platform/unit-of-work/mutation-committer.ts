@@ -10,7 +10,7 @@ export interface Mutation<T> {
   /** `/package.Service/Method` */
   method: string;
   idempotencyKey: string;
-  /** SHA-256 over method and request bytes: the same key with another request is refused. */
+  /** SHA-256 binding principal, method and request bytes: the same key with anything else is refused. */
   requestHash: Buffer;
   retentionHours: number;
   /** Runs the change inside the group's transaction; returns the response, its bytes and the audit entry. */
