@@ -66,9 +66,10 @@ const keyReused = () =>
  *   1. one statement takes every call's transaction-scoped advisory lock (held by another
  *      node ⇒ IDEMPOTENCY_KEY_IN_USE) and reads any stored responses (⇒ replay, or
  *      IDEMPOTENCY_KEY_REUSED for a different request);
- *   2. each remaining call runs its handler behind its own SAVEPOINT (sent in the same round
- *      trip as the call's first statement), so a failing call is rolled back alone and
- *      answered at once with its own error;
+ *   2. the remaining calls run their handlers — first all at once (see runGroup); if one of
+ *      them fails after touching the database, the attempt is rolled back and they run again
+ *      one at a time, each behind its own SAVEPOINT, so a failing call is rolled back alone
+ *      and answered with its own error;
  *   3. one statement stores every call's response (idempotency record) and its audit entry;
  *   4. COMMIT — only then is any successful call answered.
  * A call's change, its replay record and its audit entry therefore commit or vanish together,
@@ -78,6 +79,9 @@ const keyReused = () =>
  *
  * A second call with a key that is still queued or running on this node is refused with
  * IDEMPOTENCY_KEY_IN_USE at once; on another node the advisory lock says the same.
+ *
+ * Because a call may run in an attempt that is rolled back and then run again, handlers of
+ * mutating RPCs must act on the database only (effects elsewhere go through an outbox).
  */
 export class MutationCommitter {
   private readonly queues = new Map<string, Pending[]>();
