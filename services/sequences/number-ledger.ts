@@ -1,5 +1,6 @@
 import type { TenantTransaction } from '../platform/database/database';
-import { failedPrecondition, notFound } from '../platform/kernel-error';
+import { failedPrecondition, invalidArgument, notFound } from '../platform/kernel-error';
+import { FIELD_INVALID } from '../platform/request-validation';
 import { isoDate, localDate, parseIsoDate, periodOf, renderNumber } from './series-pattern';
 import type { SeriesRecord } from './series-store';
 
@@ -73,6 +74,16 @@ export interface AllocateRequest {
  * statement advances the counter by n and records the n numbers, in the order the calls asked.
  */
 export function allocateNumber(tx: TenantTransaction, series: SeriesRecord, request: AllocateRequest): Promise<NumberRecord> {
+  // A timestamp inside protobuf's range can still fall outside years 0001–9999 once seen in the
+  // series' time zone (9999-12-31T23:00Z is year 10000 in UTC+14): such a date has no period.
+  const { year } = localDate(request.documentTime, series.timeZone);
+  if (year < 1 || year > 9999) {
+    return Promise.reject(
+      invalidArgument(FIELD_INVALID, `the document date in ${series.timeZone} must fall within the years 0001–9999`, [
+        { field: 'document_time', description: `in ${series.timeZone} it falls in year ${year}` },
+      ]),
+    );
+  }
   return tx.scoped(AllocationBatcher, () => new AllocationBatcher(tx)).allocate(series, request);
 }
 

@@ -80,7 +80,7 @@ const formatters = new Map<string, Intl.DateTimeFormat>();
 function formatterFor(timeZone: string): Intl.DateTimeFormat {
   let formatter = formatters.get(timeZone);
   if (!formatter) {
-    formatter = new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' });
+    formatter = new Intl.DateTimeFormat('en-CA', { timeZone, era: 'short', year: 'numeric', month: '2-digit', day: '2-digit' });
     formatters.set(timeZone, formatter);
   }
   return formatter;
@@ -97,10 +97,13 @@ export function isKnownTimeZone(timeZone: string): boolean {
   }
 }
 
+/** The calendar date of `instant` in `timeZone`; years before 1 AD are astronomical (1 BC = 0). */
 export function localDate(instant: Date, timeZone: string): LocalDate {
   const parts = formatterFor(timeZone).formatToParts(instant);
-  const get = (type: string) => Number(parts.find((p) => p.type === type)?.value);
-  return { year: get('year'), month: get('month'), day: get('day') };
+  const get = (type: string) => parts.find((p) => p.type === type)?.value ?? '';
+  const yearOfEra = Number(get('year'));
+  const beforeChrist = get('era') === 'BC' || get('era') === 'B';
+  return { year: beforeChrist ? 1 - yearOfEra : yearOfEra, month: Number(get('month')), day: Number(get('day')) };
 }
 
 const pad = (n: number, width: number) => String(n).padStart(width, '0');

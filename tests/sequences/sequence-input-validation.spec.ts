@@ -79,6 +79,20 @@ describe('SequenceService input validation', () => {
     expect((await refusal(client.listNumbers({ seriesId: 'ok', status: 42 as NumberStatus }))).reason).toBe('FIELD_INVALID');
   });
 
+  test.each([
+    ['Pacific/Kiritimati', '9999-12-31T23:00:00Z', 'year 10000 there'],
+    ['America/Los_Angeles', '0001-01-01T00:00:00Z', '1 BC there'],
+  ])('a document time valid in UTC but outside years 0001-9999 in %s (%s, %s) is refused', async (timeZone, iso) => {
+    const seriesId = `edge-${timeZone.toLowerCase().replace(/[^a-z]/g, '-')}`;
+    await client.createSeries({ series: { seriesId, pattern: '{YYYY}-{SEQ}', resetPolicy: ResetPolicy.RESET_POLICY_YEARLY, timeZone } });
+    for (const call of [() => client.issueNumber({ seriesId, documentTime: new Date(iso) }), () => client.reserveNumber({ seriesId, documentTime: new Date(iso) })]) {
+      const refused = await refusal(call());
+      expect([refused.code, refused.reason]).toEqual([Status.INVALID_ARGUMENT, 'FIELD_INVALID']);
+      expect(refused.fieldViolations.map((v) => v.field)).toEqual(['document_time']);
+    }
+    expect((await client.getGapReport({ seriesId })).periods).toEqual([]);
+  });
+
   test('a committed number cannot be committed again; a page token from one query is refused by another', async () => {
     const issued = await client.issueNumber({ seriesId: 'ok' });
     const twice = await refusal(client.commitReservation({ seriesId: 'ok', value: issued.number!.value }));
@@ -97,12 +111,12 @@ describe('SequenceService input validation', () => {
     const sql = new Client({ connectionString: kernel.databaseUrl });
     await sql.connect();
     try {
-      const series = await sql.query(`SELECT series_id FROM sequence_series WHERE tenant_id = 'val'`);
-      expect(series.rows.map((r) => r.series_id)).toEqual(['ok']);
+      const series = await sql.query(`SELECT series_id FROM sequence_series WHERE tenant_id = 'val' ORDER BY series_id`);
+      expect(series.rows.map((r) => r.series_id)).toEqual(['edge-america-los-angeles', 'edge-pacific-kiritimati', 'ok']);
       const audited = await sql.query(`SELECT count(*)::int AS n FROM kernel_audit_event WHERE tenant_id = 'val' AND outcome = 'OK'`);
       const numbers = await sql.query(`SELECT count(*)::int AS n FROM sequence_number WHERE tenant_id = 'val'`);
-      // One CreateSeries plus one entry per issued number.
-      expect(audited.rows[0].n).toBe(1 + numbers.rows[0].n);
+      // One entry per CreateSeries plus one per issued number.
+      expect(audited.rows[0].n).toBe(3 + numbers.rows[0].n);
     } finally {
       await sql.end();
     }

@@ -156,12 +156,14 @@ class PooledTransaction implements TenantTransaction {
   }
 
   async commit(): Promise<void> {
+    await this.tail;
     this.prefix = [];
     if (this.started) await this.client!.query('COMMIT');
     for (const fn of this.committed) fn();
   }
 
   async rollback(): Promise<void> {
+    await this.tail;
     this.prefix = [];
     this.committed = [];
     if (!this.started) return;
