@@ -22,7 +22,7 @@ import { PeriodicTask } from './periodic-task';
 import { guardRequestDecoding } from './request-guard';
 import { MutationCommitter } from './unit-of-work/mutation-committer';
 
-export const REPOSITORY_ROOT = path.resolve(__dirname, '../..');
+const REPOSITORY_ROOT = path.resolve(__dirname, '../..');
 export const MIGRATIONS_DIR = path.join(REPOSITORY_ROOT, 'prisma/migrations');
 const DESCRIPTOR_SET = path.join(REPOSITORY_ROOT, 'gen/descriptor.binpb');
 

@@ -9,7 +9,7 @@ import { closeKernelClient, createSequenceClient, type SequenceClient } from '..
 import { refusal } from '../support/refusal';
 import { ResetPolicy } from '../../gen/proto/axis/kernel/sequences/v1/sequence';
 import { mintDevelopmentToken } from '../../services/platform/auth/token-verifier';
-import { idempotencyLockKey } from '../../services/platform/middleware/idempotency';
+import { idempotencyLockKey } from '../../services/platform/unit-of-work/mutation-committer';
 import { startTestKernel, TEST_BACKEND, type TestKernel } from '../support/test-kernel';
 
 /** The platform contract (spec section 2) as every service sees it, exercised through SequenceService. */

@@ -5,8 +5,6 @@ import type { Database } from '../database/database';
 import { invalidArgument, KernelError } from '../kernel-error';
 import type { MutationCommitter } from '../unit-of-work/mutation-committer';
 
-export { idempotencyLockKey } from '../unit-of-work/mutation-committer';
-
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
 
 /**

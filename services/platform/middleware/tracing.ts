@@ -27,7 +27,6 @@ export function tracingMiddleware(deps: { registry: MethodRegistry; log: Logger;
       throw error;
     } finally {
       const durationMs = performance.now() - startedAt;
-      deps.metrics.observe('rpc_duration_ms', { method: method.action }, durationMs);
       deps.metrics.increment('rpc_calls_total', { method: method.action, code: Status[code] });
       log.info({ status: Status[code], duration_ms: Math.round(durationMs * 1000) / 1000, ...parties }, 'rpc');
     }

@@ -48,7 +48,7 @@ const MAX_GROUP_SIZE = 60;
 /** The text hashed into a call's advisory lock; `|` cannot occur in a tenant id or method path. */
 export const idempotencyLockKey = (tenantId: string, methodPath: string, key: string) => `${tenantId}|${methodPath}|${key}`;
 
-export const keyInUse = () =>
+const keyInUse = () =>
   new KernelError(Status.ABORTED, 'IDEMPOTENCY_KEY_IN_USE', 'a call with this idempotency-key is still running; retry', {
     retryDelayMs: 100,
   });
