@@ -19,6 +19,7 @@ import { applyMigrations, loadMigrations } from './migrations/migration-runner';
 import { createLogger, type Logger } from './observability/logger';
 import { Metrics } from './observability/metrics';
 import { PeriodicTask } from './periodic-task';
+import type { KernelDependencies, KernelServiceModule } from './service-module';
 import { guardRequestDecoding } from './request-guard';
 import { MutationCommitter } from './unit-of-work/mutation-committer';
 
@@ -26,8 +27,14 @@ const REPOSITORY_ROOT = path.resolve(__dirname, '../..');
 export const MIGRATIONS_DIR = path.join(REPOSITORY_ROOT, 'prisma/migrations');
 const DESCRIPTOR_SET = path.join(REPOSITORY_ROOT, 'gen/descriptor.binpb');
 
-/** The services this kernel serves, with their scope overrides. One place to add a capability. */
-const SERVICES = [{ definition: SequenceServiceDefinition, implementation: () => sequenceService(), scopes: {} }] as const;
+/**
+ * The services this kernel serves. One place to add a capability: its generated definition,
+ * its implementation built from the node's shared dependencies, scope overrides (method name →
+ * scope) and audited reads (NO_SIDE_EFFECTS methods whose every call is audited).
+ */
+function kernelServices(deps: KernelDependencies): KernelServiceModule[] {
+  return [{ definition: SequenceServiceDefinition, implementation: sequenceService() }];
+}
 
 export interface RunningKernel {
   /** host:port actually bound (port 0 resolved). */
@@ -104,16 +111,18 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
       committer: new MutationCommitter(db),
     });
 
+    const deps: KernelDependencies = { config, db, log, metrics, audit };
+    const services = kernelServices(deps);
     const server: Server = createServer({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
-    for (const service of SERVICES) {
-      registry.register(service.definition, service.scopes);
-      server.with(chain).add(guardRequestDecoding(service.definition), service.implementation());
+    for (const service of services) {
+      registry.register(service.definition, service.scopes, service.auditedReads);
+      server.with(chain).add(guardRequestDecoding(service.definition), service.implementation as never);
     }
     const health = HealthState();
     server.add(HealthDefinition, HealthServiceImpl(health));
     server.add(
       ServerReflectionService,
-      ServerReflection(readFileSync(DESCRIPTOR_SET), [...SERVICES.map((s) => s.definition.fullName), HealthDefinition.fullName]),
+      ServerReflection(readFileSync(DESCRIPTOR_SET), [...services.map((s) => s.definition.fullName), HealthDefinition.fullName]),
     );
 
     // Shutdown runs in reverse: drain the server, then stop background work, then the pool.

@@ -15,6 +15,12 @@ export interface KernelMethod {
   readonly action: string;
   /** Declared `idempotency_level = NO_SIDE_EFFECTS`: no idempotency key, read-only transaction. */
   readonly readOnly: boolean;
+  /**
+   * A read-only method whose every call is still audited (e.g. accessing a secret value): it
+   * needs no idempotency key and its response is never stored, but it runs in a read-write
+   * transaction with the group committer and answers only once its audit entry is durable.
+   */
+  readonly auditedRead: boolean;
   /** `sequences:read` or `sequences:write` unless the service overrides it. */
   readonly requiredScope: string;
   readonly requestType: MessageCodec;
@@ -42,16 +48,19 @@ export class MethodRegistry {
    * Registers a ts-proto generated service definition. The capability is the proto package's
    * segment after `axis.kernel.`; scopes default to `<capability>:read|write`.
    */
-  register(definition: GeneratedServiceDefinition, scopeOverrides: Record<string, string> = {}): void {
+  register(definition: GeneratedServiceDefinition, scopeOverrides: Record<string, string> = {}, auditedReads: readonly string[] = []): void {
     const capability = /^axis\.kernel\.([a-z0-9_]+)\.v\d+\./.exec(definition.fullName)?.[1];
     if (!capability) throw new Error(`not a kernel service: ${definition.fullName}`);
     for (const method of Object.values(definition.methods)) {
       const readOnly = method.options.idempotencyLevel === 'NO_SIDE_EFFECTS';
+      const auditedRead = auditedReads.includes(method.name);
+      if (auditedRead && !readOnly) throw new Error(`${definition.fullName}/${method.name}: an audited read must be declared NO_SIDE_EFFECTS`);
       const action = `${definition.fullName}/${method.name}`;
       this.methods.set(`/${action}`, {
         path: `/${action}`,
         action,
         readOnly,
+        auditedRead,
         requiredScope: scopeOverrides[method.name] ?? `${capability}:${readOnly ? 'read' : 'write'}`,
         requestType: method.requestType as MessageCodec,
         responseType: method.responseType as MessageCodec,

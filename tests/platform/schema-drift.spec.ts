@@ -4,12 +4,12 @@ import { join, resolve } from 'node:path';
 import { Client } from 'pg';
 import { applyMigrations, loadMigrations } from '../../services/platform/migrations/migration-runner';
 import { parsePrismaSchema, PrismaSchemaError } from '../../services/platform/migrations/prisma-schema';
-import { detectSchemaDrift, type DriftReport } from '../../services/platform/migrations/schema-drift';
+import { detectSchemaDrift, readPrismaSchemaSource, type DriftReport } from '../../services/platform/migrations/schema-drift';
 import { checkTenantRowLevelSecurity } from '../../services/platform/migrations/tenant-rls-governance';
 import { createTestDatabase, type TestDatabase } from '../support/test-database';
 
 const repoRoot = resolve(__dirname, '../..');
-const schemaPath = join(repoRoot, 'prisma/schema.prisma');
+const schemaPath = join(repoRoot, 'prisma/schema');
 
 function parseError(source: string): PrismaSchemaError {
   try {
@@ -86,8 +86,8 @@ model Child {
     expect(child!.indexes).toEqual([]);
   });
 
-  it('parses the repository schema', () => {
-    const { tables } = parsePrismaSchema(readFileSync(schemaPath, 'utf8'));
+  it('parses the repository schema', async () => {
+    const { tables } = parsePrismaSchema(await readPrismaSchemaSource(schemaPath));
     expect(tables.map((table) => table.name)).toContain('sequence_series');
   });
 
@@ -146,7 +146,7 @@ describe('schema governance against the migrated database', () => {
   const drift = () => detectSchemaDrift(client, schemaPath);
   const kinds = (report: DriftReport) => report.differences.map(({ kind, table, column }) => ({ kind, table, ...(column ? { column } : {}) }));
 
-  it('finds prisma/schema.prisma and the migrations in agreement', async () => {
+  it('finds prisma/schema/ and the migrations in agreement', async () => {
     const report = await drift();
     expect(report.differences).toEqual([]);
     expect(report.clean).toBe(true);
@@ -222,7 +222,7 @@ describe('schema governance against the migrated database', () => {
 
   it('reports a schema-side model without a table as TABLE_MISSING', async () => {
     const path = join(tempDir, 'schema.prisma');
-    writeFileSync(path, `${readFileSync(schemaPath, 'utf8')}\nmodel Ghost {\n  id Int @id\n  @@map("ghost")\n}\n`);
+    writeFileSync(path, `${await readPrismaSchemaSource(schemaPath)}\nmodel Ghost {\n  id Int @id\n  @@map("ghost")\n}\n`);
     const report = await detectSchemaDrift(client, path);
     expect(kinds(report)).toEqual([{ kind: 'TABLE_MISSING', table: 'ghost' }]);
   });

@@ -21,7 +21,7 @@ export function idempotencyMiddleware(deps: { db: Database; committer: MutationC
 > {
   return async function* idempotency(call, context) {
     const { method, tenantId } = context;
-    if (method.readOnly) {
+    if (method.readOnly && !method.auditedRead) {
       const unitOfWork: UnitOfWork = {
         run: (fn) => deps.db.inTenantTransaction(tenantId, fn, { readOnly: true }),
         describeChange: () => undefined,
@@ -32,13 +32,14 @@ export function idempotencyMiddleware(deps: { db: Database; committer: MutationC
       throw new KernelError(Status.UNIMPLEMENTED, 'STREAMING_MUTATION_UNSUPPORTED', 'streaming mutations are not governed yet');
     }
 
-    const key = context.metadata.get('idempotency-key');
-    if (key === undefined || key === '') {
+    // An audited read takes no key: nothing is replayed, its response (say, a secret) is never stored.
+    const key = method.auditedRead ? undefined : context.metadata.get('idempotency-key');
+    if (!method.auditedRead && (key === undefined || key === '')) {
       throw invalidArgument('IDEMPOTENCY_KEY_MISSING', 'mutating calls need an idempotency-key metadata entry', [
         { field: 'idempotency-key', description: 'required on every mutating RPC' },
       ]);
     }
-    if (!KEY_PATTERN.test(key)) {
+    if (key !== undefined && !KEY_PATTERN.test(key)) {
       throw invalidArgument('IDEMPOTENCY_KEY_INVALID', 'idempotency-key must be 1–255 visible ASCII characters', [
         { field: 'idempotency-key', description: '1–255 visible ASCII characters' },
       ]);

@@ -1,5 +1,5 @@
 /**
- * Schema drift detection (K-S1, schema governance): does `prisma/schema.prisma` still describe the
+ * Schema drift detection (K-S1, schema governance): does `prisma/schema/` still describe the
  * database that the SQL migrations produce? The migrations are the source of truth and Prisma
  * Client is generated from the schema file, so a silent difference between them means queries
  * built for columns, types or keys that the database does not have.
@@ -11,7 +11,8 @@
  * Prisma Client does not depend on them, or another check owns them
  * (see tenant-rls-governance.ts).
  */
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
 import type { ClientBase } from 'pg';
 import { MIGRATION_LEDGER_TABLE } from './migration-runner';
 import { parsePrismaSchema, type PrismaColumn, type PrismaSchema } from './prisma-schema';
@@ -56,14 +57,23 @@ export interface DetectSchemaDriftOptions {
 }
 
 /**
- * Compares the Prisma schema at `schemaPrismaPath` with the tables of the connected database.
+ * Compares the Prisma schema at `schemaPrismaPath` (a `.prisma` file, or a folder of them as
+ * Prisma's multi-file schema) with the tables of the connected database.
  * The migration ledger (`kernel_schema_migrations`) and partitions (they mirror their parent) are
  * ignored. Read-only; works inside or outside a transaction (inside, it sees the transaction's
  * own uncommitted DDL). Throws `PrismaSchemaError` when the file is outside the parser's subset.
  */
 export async function detectSchemaDrift(client: ClientBase, schemaPrismaPath: string, options: DetectSchemaDriftOptions = {}): Promise<DriftReport> {
-  const schema = parsePrismaSchema(await readFile(schemaPrismaPath, 'utf8'));
+  const schema = parsePrismaSchema(await readPrismaSchemaSource(schemaPrismaPath));
   return compareSchemaWithDatabase(client, schema, options);
+}
+
+/** The text of a schema file, or of every `.prisma` file of a schema folder (name order) joined. */
+export async function readPrismaSchemaSource(schemaPath: string): Promise<string> {
+  if (!(await stat(schemaPath)).isDirectory()) return readFile(schemaPath, 'utf8');
+  const files = (await readdir(schemaPath)).filter((f) => f.endsWith('.prisma')).sort();
+  const texts = await Promise.all(files.map((f) => readFile(path.join(schemaPath, f), 'utf8')));
+  return texts.join('\n');
 }
 
 /** {@link detectSchemaDrift} for an already parsed schema. */

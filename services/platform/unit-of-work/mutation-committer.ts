@@ -9,7 +9,12 @@ export interface Mutation<T> {
   tenantId: string;
   /** `/package.Service/Method` */
   method: string;
-  idempotencyKey: string;
+  /**
+   * The call's idempotency key. Absent for an audited read (a NO_SIDE_EFFECTS method whose
+   * access must still be recorded): it takes no lock, replays nothing and stores no response,
+   * but its audit entry commits with the group like any other.
+   */
+  idempotencyKey?: string;
   /** SHA-256 binding principal, method and request bytes: the same key with anything else is refused. */
   requestHash: Buffer;
   retentionHours: number;
@@ -32,7 +37,8 @@ export interface MutationOutcome<T> {
 
 interface Pending {
   mutation: Mutation<unknown>;
-  lockKey: string;
+  /** Absent for an audited read (no idempotency key). */
+  lockKey?: string;
   /** Answered already (refused at claim time, or failed before touching the database). */
   settled: boolean;
   resolve(outcome: MutationOutcome<unknown>): void;
@@ -90,12 +96,14 @@ export class MutationCommitter {
   constructor(private readonly db: Database) {}
 
   submit<T>(mutation: Mutation<T>): Promise<MutationOutcome<T>> {
-    const lockKey = idempotencyLockKey(mutation.tenantId, mutation.method, mutation.idempotencyKey);
-    if (this.inFlight.has(lockKey)) return Promise.reject(keyInUse());
-    this.inFlight.add(lockKey);
+    const lockKey = mutation.idempotencyKey === undefined ? undefined : idempotencyLockKey(mutation.tenantId, mutation.method, mutation.idempotencyKey);
+    if (lockKey !== undefined) {
+      if (this.inFlight.has(lockKey)) return Promise.reject(keyInUse());
+      this.inFlight.add(lockKey);
+    }
     return new Promise<MutationOutcome<T>>((resolve, reject) => {
       const settle = <A>(fn: (a: A) => void) => (a: A) => {
-        this.inFlight.delete(lockKey);
+        if (lockKey !== undefined) this.inFlight.delete(lockKey);
         pending.settled = true;
         fn(a);
       };
@@ -168,6 +176,9 @@ export class MutationCommitter {
    * are settled here (replays only after COMMIT, with the rest); the calls left are returned.
    */
   private async claimKeys(tx: TenantTransaction, group: Pending[], committed: Array<{ pending: Pending; outcome: MutationOutcome<unknown> }>): Promise<Pending[]> {
+    const keyless = group.filter((p) => p.lockKey === undefined);
+    group = group.filter((p) => p.lockKey !== undefined);
+    if (group.length === 0) return keyless;
     const rows = await tx.query<{ locked: boolean; request_hash: Buffer | null; response: Buffer | null }>(
       `SELECT pg_try_advisory_xact_lock(hashtextextended(k.lock_key, 0)) AS locked, r.request_hash, r.response
          FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS k(lock_key, method, idempotency_key, ord)
@@ -176,7 +187,7 @@ export class MutationCommitter {
         ORDER BY k.ord`,
       [
         tx.tenantId,
-        group.map((p) => p.lockKey),
+        group.map((p) => p.lockKey!),
         group.map((p) => p.mutation.method),
         group.map((p) => p.mutation.idempotencyKey),
       ],
@@ -193,7 +204,7 @@ export class MutationCommitter {
         fresh.push(pending);
       }
     });
-    return fresh;
+    return [...fresh, ...keyless];
   }
 }
 
@@ -260,17 +271,18 @@ async function runIsolated(tx: TenantTransaction, fresh: Pending[]): Promise<Exe
 }
 
 /**
- * Stores every executed call's response and appends its audit entry, in one statement. An
+ * Stores every executed keyed call's response and appends every call's audit entry, in one statement. An
  * expired record under the same key is replaced; a live one means another node's twin
  * committed between our lock check and now — the group fails retryably and the retry replays.
  */
 async function storeResponsesAndAudit(tx: TenantTransaction, tenantId: string, executed: Executed): Promise<void> {
   const calls = executed.map(({ pending, result }) => ({ mutation: pending.mutation, bytes: Buffer.from(result.responseBytes), audit: result.audit }));
+  const keyed = calls.filter((c) => c.mutation.idempotencyKey !== undefined);
   const [row] = await tx.query<{ stored: string }>(
     `WITH stored AS (
        INSERT INTO kernel_idempotency_record AS r (tenant_id, method, idempotency_key, request_hash, response, expire_time)
        SELECT $1, u.method, u.idempotency_key, u.request_hash, u.response, now() + make_interval(secs => u.retention_seconds)
-         FROM unnest($2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::float8[]) AS u(method, idempotency_key, request_hash, response, retention_seconds)
+         FROM unnest($2::text[], $14::text[], $4::bytea[], $5::bytea[], $6::float8[]) AS u(method, idempotency_key, request_hash, response, retention_seconds)
        ON CONFLICT (tenant_id, method, idempotency_key) DO UPDATE
          SET request_hash = excluded.request_hash, response = excluded.response, create_time = now(), expire_time = excluded.expire_time
          WHERE r.expire_time <= now()
@@ -285,11 +297,11 @@ async function storeResponsesAndAudit(tx: TenantTransaction, tenantId: string, e
      SELECT (SELECT count(*) FROM stored) AS stored, (SELECT count(*) FROM audited) AS audited`,
     [
       tenantId,
-      calls.map((c) => c.mutation.method),
-      calls.map((c) => c.mutation.idempotencyKey),
-      calls.map((c) => c.mutation.requestHash),
-      calls.map((c) => c.bytes),
-      calls.map((c) => c.mutation.retentionHours * 3600),
+      keyed.map((c) => c.mutation.method),
+      calls.map((c) => c.mutation.idempotencyKey ?? null),
+      keyed.map((c) => c.mutation.requestHash),
+      keyed.map((c) => c.bytes),
+      keyed.map((c) => c.mutation.retentionHours * 3600),
       calls.map((c) => c.audit.principal),
       calls.map((c) => c.audit.action),
       calls.map((c) => c.audit.resource),
@@ -297,7 +309,8 @@ async function storeResponsesAndAudit(tx: TenantTransaction, tenantId: string, e
       calls.map((c) => c.audit.traceId),
       calls.map((c) => c.audit.requestDigest ?? null),
       calls.map((c) => JSON.stringify(c.audit.detail ?? {})),
+      keyed.map((c) => c.mutation.idempotencyKey!),
     ],
   );
-  if (Number(row.stored) !== calls.length) throw keyInUse();
+  if (Number(row.stored) !== keyed.length) throw keyInUse();
 }
