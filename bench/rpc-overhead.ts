@@ -24,98 +24,20 @@
  * profiler through `node:inspector` and writes `DIR/kernel-<pid>.cpuprofile` on exit (open it in
  * Chrome DevTools or speedscope; the tsx launcher process writes a near-empty one too).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { Client, credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { Client, credentials, Metadata } from '@grpc/grpc-js';
 import { closeKernelClient, createSequenceClient } from '../clients/src';
 import { ResetPolicy } from '../gen/proto/axis/kernel/sequences/v1/sequence';
 import { GetSeriesRequest, GetSeriesResponse } from '../gen/proto/axis/kernel/sequences/v1/sequence_service';
 import { mintDevelopmentToken } from '../services/platform/auth/token-verifier';
 import { spawnKernel, type KernelProcess } from '../tests/support/kernel-process';
 import { createTestDatabase, type TestDatabase } from '../tests/support/test-database';
+import { bareUnary, spawnEcho, waitForReady, writeProfilerPreload, type EchoProcess } from './grpc-bench-support';
 import { fmt, machineLine, runLoad, type LoadResult } from './load';
 
-const ROOT = path.resolve(__dirname, '..');
 const SERIES_ID = 'bench-01';
 const GET_SERIES_PATH = '/axis.kernel.sequences.v1.SequenceService/GetSeries';
-const identity = (buffer: Buffer) => buffer;
-
-/** bench/echo-server.ts in its own process, like the kernel. */
-interface EchoProcess {
-  readonly address: string;
-  stop(): Promise<void>;
-}
-
-async function spawnEcho(timeoutMs = 30_000): Promise<EchoProcess> {
-  const child: ChildProcess = spawn(process.execPath, [path.join(ROOT, 'node_modules/tsx/dist/cli.mjs'), path.join(ROOT, 'bench/echo-server.ts')], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const stderr: string[] = [];
-  createInterface({ input: child.stderr! }).on('line', (line) => stderr.push(line));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    await exited;
-  };
-  try {
-    const port = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`echo server did not start in ${timeoutMs} ms: ${stderr.join('\n')}`)), timeoutMs);
-      createInterface({ input: child.stdout! }).on('line', (line) => {
-        const ready = /^ECHO_LISTENING (\d+)$/.exec(line);
-        if (ready) {
-          clearTimeout(timer);
-          resolve(ready[1]);
-        }
-      });
-      void exited.then(() => {
-        clearTimeout(timer);
-        reject(new Error(`echo server exited before listening: ${stderr.join('\n')}`));
-      });
-    });
-    return { address: `127.0.0.1:${port}`, stop };
-  } catch (error) {
-    await stop();
-    throw error;
-  }
-}
-
-/** One unary call with identity serializers on a plain grpc-js client. */
-function bareUnary(client: Client, method: string, payload: Buffer, metadata: () => Metadata): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    client.makeUnaryRequest<Buffer, Buffer>(method, identity, identity, payload, metadata(), (error: ServiceError | null, response?: Buffer) =>
-      error ? reject(error) : resolve(response!),
-    );
-  });
-}
-
-function waitForReady(client: Client): Promise<void> {
-  return new Promise((resolve, reject) => client.waitForReady(Date.now() + 10_000, (error) => (error ? reject(error) : resolve())));
-}
-
-/** Writes the preload that CPU-profiles a process from start to exit; returns its path. */
-function writeProfilerPreload(dir: string): string {
-  mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, 'cpu-profile.cjs');
-  writeFileSync(
-    file,
-    `const inspector = require('node:inspector');
-const fs = require('node:fs');
-const session = new inspector.Session();
-session.connect();
-session.post('Profiler.enable', () => session.post('Profiler.start'));
-process.on('exit', () => {
-  session.post('Profiler.stop', (error, result) => {
-    if (!error) fs.writeFileSync(${JSON.stringify(dir)} + '/kernel-' + process.pid + '.cpuprofile', JSON.stringify(result.profile));
-  });
-});
-`,
-  );
-  return file;
-}
 
 async function main() {
   const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, profile: { type: 'string' } } });
