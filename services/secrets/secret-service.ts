@@ -1,0 +1,297 @@
+import { z } from 'zod';
+import {
+  ExpiryReason,
+  SecretKind,
+  SecretLabel,
+  SecretVersionState,
+  type ExpiringSecret,
+  type Secret,
+  type SecretVersion,
+} from '../../gen/proto/axis/kernel/secrets/v1/secret';
+import type { SecretServiceImplementation } from '../../gen/proto/axis/kernel/secrets/v1/secret_service';
+import type { KernelCallContext } from '../platform/call-context';
+import type { Envelope } from '../platform/crypto/envelope';
+import { decodePageToken, encodePageToken, pageSize } from '../platform/page-token';
+import { parseRequest } from '../platform/request-validation';
+import { listExpiring, type ExpiryReasonName } from './secret-expiry';
+import { findSecret, insertSecret, listSecrets, secretResource, type SecretLabelName, type SecretRecord } from './secret-store';
+import {
+  accessVersion,
+  addVersion,
+  destroyVersion,
+  disableVersion,
+  listVersions,
+  promoteVersion,
+  versionResource,
+  type VersionRecord,
+  type VersionStateName,
+} from './secret-versions';
+import { checkValueSize, type SecretKindName } from './secret-value';
+
+const ENUM_UNSPECIFIED = { reason: 'ENUM_UNSPECIFIED' };
+const HOUR = 3600;
+const DAY = 24 * HOUR;
+const YEAR = 365 * DAY;
+
+const kindNames: Record<number, SecretKindName> = {
+  [SecretKind.SECRET_KIND_OPAQUE]: 'OPAQUE',
+  [SecretKind.SECRET_KIND_CERTIFICATE]: 'CERTIFICATE',
+  [SecretKind.SECRET_KIND_CREDENTIAL]: 'CREDENTIAL',
+};
+const kindValues: Record<SecretKindName, SecretKind> = {
+  OPAQUE: SecretKind.SECRET_KIND_OPAQUE,
+  CERTIFICATE: SecretKind.SECRET_KIND_CERTIFICATE,
+  CREDENTIAL: SecretKind.SECRET_KIND_CREDENTIAL,
+};
+const labelNames: Record<number, SecretLabelName> = {
+  [SecretLabel.SECRET_LABEL_CURRENT]: 'CURRENT',
+  [SecretLabel.SECRET_LABEL_PREVIOUS]: 'PREVIOUS',
+  [SecretLabel.SECRET_LABEL_PENDING]: 'PENDING',
+};
+const labelValues: Record<SecretLabelName, SecretLabel> = {
+  CURRENT: SecretLabel.SECRET_LABEL_CURRENT,
+  PREVIOUS: SecretLabel.SECRET_LABEL_PREVIOUS,
+  PENDING: SecretLabel.SECRET_LABEL_PENDING,
+};
+const stateValues: Record<VersionStateName, SecretVersionState> = {
+  ENABLED: SecretVersionState.SECRET_VERSION_STATE_ENABLED,
+  DISABLED: SecretVersionState.SECRET_VERSION_STATE_DISABLED,
+  DESTROYED: SecretVersionState.SECRET_VERSION_STATE_DESTROYED,
+};
+const reasonValues: Record<ExpiryReasonName, ExpiryReason> = {
+  CERTIFICATE_NOT_AFTER: ExpiryReason.EXPIRY_REASON_CERTIFICATE_NOT_AFTER,
+  ROTATION_DUE: ExpiryReason.EXPIRY_REASON_ROTATION_DUE,
+};
+
+const secretId = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'must be 1–63 characters of [a-z0-9._-], starting with a letter or digit');
+const versionNumber = z.number().int().min(1, 'must be ≥ 1').max(2_147_483_647, 'too large');
+/** A Duration in whole seconds within [min, max]. */
+const duration = (min: number, max: number, describe: string) =>
+  z
+    .object({ seconds: z.number(), nanos: z.number() })
+    .transform((d) => d.seconds + d.nanos / 1e9)
+    .pipe(z.number().min(min, describe).max(max, describe))
+    .transform(Math.ceil);
+const value = z.instanceof(Uint8Array).transform((bytes) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+const expectedLatestVersion = z.number().int().min(0, 'must be ≥ 0').max(2_147_483_647, 'too large').optional();
+
+const createSecretSchema = z.object({
+  secret: z
+    .object({
+      secretId,
+      kind: z.number().refine((k) => k in kindNames, { message: 'must be OPAQUE, CERTIFICATE or CREDENTIAL', params: ENUM_UNSPECIFIED }),
+      description: z.string().max(500, 'at most 500 characters'),
+      rotationPeriod: duration(HOUR, 10 * YEAR, 'must be 1 hour to 10 years').optional(),
+      defaultGracePeriod: duration(0, 30 * DAY, 'must be 0 to 30 days').optional(),
+    })
+    .optional()
+    .refine((s) => s !== undefined, 'required'),
+});
+const secretRefSchema = z.object({ secretId });
+const addSchema = z.object({ secretId, value, expectedLatestVersion });
+const accessSchema = z.object({
+  secretId,
+  selector: z
+    .discriminatedUnion('$case', [
+      z.object({ $case: z.literal('version'), value: versionNumber }),
+      z.object({
+        $case: z.literal('label'),
+        value: z
+          .number()
+          .refine((l) => l in labelNames, { message: 'must be CURRENT, PREVIOUS or PENDING', params: ENUM_UNSPECIFIED })
+          .transform((l) => labelNames[l]),
+      }),
+    ])
+    .optional()
+    .refine((s) => s !== undefined, { message: 'set version or label', params: { reason: 'VERSION_SELECTOR_REQUIRED' } }),
+});
+const versionRefSchema = z.object({ secretId, version: versionNumber });
+const promoteSchema = versionRefSchema.extend({ gracePeriod: duration(0, 30 * DAY, 'must be 0 to 30 days').optional() });
+const listVersionsSchema = z.object({ secretId, pageSize: z.number(), pageToken: z.string().max(1000) });
+const listExpiringSchema = z.object({
+  within: duration(0, 10 * YEAR, 'must be 0 to 10 years').optional().refine((w) => w !== undefined, 'required'),
+  pageSize: z.number(),
+  pageToken: z.string().max(1000),
+});
+const expiryCursorSchema = z.object({
+  dueMicros: z.string().regex(/^-?\d{1,20}$/),
+  secretId,
+  reason: z.enum(['CERTIFICATE_NOT_AFTER', 'ROTATION_DUE']),
+});
+
+const durationOf = (seconds: number | undefined) => (seconds === undefined ? undefined : { seconds, nanos: 0 });
+
+function secretMessage(s: SecretRecord): Secret {
+  return {
+    secretId: s.secretId,
+    kind: kindValues[s.kind],
+    description: s.description,
+    rotationPeriod: durationOf(s.rotationPeriodSeconds),
+    defaultGracePeriod: durationOf(s.defaultGracePeriodSeconds),
+    latestVersion: s.latestVersion,
+    currentVersion: s.currentVersion,
+    previousVersion: s.previousVersion,
+    pendingVersion: s.pendingVersion,
+    createTime: s.createTime,
+    currentSinceTime: s.currentSinceTime,
+    rotationDueTime: s.rotationDueTime,
+  };
+}
+
+function versionMessage(v: VersionRecord): SecretVersion {
+  return {
+    secretId: v.secretId,
+    version: v.version,
+    state: stateValues[v.state],
+    labels: v.labels.map((l) => labelValues[l]),
+    valueSizeBytes: v.valueSizeBytes,
+    createTime: v.createTime,
+    retireTime: v.retireTime,
+    disableTime: v.disableTime,
+    destroyTime: v.destroyTime,
+    certificate: v.certificate && {
+      subject: v.certificate.subject,
+      issuer: v.certificate.issuer,
+      serialNumber: v.certificate.serialNumber,
+      sha256Fingerprint: v.certificate.fingerprint,
+      notBeforeTime: v.certificate.notBefore,
+      notAfterTime: v.certificate.notAfter,
+    },
+  };
+}
+
+/**
+ * K-V1 over gRPC. Values cross this adapter in two places only: into `addVersion` (sealed
+ * before anything is written) and out of AccessSecretVersion's response. Audit details name
+ * versions and labels, never values; errors describe values, never quote them.
+ */
+export function secretService(envelope: Envelope): SecretServiceImplementation<KernelCallContext> {
+  return {
+    async createSecret(request, ctx) {
+      const s = parseRequest(createSecretSchema, request).secret!;
+      const created = await ctx.unitOfWork.run((tx) =>
+        insertSecret(tx, {
+          secretId: s.secretId,
+          kind: kindNames[s.kind],
+          description: s.description,
+          rotationPeriodSeconds: s.rotationPeriod,
+          defaultGracePeriodSeconds: s.defaultGracePeriod ?? DAY,
+        }),
+      );
+      ctx.unitOfWork.describeChange(secretResource(created.secretId), { kind: created.kind, rotation_period_seconds: created.rotationPeriodSeconds ?? null });
+      return { secret: secretMessage(created) };
+    },
+
+    async getSecret(request, ctx) {
+      const input = parseRequest(secretRefSchema, request);
+      return { secret: secretMessage(await ctx.unitOfWork.run((tx) => findSecret(tx, input.secretId))) };
+    },
+
+    async listSecrets(request, ctx) {
+      const size = pageSize(request.pageSize);
+      const after = decodePageToken(request.pageToken, secretId, 'secrets') ?? '';
+      const page = await ctx.unitOfWork.run((tx) => listSecrets(tx, after, size + 1));
+      const items = page.slice(0, size);
+      return {
+        secrets: items.map(secretMessage),
+        nextPageToken: page.length > size ? encodePageToken(items[items.length - 1].secretId, 'secrets') : '',
+      };
+    },
+
+    async addSecretVersion(request, ctx) {
+      const input = parseRequest(addSchema, request);
+      // Size first, before the database: only the kind-specific check needs the secret.
+      checkValueSize(input.value);
+      const { version } = await ctx.unitOfWork.run((tx) =>
+        addVersion(tx, envelope, { ...input, pending: false, traceId: ctx.trace.traceId }),
+      );
+      ctx.unitOfWork.describeChange(versionResource(version.secretId, version.version), { version: version.version, labels: version.labels });
+      return { version: versionMessage(version) };
+    },
+
+    async startRotation(request, ctx) {
+      const input = parseRequest(addSchema, request);
+      // Size first, before the database: only the kind-specific check needs the secret.
+      checkValueSize(input.value);
+      const { version } = await ctx.unitOfWork.run((tx) =>
+        addVersion(tx, envelope, { ...input, pending: true, traceId: ctx.trace.traceId }),
+      );
+      ctx.unitOfWork.describeChange(versionResource(version.secretId, version.version), { version: version.version, labels: version.labels });
+      return { version: versionMessage(version) };
+    },
+
+    async accessSecretVersion(request, ctx) {
+      const input = parseRequest(accessSchema, request);
+      const selector = input.selector!;
+      const { version, value } = await ctx.unitOfWork.run((tx) =>
+        accessVersion(tx, envelope, input.secretId, selector, { traceId: ctx.trace.traceId, log: ctx.log }),
+      );
+      // The audit entry says which version was read and how it was asked for — never the value.
+      ctx.unitOfWork.describeChange(versionResource(version.secretId, version.version), {
+        version: version.version,
+        requested_label: selector.$case === 'label' ? selector.value : null,
+      });
+      return { version: versionMessage(version), value };
+    },
+
+    async listSecretVersions(request, ctx) {
+      const input = parseRequest(listVersionsSchema, request);
+      const size = pageSize(input.pageSize);
+      const query = { versions: input.secretId };
+      const before = decodePageToken(input.pageToken, versionNumber, query);
+      const page = await ctx.unitOfWork.run((tx) => listVersions(tx, input.secretId, before, size + 1));
+      const items = page.slice(0, size);
+      return {
+        versions: items.map(versionMessage),
+        nextPageToken: page.length > size ? encodePageToken(items[items.length - 1].version, query) : '',
+      };
+    },
+
+    async promoteVersion(request, ctx) {
+      const input = parseRequest(promoteSchema, request);
+      const secret = await ctx.unitOfWork.run((tx) => promoteVersion(tx, input.secretId, input.version, input.gracePeriod));
+      ctx.unitOfWork.describeChange(versionResource(input.secretId, input.version), {
+        version: input.version,
+        previous_version: secret.previousVersion,
+        grace_period_seconds: input.gracePeriod ?? secret.defaultGracePeriodSeconds,
+      });
+      return { secret: secretMessage(secret) };
+    },
+
+    async disableSecretVersion(request, ctx) {
+      const input = parseRequest(versionRefSchema, request);
+      const version = await ctx.unitOfWork.run((tx) => disableVersion(tx, input.secretId, input.version));
+      ctx.unitOfWork.describeChange(versionResource(input.secretId, input.version), { version: input.version, state: version.state });
+      return { version: versionMessage(version) };
+    },
+
+    async destroySecretVersion(request, ctx) {
+      const input = parseRequest(versionRefSchema, request);
+      const version = await ctx.unitOfWork.run((tx) => destroyVersion(tx, input.secretId, input.version));
+      ctx.unitOfWork.describeChange(versionResource(input.secretId, input.version), { version: input.version, state: version.state });
+      return { version: versionMessage(version) };
+    },
+
+    async listExpiring(request, ctx) {
+      const input = parseRequest(listExpiringSchema, request);
+      const size = pageSize(input.pageSize);
+      const query = { expiring: input.within };
+      const after = decodePageToken(input.pageToken, expiryCursorSchema, query);
+      const page = await ctx.unitOfWork.run((tx) => listExpiring(tx, input.within!, after, size + 1));
+      const items = page.slice(0, size);
+      return {
+        secrets: items.map(
+          (e): ExpiringSecret => ({
+            secretId: e.secretId,
+            kind: kindValues[e.kind],
+            reason: reasonValues[e.reason],
+            version: e.version,
+            dueTime: e.dueTime,
+            overdue: e.overdue,
+          }),
+        ),
+        nextPageToken: page.length > size ? encodePageToken(items[items.length - 1].cursor, query) : '',
+      };
+    },
+  };
+}
