@@ -1,0 +1,56 @@
+import { SchedulerServiceDefinition } from '../../gen/proto/axis/kernel/scheduler/v1/scheduler_service';
+import type { Database } from '../platform/database/database';
+import type { Logger } from '../platform/observability/logger';
+import type { KernelDependencies, KernelServiceModule } from '../platform/service-module';
+import { expireReservations } from '../sequences/reservation-expiry';
+import type { JobHandlers } from './job-api';
+import { schedulerService } from './scheduler-service';
+import { createSchedule } from './schedules';
+
+/** The scheduler's entry in kernelServices(deps). */
+export function schedulerModule(deps: KernelDependencies): KernelServiceModule {
+  return {
+    definition: SchedulerServiceDefinition,
+    implementation: schedulerService({ db: deps.db, notifications: deps.notifications }),
+    scopes: { LeaseJobs: 'scheduler:work', Heartbeat: 'scheduler:work', CompleteJob: 'scheduler:work', FailJob: 'scheduler:work' },
+  };
+}
+
+/** The tenant of the kernel's own schedules: '' (what db.asSystem transactions see under RLS). */
+export const SYSTEM_TENANT = '';
+export const RESERVATION_EXPIRY_JOB = 'kernel.sequences.expire-reservations';
+export const NOOP_JOB = 'kernel.noop';
+
+/**
+ * The kernel's own recurring work, as system schedules (one node runs each tick):
+ * reservation expiry (K-M10) every `reservationSweepMs` rounded to whole seconds.
+ * Also registers `kernel.noop` (does nothing; for probes and benchmarks).
+ */
+export async function installSystemJobs(handlers: JobHandlers, db: Database, log: Logger, reservationSweepMs: number): Promise<void> {
+  handlers.register(NOOP_JOB, async () => undefined);
+  handlers.register(RESERVATION_EXPIRY_JOB, async (job) => {
+    await expireReservations(job.db, job.log);
+  });
+  const seconds = Math.min(59, Math.max(1, Math.round(reservationSweepMs / 1000)));
+  await db.inTenantTransaction(SYSTEM_TENANT, (tx) =>
+    createSchedule(
+      tx,
+      {
+        scheduleId: 'kernel.sequences.reservation-expiry',
+        cron: seconds === 1 ? '* * * * * *' : `*/${seconds} * * * * *`,
+        timeZone: 'UTC',
+        queue: 'kernel',
+        jobType: RESERVATION_EXPIRY_JOB,
+        payloadJson: 'null',
+        priority: 100,
+        maxAttempts: 1,
+        timeoutMs: 60_000,
+        overlapPolicy: 'SKIP',
+        catchupWindowSeconds: 60,
+        paused: false,
+      },
+      { ifAbsent: true },
+    ),
+  );
+  log.debug('system schedules installed');
+}

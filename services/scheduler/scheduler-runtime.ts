@@ -1,0 +1,465 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { context as otelContext, SpanKind, SpanStatusCode, trace as otelTrace, TraceFlags, type Span } from '@opentelemetry/api';
+import { APP_ROLE, TENANT_SETTING, type Database } from '../platform/database/database';
+import { inlineParameters } from '../platform/database/inline-parameters';
+import type { NotificationHub } from '../platform/database/notification-hub';
+import type { Logger } from '../platform/observability/logger';
+import type { Metrics } from '../platform/observability/metrics';
+import { PeriodicTask } from '../platform/periodic-task';
+import { continueTrace, type TraceContext } from '../platform/trace-context';
+import { retryDelayMs, type JobExecution, type JobHandlers } from './job-api';
+import { fireDueSchedule } from './schedules';
+
+export const JOBS_CHANNEL = 'axis_scheduler_jobs';
+const tracer = otelTrace.getTracer('axis-kernel-scheduler');
+
+export interface SchedulerOptions {
+  db: Database;
+  log: Logger;
+  metrics: Metrics;
+  notifications: NotificationHub;
+  handlers: JobHandlers;
+  /** Jobs run at once by this node's in-process workers. */
+  concurrency: number;
+  /** Jobs leased ahead into the node's local queue (≥ concurrency): fewer, larger claims. */
+  prefetch: number;
+  /** Lease of an in-process job; one batched heartbeat renews every held lease each third of it. */
+  leaseMs: number;
+  /** Claim poll interval when no notification arrives (delayed jobs, missed notifications). */
+  pollMs: number;
+  /** How often due cron schedules are looked for. */
+  cronMs: number;
+  /** Finished jobs older than this are deleted. */
+  retentionSeconds: number;
+}
+
+/** A claimed job as scheduler_claim_jobs returns it. */
+export interface ClaimedJob {
+  tenant_id: string;
+  job_id: string;
+  queue: string;
+  type: string;
+  payload: unknown;
+  attempt: number;
+  max_attempts: number;
+  backoff_base_ms: number;
+  timeout_ms: number;
+  traceparent: string;
+  lease_token: string;
+  lease_expire_time: Date;
+}
+
+const BEGIN_SYSTEM = `BEGIN; SELECT set_config('role', '${APP_ROLE}', true), set_config('${TENANT_SETTING}', '', true)`;
+
+/**
+ * Calls a SECURITY DEFINER system function as the application role in ONE round trip
+ * (BEGIN, role, statement and COMMIT in one simple-protocol message) — what db.asSystem does,
+ * minus the second round trip for COMMIT, on the scheduler's hot path.
+ *
+ * `asyncCommit` (claims, completions, lease renewals and releases only) commits without waiting
+ * for the WAL flush: a crash of PostgreSQL itself can lose the last few hundred milliseconds of
+ * that bookkeeping, which only means a job runs again — the at-least-once contract every
+ * handler already has (a lost claim leaves the job QUEUED; a lost completion leaves it RUNNING
+ * until its lease is rescued; the fencing token refuses the stale holder). Enqueues, failures,
+ * dead letters and cron ticks always commit synchronously.
+ */
+async function systemCall<Row>(db: Database, text: string, params: readonly unknown[], options: { asyncCommit?: boolean } = {}): Promise<Row[]> {
+  const client = await db.pool.connect();
+  let broken = false;
+  try {
+    const commitMode = options.asyncCommit ? '; SET LOCAL synchronous_commit = off' : '';
+    const results = (await client.query(`${BEGIN_SYSTEM}${commitMode}; ${inlineParameters(text, params)}; COMMIT`)) as unknown as Array<{ rows: Row[] }>;
+    return results[results.length - 2].rows;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => (broken = true));
+    throw error;
+  } finally {
+    client.release(broken);
+  }
+}
+
+interface Held {
+  job: ClaimedJob;
+  controller?: AbortController;
+}
+
+/**
+ * The node's scheduler (K-M5): in-process workers for the registered handler types, the cron
+ * loop, lease rescue and retention. Every node runs one; they coordinate only through PostgreSQL
+ * (SKIP LOCKED claims, fencing tokens, unique tick keys), woken by LISTEN/NOTIFY.
+ *
+ * In-process workers lease jobs in batches into a local queue (at most `prefetch`, refilled
+ * when it is half empty or a notification arrives) and start them round-robin across tenants,
+ * so a tenant's backlog delays another tenant's job by at most about one local queue.
+ * Completions are batched (one statement per event-loop turn); one statement renews every held
+ * lease; a job whose lease is lost is aborted.
+ */
+export class SchedulerRuntime {
+  readonly workerId = `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
+  private running = false;
+  private inFlight = 0;
+  /** Leased jobs: buffered (no controller yet) or running. */
+  private readonly held = new Map<string, Held>();
+  /** Local queue: per tenant, dispatched round-robin. */
+  private readonly queues = new Map<string, ClaimedJob[]>();
+  private buffered = 0;
+  private wake?: () => void;
+  private claimLoop?: Promise<void>;
+  private lastTenant = '';
+  private completions: Array<{ job: ClaimedJob; resolve: () => void }> = [];
+  private flushing?: Promise<void>;
+  private tasks: PeriodicTask[] = [];
+  private unsubscribe?: () => void;
+  private idle = new Set<() => void>();
+
+  constructor(private readonly o: SchedulerOptions) {}
+
+  start(): void {
+    this.running = true;
+    // The payload lists the inserted job types (empty: unknown, wake anyway).
+    this.unsubscribe = this.o.notifications.subscribe(JOBS_CHANNEL, (types) => {
+      if (types === '' || types.split(',').some((t) => this.o.handlers.get(t))) this.poke();
+    });
+    this.o.notifications.onReconnect(() => this.poke());
+    this.claimLoop = this.loop();
+    this.tasks = [
+      new PeriodicTask('scheduler lease renewal', Math.max(100, Math.floor(this.o.leaseMs / 3)), () => this.renewLeases(), this.o.log),
+      new PeriodicTask('scheduler lease rescue', Math.max(100, Math.min(1000, Math.floor(this.o.leaseMs / 4))), () => this.rescue(), this.o.log),
+      new PeriodicTask('scheduler cron', this.o.cronMs, () => this.fireDue(), this.o.log),
+      new PeriodicTask('scheduler retention', 60_000, () => this.o.db.asSystem((sql) => sql.query('SELECT scheduler_sweep_finished($1, 10000)', [this.o.retentionSeconds])), this.o.log),
+    ].map((t) => t.start());
+  }
+
+  /**
+   * Stops claiming, gives back jobs that have not started, lets running ones finish (up to
+   * graceMs), then aborts them (their leases lapse and they are rescued: at-least-once).
+   */
+  async stop(graceMs = 5000): Promise<void> {
+    this.running = false;
+    this.unsubscribe?.();
+    this.poke();
+    await this.claimLoop;
+    await this.releaseBuffered();
+    if (this.inFlight > 0) {
+      await Promise.race([new Promise<void>((resolve) => this.idle.add(resolve)), new Promise((r) => setTimeout(r, graceMs).unref())]);
+      for (const h of this.held.values()) h.controller?.abort(new Error('SHUTDOWN: the node is stopping'));
+    }
+    await this.flushCompletions();
+    await Promise.all(this.tasks.map((t) => t.stop()));
+  }
+
+  private poke(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+
+  private async loop(): Promise<void> {
+    while (this.running) {
+      const types = this.o.handlers.types();
+      const room = this.o.prefetch - this.buffered;
+      let claimed = 0;
+      let asked = 0;
+      // Refill once a quarter of the local queue has drained (or on a notification, see sleep()),
+      // so the next batch arrives before the workers run dry.
+      if (types.length > 0 && room > 0 && this.buffered <= (this.o.prefetch * 3) / 4) {
+        asked = Math.min(room, 500);
+        try {
+          const jobs = await this.claim(types, asked);
+          claimed = jobs.length;
+          for (const job of jobs) this.enqueueLocal(job);
+          this.dispatch();
+        } catch (error) {
+          this.o.log.error({ err: error }, 'scheduler: claiming jobs failed; retrying');
+          await this.sleep(this.o.pollMs);
+          continue;
+        }
+      }
+      if (claimed > 0 && claimed >= asked) continue;
+      await this.sleep(this.o.pollMs);
+    }
+  }
+
+  /** Waits for a notification, the local queue running half empty, or the poll interval. */
+  private sleep(ms: number): Promise<void> {
+    if (!this.running) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.wake = undefined;
+        resolve();
+      }, ms);
+      timer.unref();
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  private async claim(types: string[], max: number): Promise<ClaimedJob[]> {
+    const rows = await systemCall<ClaimedJob>(this.o.db, 'SELECT * FROM scheduler_claim_jobs($1, NULL, $2, $3, $4, $5)', [
+      this.workerId,
+      types,
+      max,
+      this.o.leaseMs,
+      this.lastTenant,
+    ], { asyncCommit: true });
+    if (rows.length > 0) this.lastTenant = rows[rows.length - 1].tenant_id;
+    return rows;
+  }
+
+  private enqueueLocal(job: ClaimedJob): void {
+    let queue = this.queues.get(job.tenant_id);
+    if (!queue) {
+      queue = [];
+      this.queues.set(job.tenant_id, queue);
+    }
+    queue.push(job);
+    this.held.set(key(job), { job });
+    this.buffered += 1;
+  }
+
+  /** Starts buffered jobs while slots are free, one tenant after another. */
+  private dispatch(): void {
+    while (this.inFlight < this.o.concurrency && this.buffered > 0) {
+      for (const [tenant, queue] of this.queues) {
+        if (this.inFlight >= this.o.concurrency) break;
+        const job = queue.shift();
+        if (!job) {
+          this.queues.delete(tenant);
+          continue;
+        }
+        this.buffered -= 1;
+        // Rotate: this tenant goes to the back of the round.
+        this.queues.delete(tenant);
+        if (queue.length > 0) this.queues.set(tenant, queue);
+        void this.execute(job);
+      }
+    }
+    if (this.buffered <= (this.o.prefetch * 3) / 4) this.poke();
+  }
+
+  private async execute(job: ClaimedJob): Promise<void> {
+    const held = this.held.get(key(job));
+    if (!held) return; // lease lost while buffered
+    this.inFlight += 1;
+    const controller = new AbortController();
+    held.controller = controller;
+    const { span, trace } = startJobSpan(job);
+    let log: Logger | undefined;
+    const jobLog = () =>
+      (log ??= this.o.log.child({ trace_id: trace.traceId, span_id: trace.spanId, tenant: job.tenant_id, job_id: job.job_id, job_type: job.type, attempt: job.attempt }));
+    let timeout: NodeJS.Timeout | undefined;
+    try {
+      const handler = this.o.handlers.get(job.type);
+      if (!handler) throw new Error(`no handler for job type ${job.type} on this node`);
+      const execution: JobExecution = {
+        tenantId: job.tenant_id,
+        jobId: job.job_id,
+        type: job.type,
+        payload: job.payload,
+        attempt: job.attempt,
+        maxAttempts: job.max_attempts,
+        trace,
+        get log() {
+          return jobLog();
+        },
+        signal: controller.signal,
+        db: this.o.db,
+      };
+      const stopped = new Promise<never>((_, reject) => {
+        timeout = setTimeout(() => controller.abort(new Error(`TIMEOUT: the job ran longer than ${job.timeout_ms} ms`)), job.timeout_ms);
+        controller.signal.addEventListener('abort', () => reject(controller.signal.reason as Error), { once: true });
+      });
+      const run = otelContext.with(otelTrace.setSpan(otelContext.active(), span), () => handler(execution));
+      await Promise.race([run, stopped]);
+      clearTimeout(timeout);
+      // The slot is free at once; the completion travels with the next batch (until it commits
+      // the lease is still held, so a failed flush means the job runs again: at-least-once).
+      void this.complete(job);
+      span.setStatus({ code: SpanStatusCode.OK });
+    } catch (error) {
+      clearTimeout(timeout);
+      span.recordException(error as Error);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: String((error as Error)?.message ?? error) });
+      await this.fail(job, error, jobLog(), trace);
+    } finally {
+      span.end();
+      this.held.delete(key(job));
+      this.inFlight -= 1;
+      if (this.inFlight === 0) for (const fn of this.idle) fn();
+      this.dispatch();
+    }
+  }
+
+  /** Completions are batched: one statement completes every job finished since the last flush. */
+  private complete(job: ClaimedJob): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.completions.push({ job, resolve });
+      if (!this.flushing) this.flushing = new Promise<void>((r) => setImmediate(r)).then(() => this.flushCompletions());
+    });
+  }
+
+  private async flushCompletions(): Promise<void> {
+    while (this.completions.length > 0) {
+      const batch = this.completions.splice(0, 1000);
+      try {
+        const done = await systemCall<{ tenant_id: string; job_id: string }>(this.o.db, 'SELECT * FROM scheduler_complete_jobs($1, $2, $3)', [
+          batch.map((b) => b.job.tenant_id),
+          batch.map((b) => b.job.job_id),
+          batch.map((b) => b.job.lease_token),
+        ], { asyncCommit: true });
+        this.o.metrics.increment('scheduler_jobs_succeeded_total', {}, done.length);
+        if (done.length < batch.length) {
+          const ok = new Set(done.map((d) => `${d.tenant_id}/${d.job_id}`));
+          for (const b of batch) {
+            if (!ok.has(key(b.job))) {
+              this.o.log.warn({ tenant: b.job.tenant_id, job_id: b.job.job_id }, 'job finished but its lease was lost (LEASE_LOST): the completion was refused; it runs again elsewhere');
+            }
+          }
+        }
+      } catch (error) {
+        // The leases lapse and the jobs run again (at-least-once): surfaced, not swallowed.
+        this.o.log.error({ err: error, jobs: batch.length }, 'scheduler: completing jobs failed; their leases will lapse and they will run again');
+      }
+      for (const b of batch) b.resolve();
+    }
+    this.flushing = undefined;
+  }
+
+  private async fail(job: ClaimedJob, error: unknown, log: Logger, trace: TraceContext): Promise<void> {
+    const message = (error instanceof Error ? `${error.name === 'Error' ? '' : `${error.name}: `}${error.message}` : String(error)).slice(0, 2000);
+    const delay = retryDelayMs(job.attempt, job.backoff_base_ms);
+    try {
+      const [row] = await systemCall<{ state: string | null }>(this.o.db, 'SELECT scheduler_fail_job($1, $2, $3, $4, $5, $6) AS state', [
+        job.tenant_id,
+        job.job_id,
+        job.lease_token,
+        message,
+        delay,
+        trace.traceId,
+      ]);
+      if (row.state === 'DEAD') {
+        this.o.metrics.increment('scheduler_jobs_dead_lettered_total');
+        log.error({ err: error, attempts: job.attempt }, 'job dead-lettered after its last attempt');
+      } else if (row.state === 'QUEUED') {
+        this.o.metrics.increment('scheduler_job_attempts_failed_total');
+        log.warn({ err: error, retry_in_ms: delay }, 'job attempt failed; retrying with backoff');
+      } else {
+        log.warn({ err: error }, 'job attempt failed but its lease was already lost (LEASE_LOST)');
+      }
+    } catch (failure) {
+      log.error({ err: failure, job_error: message }, 'scheduler: recording a failed attempt failed; the lease will lapse and the job run again');
+    }
+  }
+
+  /** One statement renews every lease this node holds; a lost one is dropped (buffered) or aborted (running). */
+  private async renewLeases(): Promise<void> {
+    if (this.held.size === 0) return;
+    const jobs = [...this.held.values()].map((h) => h.job);
+    const kept = await systemCall<{ tenant_id: string; job_id: string }>(this.o.db, 'SELECT * FROM scheduler_extend_leases($1, $2, $3, $4)', [
+      jobs.map((j) => j.tenant_id),
+      jobs.map((j) => j.job_id),
+      jobs.map((j) => j.lease_token),
+      this.o.leaseMs,
+    ], { asyncCommit: true });
+    if (kept.length === jobs.length) return;
+    const ok = new Set(kept.map((k) => `${k.tenant_id}/${k.job_id}`));
+    for (const job of jobs) {
+      const held = this.held.get(key(job));
+      if (!held || ok.has(key(job))) continue;
+      if (held.controller) {
+        this.o.log.warn({ tenant: job.tenant_id, job_id: job.job_id }, 'lease lost while running (LEASE_LOST): aborting the job');
+        held.controller.abort(new Error('LEASE_LOST: the lease expired and was taken over'));
+      } else {
+        this.held.delete(key(job));
+        const queue = this.queues.get(job.tenant_id);
+        const at = queue?.indexOf(job) ?? -1;
+        if (queue && at >= 0) {
+          queue.splice(at, 1);
+          this.buffered -= 1;
+        }
+      }
+    }
+  }
+
+  private async releaseBuffered(): Promise<void> {
+    const jobs = [...this.queues.values()].flat();
+    this.queues.clear();
+    this.buffered = 0;
+    for (const job of jobs) this.held.delete(key(job));
+    if (jobs.length === 0) return;
+    try {
+      await systemCall(this.o.db, 'SELECT scheduler_release_jobs($1, $2, $3)', [jobs.map((j) => j.tenant_id), jobs.map((j) => j.job_id), jobs.map((j) => j.lease_token)], { asyncCommit: true });
+    } catch (error) {
+      this.o.log.error({ err: error, jobs: jobs.length }, 'scheduler: giving back unstarted jobs failed; their leases will lapse and they will be rescued');
+    }
+  }
+
+  private async rescue(): Promise<void> {
+    const rows = await systemCall<{ tenant_id: string; job_id: string; state: string | null }>(this.o.db, 'SELECT * FROM scheduler_rescue_expired(500)', []);
+    for (const r of rows) {
+      const level = r.state === 'DEAD' ? 'error' : 'warn';
+      this.o.log[level]({ tenant: r.tenant_id, job_id: r.job_id, state: r.state }, 'rescued a job whose lease expired');
+    }
+  }
+
+  private async fireDue(): Promise<void> {
+    const due = await systemCall<{ tenant_id: string; schedule_id: string }>(this.o.db, 'SELECT * FROM scheduler_due_schedules(100)', []);
+    for (const d of due) {
+      try {
+        const ticks = await this.o.db.inTenantTransaction(d.tenant_id, (tx) => fireDueSchedule(tx, d.schedule_id));
+        const missed = ticks.filter((t) => t.outcome === 'MISSED').length;
+        if (missed > 0) this.o.log.warn({ tenant: d.tenant_id, schedule_id: d.schedule_id, missed }, 'schedule ticks missed (older than the catch-up window)');
+      } catch (error) {
+        this.o.log.error({ err: error, tenant: d.tenant_id, schedule_id: d.schedule_id }, 'firing a schedule failed; retrying next pass');
+      }
+    }
+  }
+}
+
+const key = (job: { tenant_id: string; job_id: string }) => `${job.tenant_id}/${job.job_id}`;
+
+/** Span ids from a pooled random buffer (one randomBytes call per 512 ids). */
+let entropy = Buffer.alloc(0);
+let entropyAt = 0;
+function fastSpanId(): string {
+  if (entropyAt + 8 > entropy.length) {
+    entropy = randomBytes(4096);
+    entropyAt = 0;
+  }
+  entropyAt += 8;
+  return entropy.toString('hex', entropyAt - 8, entropyAt);
+}
+
+const STORED_TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
+
+/** The job's stored traceparent (written by enqueueJob) as the parent of a new span; anything else restarts the trace. */
+function parseStoredTraceparent(traceparent: string): TraceContext {
+  const m = STORED_TRACEPARENT.exec(traceparent);
+  if (!m || /^0+$/.test(m[1]) || /^0+$/.test(m[2])) return continueTrace(undefined, undefined);
+  return { traceId: m[1], spanId: fastSpanId(), parentSpanId: m[2], sampled: (parseInt(m[3], 16) & 1) === 1, restarted: false };
+}
+
+/** The job's execution span: a child of the enqueuer's span, also linking it. */
+function startJobSpan(job: ClaimedJob): { span: Span; trace: TraceContext } {
+  const parent = parseStoredTraceparent(job.traceparent);
+  const parentContext = parent.restarted
+    ? undefined
+    : { traceId: parent.traceId, spanId: parent.parentSpanId!, traceFlags: parent.sampled ? TraceFlags.SAMPLED : TraceFlags.NONE, isRemote: true };
+  const ctx = parentContext ? otelTrace.setSpanContext(otelContext.active(), parentContext) : otelContext.active();
+  const span = tracer.startSpan(
+    `job ${job.type}`,
+    {
+      kind: SpanKind.CONSUMER,
+      links: parentContext ? [{ context: parentContext }] : [],
+      attributes: { 'axis.tenant': job.tenant_id, 'axis.job.id': job.job_id, 'axis.job.type': job.type, 'axis.job.attempt': job.attempt, 'messaging.destination.name': job.queue },
+    },
+    ctx,
+  );
+  const own = span.spanContext();
+  // With no tracer provider the span is non-recording and carries the parent's ids: keep our own span id then.
+  const spanId = own.spanId !== parent.parentSpanId && own.traceId === parent.traceId ? own.spanId : parent.spanId;
+  return { span, trace: { ...parent, spanId } };
+}
