@@ -28,3 +28,7 @@ export { REPLAYED_TRAILER, readResponseInfo, type KernelResponseInfo } from './r
 export { STATUS_DETAILS_TRAILER, TRACE_ID_TRAILER } from './to-kernel-client-error';
 export { IDEMPOTENCY_KEY_HEADER } from './middleware/idempotency-key';
 export { createSequenceClient, SequenceServiceDefinition, type SequenceClient } from './sequences';
+export { createSchedulerClient, SchedulerServiceDefinition, type SchedulerClient } from './scheduler';
+export { BatchServiceDefinition, createBatchClient, type BatchClient } from './batch';
+export { createKeymasterClient, KeymasterServiceDefinition, type KeymasterClient } from './keymaster';
+export { createSecretClient, SecretServiceDefinition, type SecretClient } from './secrets';

@@ -18,6 +18,46 @@ export { Prisma }
 export * as $Enums from './enums'
 export * from './enums';
 /**
+ * Model BatchRun
+ * A batch and its checkpoint (next_index).
+ */
+export type BatchRun = Prisma.BatchRunModel
+/**
+ * Model BatchItem
+ * An inline item of a batch.
+ */
+export type BatchItem = Prisma.BatchItemModel
+/**
+ * Model BatchItemResult
+ * The committed result of one item (outcome 1 SUCCEEDED, 2 SKIPPED, 3 FAILED).
+ */
+export type BatchItemResult = Prisma.BatchItemResultModel
+/**
+ * Model BatchItemError
+ * The error report of an item that did not succeed.
+ */
+export type BatchItemError = Prisma.BatchItemErrorModel
+/**
+ * Model MasterKey
+ * Master-key versions this database has seen, by fingerprint (never the key).
+ */
+export type MasterKey = Prisma.MasterKeyModel
+/**
+ * Model SealedKey
+ * Kernel-wide secret keys (e.g. the request-digest key), sealed under the master keys.
+ */
+export type SealedKey = Prisma.SealedKeyModel
+/**
+ * Model KeymasterKey
+ * A tenant's signing key (metadata and policy).
+ */
+export type KeymasterKey = Prisma.KeymasterKeyModel
+/**
+ * Model KeymasterKeyVersion
+ * One key pair of a key; the private key only as envelope ciphertext, erased on destruction.
+ */
+export type KeymasterKeyVersion = Prisma.KeymasterKeyVersionModel
+/**
  * Model IdempotencyRecord
  * One stored response per (tenant, method, idempotency key), written in the call's transaction.
  */
@@ -42,6 +82,36 @@ export type AuditHead = Prisma.AuditHeadModel
  * How far the sequencer has integrated: every event before (last_txid, last_event_id) has a seq.
  */
 export type AuditCursor = Prisma.AuditCursorModel
+/**
+ * Model SchedulerJob
+ * A job: queued, leased (RUNNING, with a fencing token), finished or dead-lettered.
+ */
+export type SchedulerJob = Prisma.SchedulerJobModel
+/**
+ * Model SchedulerDeadLetter
+ * A job whose last attempt failed, with its error history.
+ */
+export type SchedulerDeadLetter = Prisma.SchedulerDeadLetterModel
+/**
+ * Model SchedulerSchedule
+ * A cron schedule in an IANA time zone.
+ */
+export type SchedulerSchedule = Prisma.SchedulerScheduleModel
+/**
+ * Model SchedulerScheduleTick
+ * One tick of a schedule; its key makes each tick fire exactly once across all nodes.
+ */
+export type SchedulerScheduleTick = Prisma.SchedulerScheduleTickModel
+/**
+ * Model Secret
+ * A secret of a tenant; the labels CURRENT / PREVIOUS / PENDING live here (0 = none).
+ */
+export type Secret = Prisma.SecretModel
+/**
+ * Model SecretVersion
+ * One version of a secret: envelope ciphertext (erased on destruction) and metadata.
+ */
+export type SecretVersion = Prisma.SecretVersionModel
 /**
  * Model SequenceSeries
  * A numbering series (K-M10). Immutable once created.

@@ -16,6 +16,10 @@ const USAGE = `kernel — the AXIS Kernel operator CLI
                                             mint a development token (HS256, KERNEL_AUTH_SECRET or the dev secret)
   kernel migrate status|apply               show or apply SQL migrations (prisma/migrations)
   kernel certify [EVI...]                   run the EVI certification suites
+  kernel keys status                        data keys per master-key version (KERNEL_MASTER_KEYS)
+  kernel keys rewrap [--batch N]            re-wrap every data key under the active master key (resumable)
+  kernel batch watch <id> --tenant T [--address A] [--token TOKEN]
+                                            live progress bar of a batch (plain lines when not a terminal)
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -27,9 +31,17 @@ async function main(argv: string[]): Promise<number> {
       return token(loadConfig(), rest);
     case 'migrate':
       return migrateCommand(loadConfig(), rest[0]);
+    case 'keys': {
+      const { keysCommand } = await import('../keymaster/keys-command');
+      return keysCommand(loadConfig(), rest);
+    }
     case 'certify': {
       const { certify } = await import('../../scripts/certify');
       return certify(rest);
+    }
+    case 'batch': {
+      const { batchCommand } = await import('../batch/batch-command');
+      return batchCommand(loadConfig(), rest);
     }
     case undefined:
     case 'help':

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
+import { masterKeysSchema } from './crypto/master-keys';
 
 /**
  * The kernel's configuration, read from the environment once at start-up. Zod is the single
@@ -43,14 +44,40 @@ const configSchema = z
       }),
     KERNEL_RESERVATION_SWEEP_MS: durationMs(1000),
     KERNEL_AUDIT_SEQUENCER_MS: durationMs(200),
+    /** K-M13: comma-separated module paths exporting registerBatchItemHandlers(handlers), imported at start-up. */
+    KERNEL_BATCH_HANDLER_MODULES: z.string().optional(),
     KERNEL_SHUTDOWN_GRACE_MS: durationMs(10_000),
+    /** K-M5 scheduler: jobs run at once per node, in-process lease, claim poll, cron pass, finished-job retention. */
+    KERNEL_SCHEDULER_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(32),
+    KERNEL_SCHEDULER_LEASE_MS: z.coerce.number().int().min(1000).max(3_600_000).default(30_000),
+    /** Jobs a node leases ahead into its local queue (≥ 1); default 8 × concurrency, at most 500. */
+    KERNEL_SCHEDULER_PREFETCH: z.coerce.number().int().min(1).max(5000).optional(),
+    KERNEL_SCHEDULER_POLL_MS: durationMs(1000),
+    KERNEL_SCHEDULER_CRON_MS: durationMs(200),
+    KERNEL_SCHEDULER_RETENTION_SECONDS: z.coerce.number().int().min(60).default(7 * 86_400),
     KERNEL_ENV: z.enum(['development', 'production']).default('development'),
+    /** Versioned key-encryption keys: JSON object of version -> base64 32-byte key (envelope encryption). */
+    KERNEL_MASTER_KEYS: masterKeysSchema.optional(),
+    /** The version that wraps new data keys; default the highest configured. */
+    KERNEL_MASTER_KEY_ACTIVE: z.coerce.number().int().min(1).optional(),
+    /** Decrypted signing keys kept in memory (per node): how many, and for how long. */
+    KERNEL_KEY_CACHE_SIZE: z.coerce.number().int().min(0).max(1_000_000).default(10_000),
+    KERNEL_KEY_CACHE_TTL_MS: durationMs(300_000),
+    /** Shortest restore window a key version's scheduled destruction may have. */
+    KERNEL_KEY_DESTRUCTION_MIN_WINDOW_SECONDS: z.coerce.number().int().min(1).default(3600),
+    KERNEL_KEY_DESTRUCTION_SWEEP_MS: durationMs(1000),
     REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL').optional(),
     NATS_URL: z.string().regex(/^(nats|tls):\/\//, 'must be a nats:// URL').optional(),
     OTEL_EXPORTER_OTLP_ENDPOINT: z.url().optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .superRefine((c, ctx) => {
+    if (c.KERNEL_ENV === 'production' && !c.KERNEL_MASTER_KEYS) {
+      ctx.addIssue({ code: 'custom', path: ['KERNEL_MASTER_KEYS'], message: 'production needs KERNEL_MASTER_KEYS (the master keys that protect signing keys and secrets)' });
+    }
+    if (c.KERNEL_MASTER_KEYS && c.KERNEL_MASTER_KEY_ACTIVE !== undefined && !c.KERNEL_MASTER_KEYS.has(c.KERNEL_MASTER_KEY_ACTIVE)) {
+      ctx.addIssue({ code: 'custom', path: ['KERNEL_MASTER_KEY_ACTIVE'], message: 'names a version that KERNEL_MASTER_KEYS does not hold' });
+    }
     if (c.KERNEL_ENV === 'production' && !c.KERNEL_JWKS_FILE && !c.KERNEL_AUTH_SECRET) {
       ctx.addIssue({ code: 'custom', path: ['KERNEL_JWKS_FILE'], message: 'production needs KERNEL_JWKS_FILE or KERNEL_AUTH_SECRET' });
     }

@@ -1,23 +1,32 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { createServer, type Server } from 'nice-grpc';
+import { createServer, type Server, type TsProtoServiceDefinition } from 'nice-grpc';
 import { HealthDefinition, HealthServiceImpl, HealthState } from 'nice-grpc-server-health';
 import { ServerReflection, ServerReflectionService } from 'nice-grpc-server-reflection';
 import { Client } from 'pg';
+import { SecretServiceDefinition } from '../../gen/proto/axis/kernel/secrets/v1/secret_service';
 import { SequenceServiceDefinition } from '../../gen/proto/axis/kernel/sequences/v1/sequence_service';
-import { expireReservations } from '../sequences/reservation-expiry';
+import { JobHandlers } from '../scheduler/job-api';
+import { installSystemJobs, schedulerModule } from '../scheduler/scheduler-module';
+import { SchedulerRuntime } from '../scheduler/scheduler-runtime';
+import { secretService } from '../secrets/secret-service';
+import { destroyDueKeyVersions, keymasterModule } from '../keymaster/keymaster-module';
 import { sequenceService } from '../sequences/sequence-service';
+import { batchServiceModule } from '../batch/batch-module';
+import { BatchItemHandlers } from '../batch/item-handlers';
 import { AuditLog } from './audit/audit-log';
 import { loadOrCreateDevelopmentSecret } from './auth/development-secret';
 import { hs256Verifier, jwksFileVerifier, type TokenVerifier } from './auth/token-verifier';
 import type { KernelConfig } from './config';
 import { Database } from './database/database';
+import { NotificationHub } from './database/notification-hub';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './database/embedded-postgres';
 import { MethodRegistry } from './method-registry';
 import { kernelMiddlewareChain } from './middleware-chain';
 import { applyMigrations, loadMigrations } from './migrations/migration-runner';
 import { createLogger, type Logger } from './observability/logger';
 import { Metrics } from './observability/metrics';
+import { openEnvelope } from './crypto/master-key-registry';
 import { PeriodicTask } from './periodic-task';
 import type { KernelDependencies, KernelServiceModule } from './service-module';
 import { guardRequestDecoding } from './request-guard';
@@ -33,7 +42,18 @@ const DESCRIPTOR_SET = path.join(REPOSITORY_ROOT, 'gen/descriptor.binpb');
  * scope) and audited reads (NO_SIDE_EFFECTS methods whose every call is audited).
  */
 function kernelServices(deps: KernelDependencies): KernelServiceModule[] {
-  return [{ definition: SequenceServiceDefinition, implementation: sequenceService() }];
+  return [
+    { definition: SequenceServiceDefinition, implementation: sequenceService() },
+    schedulerModule(deps),
+    batchServiceModule(deps),
+    keymasterModule(deps),
+    {
+      definition: SecretServiceDefinition,
+      implementation: secretService(deps.envelope),
+      scopes: { AccessSecretVersion: 'secrets:access' },
+      auditedReads: ['AccessSecretVersion'],
+    },
+  ];
 }
 
 export interface RunningKernel {
@@ -47,8 +67,14 @@ export interface RunningKernel {
   readonly log: Logger;
   readonly db: Database;
   readonly audit: AuditLog;
+  /** In-process job handlers of this node (K-M5): `kernel.jobs.register(type, handler)`. */
+  readonly jobs: JobHandlers;
+  /** Batch item handlers of this node (K-M13): `kernel.batch.register(type, handler)`. */
+  readonly batch: BatchItemHandlers;
   /** Every scope some served method requires (what a development token needs to call everything). */
   readonly scopes: string[];
+  /** The generated definitions of every capability service this node serves. */
+  readonly services: readonly TsProtoServiceDefinition[];
   /** Stops taking calls, drains in-flight ones (up to the grace period), stops background work, closes the pool. */
   stop(): Promise<void>;
 }
@@ -87,6 +113,7 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
     }
 
     await migrate(ownerUrl, log);
+    const { envelope, requestDigestKey } = await openEnvelope(config, ownerUrl, log);
 
     // The embedded database is one session: more connections only queue, so keep the pool small.
     const db = new Database({
@@ -108,10 +135,16 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
       metrics,
       budgetsMs: config.KERNEL_RPC_BUDGETS_MS,
       idempotencyRetentionHours: config.KERNEL_IDEMPOTENCY_RETENTION_HOURS,
+      requestDigestKey,
       committer: new MutationCommitter(db),
     });
 
-    const deps: KernelDependencies = { config, db, log, metrics, audit };
+    // One LISTEN connection per node (scheduler wake-ups, cross-node cache invalidation).
+    const notifications = new NotificationHub(config.KERNEL_APP_DATABASE_URL ?? ownerUrl, log);
+    await notifications.start();
+    cleanups.push(() => notifications.stop());
+    const jobs = new JobHandlers();
+    const deps: KernelDependencies = { config, db, log, metrics, audit, envelope, batchItems: new BatchItemHandlers(), jobs, notifications };
     const services = kernelServices(deps);
     const server: Server = createServer({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
     for (const service of services) {
@@ -131,11 +164,33 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
         ? []
         : [
             new PeriodicTask('audit sequencer', config.KERNEL_AUDIT_SEQUENCER_MS, () => audit.integrate(), log),
-            new PeriodicTask('reservation expiry', config.KERNEL_RESERVATION_SWEEP_MS, () => expireReservations(db, log), log),
+            new PeriodicTask('key destruction', config.KERNEL_KEY_DESTRUCTION_SWEEP_MS, () => destroyDueKeyVersions(db, log), log),
             new PeriodicTask('idempotency retention', 60_000, () => db.asSystem((sql) => sql.query('SELECT kernel_idempotency_sweep(10000)')), log),
           ];
     cleanups.push(async () => {
       await Promise.all(tasks.map((task) => task.stop()));
+    });
+    // K-M5: in-process job workers, cron, lease rescue. The kernel's own recurring work (e.g.
+    // reservation expiry) runs as system schedules, so only one node runs each tick.
+    await installSystemJobs(jobs, db, log, config.KERNEL_RESERVATION_SWEEP_MS);
+    const scheduler =
+      options.backgroundTasks === false
+        ? undefined
+        : new SchedulerRuntime({
+            db,
+            log,
+            metrics,
+            notifications,
+            handlers: jobs,
+            concurrency: config.KERNEL_SCHEDULER_CONCURRENCY,
+            prefetch: Math.max(config.KERNEL_SCHEDULER_CONCURRENCY, config.KERNEL_SCHEDULER_PREFETCH ?? Math.min(500, 8 * config.KERNEL_SCHEDULER_CONCURRENCY)),
+            leaseMs: config.KERNEL_SCHEDULER_LEASE_MS,
+            pollMs: config.KERNEL_SCHEDULER_POLL_MS,
+            cronMs: config.KERNEL_SCHEDULER_CRON_MS,
+            retentionSeconds: config.KERNEL_SCHEDULER_RETENTION_SECONDS,
+          });
+    cleanups.push(async () => {
+      await scheduler?.stop(config.KERNEL_SHUTDOWN_GRACE_MS);
     });
 
     const [host] = splitAddress(config.KERNEL_GRPC_ADDR);
@@ -146,6 +201,7 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
       await shutdownWithGrace(server, config.KERNEL_SHUTDOWN_GRACE_MS, log);
     });
     for (const task of tasks) task.start();
+    scheduler?.start();
 
     log.info({ address, database: embedded ? 'embedded' : 'postgresql' }, 'kernel listening');
     let stopping: Promise<void> | undefined;
@@ -158,7 +214,10 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
       log,
       db,
       audit,
+      jobs,
+      batch: deps.batchItems,
       scopes: [...new Set(registry.all().map((m) => m.requiredScope))].sort(),
+      services: services.map((s) => s.definition),
       stop: () => (stopping ??= cleanup()),
     };
   } catch (error) {

@@ -25,6 +25,8 @@ export interface ChainDependencies {
   metrics: Metrics;
   budgetsMs: Record<string, number>;
   idempotencyRetentionHours: number;
+  /** Keys request digests (audit entries, idempotency records), so they cannot be checked against guesses. */
+  requestDigestKey: Buffer;
   committer: MutationCommitter;
 }
 
@@ -55,7 +57,7 @@ export function kernelMiddlewareChain(deps: ChainDependencies): ServerMiddleware
     authenticationMiddleware(deps),
     tenantMiddleware(deps),
     requestGuardMiddleware(),
-    idempotencyMiddleware({ db: deps.db, committer: deps.committer, retentionHours: deps.idempotencyRetentionHours }),
+    idempotencyMiddleware({ db: deps.db, committer: deps.committer, retentionHours: deps.idempotencyRetentionHours, audit: deps.audit, digestKey: deps.requestDigestKey }),
     performanceBudgetMiddleware(deps),
   ] as const;
   return chain.reduce((outer, inner) => composeServerMiddleware(outer as never, inner as never)) as unknown as ServerMiddleware<KernelCallContext>;

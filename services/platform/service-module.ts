@@ -1,7 +1,11 @@
 import type { TsProtoServiceDefinition } from 'nice-grpc';
 import type { AuditLog } from './audit/audit-log';
+import type { BatchItemHandlers } from '../batch/item-handlers';
 import type { KernelConfig } from './config';
+import type { Envelope } from './crypto/envelope';
 import type { Database } from './database/database';
+import type { NotificationHub } from './database/notification-hub';
+import type { JobHandlerRegistry } from '../scheduler/job-api';
 import type { Logger } from './observability/logger';
 import type { Metrics } from './observability/metrics';
 
@@ -12,6 +16,14 @@ export interface KernelDependencies {
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly audit: AuditLog;
+  /** Batch item handlers by type (K-M13), registered by code; the chunk jobs of any node run them. */
+  readonly batchItems: BatchItemHandlers;
+  /** In-process job handlers by type (K-M5): register in kernelServices(deps); every node's workers run them. */
+  readonly jobs: JobHandlerRegistry;
+  /** The node's one LISTEN connection (K-M5): cross-node wake-ups and cache invalidation. */
+  readonly notifications: NotificationHub;
+  /** Envelope encryption under the configured master keys (signing keys, secrets). */
+  readonly envelope: Envelope;
 }
 
 /** One capability's gRPC service as the kernel registers it. */

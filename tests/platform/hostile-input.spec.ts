@@ -2,13 +2,12 @@ import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import * as fc from 'fast-check';
 import { ClientError, createChannel, createClient, Metadata, Status, type CallOptions, type Channel, type MethodDefinition } from 'nice-grpc';
-import { ErrorInfo } from 'nice-grpc-error-details';
-import { Status as RpcStatus } from 'nice-grpc-error-details/lib/proto/google/rpc/status';
 import { Client } from 'pg';
 import { ResetPolicy } from '../../gen/proto/axis/kernel/sequences/v1/sequence';
 import { SequenceServiceDefinition, type GetGapReportResponse } from '../../gen/proto/axis/kernel/sequences/v1/sequence_service';
 import { mintDevelopmentToken } from '../../services/platform/auth/token-verifier';
 import { encodePageToken } from '../../services/platform/page-token';
+import { errorContractBreaches as breaches, reasonOf, type Outcome } from '../support/error-contract';
 import {
   decodes,
   describeValue,
@@ -44,11 +43,6 @@ const SEED = process.env.HOSTILE_SEED === undefined ? undefined : Number(process
 /** HOSTILE_EXPLORE=1: do not stop at the first breach; print one request per kind of breach (and the kernel's masked errors). */
 const EXPLORE = process.env.HOSTILE_EXPLORE === '1';
 const SERVICE_NAME = SequenceServiceDefinition.fullName;
-const ERROR_DOMAIN = 'kernel.axis';
-const UPPER_SNAKE = /^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$/;
-const TRACE_ID = /^[0-9a-f]{32}$/;
-/** Codes that mean the kernel did not handle the input: a crash masked (INTERNAL), an escape (UNKNOWN), a hole. */
-const CRASH_CODES = new Set([Status.INTERNAL, Status.UNKNOWN, Status.UNIMPLEMENTED, Status.DATA_LOSS]);
 
 type AnyTsProtoType = TsProtoType<unknown>;
 const DESCRIPTORS = loadService(SERVICE_NAME);
@@ -200,13 +194,6 @@ describe('hostile input', () => {
   const validMetadata = () => Metadata({ authorization: `Bearer ${token}`, 'x-tenant-id': TENANT, 'idempotency-key': randomUUID() });
   const encode = (m: KernelMethod, partial: Record<string, unknown>) => m.requestType.encode(m.requestType.fromPartial(partial)).finish();
 
-  interface Outcome {
-    ok: boolean;
-    code: Status;
-    response?: unknown;
-    trailer?: Metadata;
-  }
-
   async function send(m: KernelMethod, bytes: Uint8Array, metadata: Metadata = validMetadata()): Promise<Outcome> {
     let trailer: Metadata | undefined;
     const options: CallOptions = { metadata, onTrailer: (t) => (trailer = t), signal: AbortSignal.timeout(20_000) };
@@ -218,38 +205,6 @@ describe('hostile input', () => {
       if (error instanceof ClientError) return { ok: false, code: error.code, trailer };
       throw error;
     }
-  }
-
-  /** Contract breaches of one response: the kernel's error model and trace trailer (empty when fine). */
-  function breaches(outcome: Outcome): string[] {
-    const problems: string[] = [];
-    const traceId = outcome.trailer?.get('x-trace-id');
-    if (!traceId || !TRACE_ID.test(traceId)) problems.push(`x-trace-id trailer is ${JSON.stringify(traceId)}`);
-    if (outcome.ok) return problems;
-    if (CRASH_CODES.has(outcome.code)) problems.push(`status ${Status[outcome.code]}: the kernel did not handle the input`);
-    const raw = outcome.trailer?.get('grpc-status-details-bin');
-    if (!raw) return [...problems, 'no grpc-status-details-bin trailer'];
-    let status: RpcStatus;
-    try {
-      status = RpcStatus.decode(raw);
-    } catch {
-      return [...problems, 'grpc-status-details-bin is not a google.rpc.Status'];
-    }
-    if (status.code !== outcome.code) problems.push(`google.rpc.Status code ${status.code} differs from the gRPC status ${outcome.code}`);
-    const infos = status.details.filter((d) => d.typeUrl.endsWith('/google.rpc.ErrorInfo')).map((d) => ErrorInfo.decode(d.value));
-    if (infos.length !== 1) return [...problems, `${infos.length} ErrorInfo details (want exactly 1)`];
-    const [info] = infos;
-    if (info.domain !== ERROR_DOMAIN) problems.push(`ErrorInfo domain ${JSON.stringify(info.domain)}`);
-    if (!UPPER_SNAKE.test(info.reason)) problems.push(`ErrorInfo reason ${JSON.stringify(info.reason)} is not UPPER_SNAKE`);
-    if (info.metadata.trace_id !== traceId) problems.push(`ErrorInfo trace_id ${info.metadata.trace_id} differs from x-trace-id ${traceId}`);
-    return problems;
-  }
-
-  function reasonOf(outcome: Outcome): string | undefined {
-    const raw = outcome.trailer?.get('grpc-status-details-bin');
-    if (!raw) return undefined;
-    const info = RpcStatus.decode(raw).details.find((d) => d.typeUrl.endsWith('/google.rpc.ErrorInfo'));
-    return info && ErrorInfo.decode(info.value).reason;
   }
 
   function expectOk(outcome: Outcome): void {

@@ -3,6 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { TEST_MASTER_KEYS } from './test-master-keys';
 
 const ROOT = path.resolve(__dirname, '../..');
 
@@ -29,6 +30,7 @@ export async function spawnKernel(env: Record<string, string>, timeoutMs = 60_00
       KERNEL_GRPC_ADDR: '127.0.0.1:0',
       KERNEL_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'axis-kernel-proc-')),
       LOG_LEVEL: 'info',
+      KERNEL_MASTER_KEYS: TEST_MASTER_KEYS,
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

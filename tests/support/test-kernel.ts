@@ -9,6 +9,7 @@ import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../services/pla
 import { startKernel, type RunningKernel } from '../../services/platform/kernel';
 import { createLogger } from '../../services/platform/observability/logger';
 import { createTestDatabase, type TestDatabase } from './test-database';
+import { TEST_MASTER_KEYS } from './test-master-keys';
 
 /** Which database the tests run on: real PostgreSQL (default, and CI) or the embedded one. */
 export const TEST_BACKEND: 'postgres' | 'embedded' = process.env.KERNEL_TEST_BACKEND === 'embedded' ? 'embedded' : 'postgres';
@@ -75,6 +76,7 @@ export async function startTestKernel(options: TestKernelOptions = {}): Promise<
     KERNEL_AUDIT_SEQUENCER_MS: '50',
     KERNEL_RESERVATION_SWEEP_MS: '200',
     KERNEL_SHUTDOWN_GRACE_MS: '2000',
+    KERNEL_MASTER_KEYS: TEST_MASTER_KEYS,
     ...options.env,
   });
   const logs = new LogCapture();

@@ -397,11 +397,25 @@ type FieldRefInputType<Model, FieldType> = Model extends never ? never : FieldRe
 
 
 export const ModelName = {
+  BatchRun: 'BatchRun',
+  BatchItem: 'BatchItem',
+  BatchItemResult: 'BatchItemResult',
+  BatchItemError: 'BatchItemError',
+  MasterKey: 'MasterKey',
+  SealedKey: 'SealedKey',
+  KeymasterKey: 'KeymasterKey',
+  KeymasterKeyVersion: 'KeymasterKeyVersion',
   IdempotencyRecord: 'IdempotencyRecord',
   AuditEvent: 'AuditEvent',
   AuditSequence: 'AuditSequence',
   AuditHead: 'AuditHead',
   AuditCursor: 'AuditCursor',
+  SchedulerJob: 'SchedulerJob',
+  SchedulerDeadLetter: 'SchedulerDeadLetter',
+  SchedulerSchedule: 'SchedulerSchedule',
+  SchedulerScheduleTick: 'SchedulerScheduleTick',
+  Secret: 'Secret',
+  SecretVersion: 'SecretVersion',
   SequenceSeries: 'SequenceSeries',
   SequenceCounter: 'SequenceCounter',
   SequenceNumber: 'SequenceNumber'
@@ -420,10 +434,602 @@ export type TypeMap<ExtArgs extends runtime.Types.Extensions.InternalArgs = runt
     omit: GlobalOmitOptions
   }
   meta: {
-    modelProps: "idempotencyRecord" | "auditEvent" | "auditSequence" | "auditHead" | "auditCursor" | "sequenceSeries" | "sequenceCounter" | "sequenceNumber"
+    modelProps: "batchRun" | "batchItem" | "batchItemResult" | "batchItemError" | "masterKey" | "sealedKey" | "keymasterKey" | "keymasterKeyVersion" | "idempotencyRecord" | "auditEvent" | "auditSequence" | "auditHead" | "auditCursor" | "schedulerJob" | "schedulerDeadLetter" | "schedulerSchedule" | "schedulerScheduleTick" | "secret" | "secretVersion" | "sequenceSeries" | "sequenceCounter" | "sequenceNumber"
     txIsolationLevel: TransactionIsolationLevel
   }
   model: {
+    BatchRun: {
+      payload: Prisma.$BatchRunPayload<ExtArgs>
+      fields: Prisma.BatchRunFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.BatchRunFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchRunPayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.BatchRunFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchRunPayload>
+        }
+        findFirst: {
+          args: Prisma.BatchRunFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchRunPayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.BatchRunFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchRunPayload>
+        }
+        findMany: {
+          args: Prisma.BatchRunFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchRunPayload>[]
+        }
+        create: {
+          args: Prisma.BatchRunCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchRunPayload>
+        }
+        createMany: {
+          args: Prisma.BatchRunCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.BatchRunCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchRunPayload>[]
+        }
+        delete: {
+          args: Prisma.BatchRunDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchRunPayload>
+        }
+        update: {
+          args: Prisma.BatchRunUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchRunPayload>
+        }
+        deleteMany: {
+          args: Prisma.BatchRunDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.BatchRunUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.BatchRunUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchRunPayload>[]
+        }
+        upsert: {
+          args: Prisma.BatchRunUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchRunPayload>
+        }
+        aggregate: {
+          args: Prisma.BatchRunAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateBatchRun>
+        }
+        groupBy: {
+          args: Prisma.BatchRunGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.BatchRunGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.BatchRunCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.BatchRunCountAggregateOutputType> | number
+        }
+      }
+    }
+    BatchItem: {
+      payload: Prisma.$BatchItemPayload<ExtArgs>
+      fields: Prisma.BatchItemFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.BatchItemFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemPayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.BatchItemFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemPayload>
+        }
+        findFirst: {
+          args: Prisma.BatchItemFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemPayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.BatchItemFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemPayload>
+        }
+        findMany: {
+          args: Prisma.BatchItemFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemPayload>[]
+        }
+        create: {
+          args: Prisma.BatchItemCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemPayload>
+        }
+        createMany: {
+          args: Prisma.BatchItemCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.BatchItemCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemPayload>[]
+        }
+        delete: {
+          args: Prisma.BatchItemDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemPayload>
+        }
+        update: {
+          args: Prisma.BatchItemUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemPayload>
+        }
+        deleteMany: {
+          args: Prisma.BatchItemDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.BatchItemUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.BatchItemUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemPayload>[]
+        }
+        upsert: {
+          args: Prisma.BatchItemUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemPayload>
+        }
+        aggregate: {
+          args: Prisma.BatchItemAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateBatchItem>
+        }
+        groupBy: {
+          args: Prisma.BatchItemGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.BatchItemGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.BatchItemCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.BatchItemCountAggregateOutputType> | number
+        }
+      }
+    }
+    BatchItemResult: {
+      payload: Prisma.$BatchItemResultPayload<ExtArgs>
+      fields: Prisma.BatchItemResultFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.BatchItemResultFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemResultPayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.BatchItemResultFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemResultPayload>
+        }
+        findFirst: {
+          args: Prisma.BatchItemResultFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemResultPayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.BatchItemResultFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemResultPayload>
+        }
+        findMany: {
+          args: Prisma.BatchItemResultFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemResultPayload>[]
+        }
+        create: {
+          args: Prisma.BatchItemResultCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemResultPayload>
+        }
+        createMany: {
+          args: Prisma.BatchItemResultCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.BatchItemResultCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemResultPayload>[]
+        }
+        delete: {
+          args: Prisma.BatchItemResultDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemResultPayload>
+        }
+        update: {
+          args: Prisma.BatchItemResultUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemResultPayload>
+        }
+        deleteMany: {
+          args: Prisma.BatchItemResultDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.BatchItemResultUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.BatchItemResultUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemResultPayload>[]
+        }
+        upsert: {
+          args: Prisma.BatchItemResultUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemResultPayload>
+        }
+        aggregate: {
+          args: Prisma.BatchItemResultAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateBatchItemResult>
+        }
+        groupBy: {
+          args: Prisma.BatchItemResultGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.BatchItemResultGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.BatchItemResultCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.BatchItemResultCountAggregateOutputType> | number
+        }
+      }
+    }
+    BatchItemError: {
+      payload: Prisma.$BatchItemErrorPayload<ExtArgs>
+      fields: Prisma.BatchItemErrorFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.BatchItemErrorFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemErrorPayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.BatchItemErrorFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemErrorPayload>
+        }
+        findFirst: {
+          args: Prisma.BatchItemErrorFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemErrorPayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.BatchItemErrorFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemErrorPayload>
+        }
+        findMany: {
+          args: Prisma.BatchItemErrorFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemErrorPayload>[]
+        }
+        create: {
+          args: Prisma.BatchItemErrorCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemErrorPayload>
+        }
+        createMany: {
+          args: Prisma.BatchItemErrorCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.BatchItemErrorCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemErrorPayload>[]
+        }
+        delete: {
+          args: Prisma.BatchItemErrorDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemErrorPayload>
+        }
+        update: {
+          args: Prisma.BatchItemErrorUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemErrorPayload>
+        }
+        deleteMany: {
+          args: Prisma.BatchItemErrorDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.BatchItemErrorUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.BatchItemErrorUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemErrorPayload>[]
+        }
+        upsert: {
+          args: Prisma.BatchItemErrorUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$BatchItemErrorPayload>
+        }
+        aggregate: {
+          args: Prisma.BatchItemErrorAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateBatchItemError>
+        }
+        groupBy: {
+          args: Prisma.BatchItemErrorGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.BatchItemErrorGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.BatchItemErrorCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.BatchItemErrorCountAggregateOutputType> | number
+        }
+      }
+    }
+    MasterKey: {
+      payload: Prisma.$MasterKeyPayload<ExtArgs>
+      fields: Prisma.MasterKeyFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.MasterKeyFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$MasterKeyPayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.MasterKeyFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$MasterKeyPayload>
+        }
+        findFirst: {
+          args: Prisma.MasterKeyFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$MasterKeyPayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.MasterKeyFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$MasterKeyPayload>
+        }
+        findMany: {
+          args: Prisma.MasterKeyFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$MasterKeyPayload>[]
+        }
+        create: {
+          args: Prisma.MasterKeyCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$MasterKeyPayload>
+        }
+        createMany: {
+          args: Prisma.MasterKeyCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.MasterKeyCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$MasterKeyPayload>[]
+        }
+        delete: {
+          args: Prisma.MasterKeyDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$MasterKeyPayload>
+        }
+        update: {
+          args: Prisma.MasterKeyUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$MasterKeyPayload>
+        }
+        deleteMany: {
+          args: Prisma.MasterKeyDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.MasterKeyUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.MasterKeyUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$MasterKeyPayload>[]
+        }
+        upsert: {
+          args: Prisma.MasterKeyUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$MasterKeyPayload>
+        }
+        aggregate: {
+          args: Prisma.MasterKeyAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateMasterKey>
+        }
+        groupBy: {
+          args: Prisma.MasterKeyGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.MasterKeyGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.MasterKeyCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.MasterKeyCountAggregateOutputType> | number
+        }
+      }
+    }
+    SealedKey: {
+      payload: Prisma.$SealedKeyPayload<ExtArgs>
+      fields: Prisma.SealedKeyFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.SealedKeyFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SealedKeyPayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.SealedKeyFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SealedKeyPayload>
+        }
+        findFirst: {
+          args: Prisma.SealedKeyFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SealedKeyPayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.SealedKeyFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SealedKeyPayload>
+        }
+        findMany: {
+          args: Prisma.SealedKeyFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SealedKeyPayload>[]
+        }
+        create: {
+          args: Prisma.SealedKeyCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SealedKeyPayload>
+        }
+        createMany: {
+          args: Prisma.SealedKeyCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.SealedKeyCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SealedKeyPayload>[]
+        }
+        delete: {
+          args: Prisma.SealedKeyDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SealedKeyPayload>
+        }
+        update: {
+          args: Prisma.SealedKeyUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SealedKeyPayload>
+        }
+        deleteMany: {
+          args: Prisma.SealedKeyDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.SealedKeyUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.SealedKeyUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SealedKeyPayload>[]
+        }
+        upsert: {
+          args: Prisma.SealedKeyUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SealedKeyPayload>
+        }
+        aggregate: {
+          args: Prisma.SealedKeyAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateSealedKey>
+        }
+        groupBy: {
+          args: Prisma.SealedKeyGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.SealedKeyGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.SealedKeyCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.SealedKeyCountAggregateOutputType> | number
+        }
+      }
+    }
+    KeymasterKey: {
+      payload: Prisma.$KeymasterKeyPayload<ExtArgs>
+      fields: Prisma.KeymasterKeyFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.KeymasterKeyFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$KeymasterKeyPayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.KeymasterKeyFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$KeymasterKeyPayload>
+        }
+        findFirst: {
+          args: Prisma.KeymasterKeyFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$KeymasterKeyPayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.KeymasterKeyFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$KeymasterKeyPayload>
+        }
+        findMany: {
+          args: Prisma.KeymasterKeyFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$KeymasterKeyPayload>[]
+        }
+        create: {
+          args: Prisma.KeymasterKeyCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$KeymasterKeyPayload>
+        }
+        createMany: {
+          args: Prisma.KeymasterKeyCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.KeymasterKeyCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$KeymasterKeyPayload>[]
+        }
+        delete: {
+          args: Prisma.KeymasterKeyDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$KeymasterKeyPayload>
+        }
+        update: {
+          args: Prisma.KeymasterKeyUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$KeymasterKeyPayload>
+        }
+        deleteMany: {
+          args: Prisma.KeymasterKeyDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.KeymasterKeyUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.KeymasterKeyUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$KeymasterKeyPayload>[]
+        }
+        upsert: {
+          args: Prisma.KeymasterKeyUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$KeymasterKeyPayload>
+        }
+        aggregate: {
+          args: Prisma.KeymasterKeyAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateKeymasterKey>
+        }
+        groupBy: {
+          args: Prisma.KeymasterKeyGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.KeymasterKeyGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.KeymasterKeyCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.KeymasterKeyCountAggregateOutputType> | number
+        }
+      }
+    }
+    KeymasterKeyVersion: {
+      payload: Prisma.$KeymasterKeyVersionPayload<ExtArgs>
+      fields: Prisma.KeymasterKeyVersionFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.KeymasterKeyVersionFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$KeymasterKeyVersionPayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.KeymasterKeyVersionFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$KeymasterKeyVersionPayload>
+        }
+        findFirst: {
+          args: Prisma.KeymasterKeyVersionFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$KeymasterKeyVersionPayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.KeymasterKeyVersionFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$KeymasterKeyVersionPayload>
+        }
+        findMany: {
+          args: Prisma.KeymasterKeyVersionFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$KeymasterKeyVersionPayload>[]
+        }
+        create: {
+          args: Prisma.KeymasterKeyVersionCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$KeymasterKeyVersionPayload>
+        }
+        createMany: {
+          args: Prisma.KeymasterKeyVersionCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.KeymasterKeyVersionCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$KeymasterKeyVersionPayload>[]
+        }
+        delete: {
+          args: Prisma.KeymasterKeyVersionDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$KeymasterKeyVersionPayload>
+        }
+        update: {
+          args: Prisma.KeymasterKeyVersionUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$KeymasterKeyVersionPayload>
+        }
+        deleteMany: {
+          args: Prisma.KeymasterKeyVersionDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.KeymasterKeyVersionUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.KeymasterKeyVersionUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$KeymasterKeyVersionPayload>[]
+        }
+        upsert: {
+          args: Prisma.KeymasterKeyVersionUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$KeymasterKeyVersionPayload>
+        }
+        aggregate: {
+          args: Prisma.KeymasterKeyVersionAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateKeymasterKeyVersion>
+        }
+        groupBy: {
+          args: Prisma.KeymasterKeyVersionGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.KeymasterKeyVersionGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.KeymasterKeyVersionCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.KeymasterKeyVersionCountAggregateOutputType> | number
+        }
+      }
+    }
     IdempotencyRecord: {
       payload: Prisma.$IdempotencyRecordPayload<ExtArgs>
       fields: Prisma.IdempotencyRecordFieldRefs
@@ -778,6 +1384,450 @@ export type TypeMap<ExtArgs extends runtime.Types.Extensions.InternalArgs = runt
         }
       }
     }
+    SchedulerJob: {
+      payload: Prisma.$SchedulerJobPayload<ExtArgs>
+      fields: Prisma.SchedulerJobFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.SchedulerJobFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerJobPayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.SchedulerJobFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerJobPayload>
+        }
+        findFirst: {
+          args: Prisma.SchedulerJobFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerJobPayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.SchedulerJobFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerJobPayload>
+        }
+        findMany: {
+          args: Prisma.SchedulerJobFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerJobPayload>[]
+        }
+        create: {
+          args: Prisma.SchedulerJobCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerJobPayload>
+        }
+        createMany: {
+          args: Prisma.SchedulerJobCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.SchedulerJobCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerJobPayload>[]
+        }
+        delete: {
+          args: Prisma.SchedulerJobDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerJobPayload>
+        }
+        update: {
+          args: Prisma.SchedulerJobUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerJobPayload>
+        }
+        deleteMany: {
+          args: Prisma.SchedulerJobDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.SchedulerJobUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.SchedulerJobUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerJobPayload>[]
+        }
+        upsert: {
+          args: Prisma.SchedulerJobUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerJobPayload>
+        }
+        aggregate: {
+          args: Prisma.SchedulerJobAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateSchedulerJob>
+        }
+        groupBy: {
+          args: Prisma.SchedulerJobGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.SchedulerJobGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.SchedulerJobCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.SchedulerJobCountAggregateOutputType> | number
+        }
+      }
+    }
+    SchedulerDeadLetter: {
+      payload: Prisma.$SchedulerDeadLetterPayload<ExtArgs>
+      fields: Prisma.SchedulerDeadLetterFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.SchedulerDeadLetterFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerDeadLetterPayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.SchedulerDeadLetterFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerDeadLetterPayload>
+        }
+        findFirst: {
+          args: Prisma.SchedulerDeadLetterFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerDeadLetterPayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.SchedulerDeadLetterFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerDeadLetterPayload>
+        }
+        findMany: {
+          args: Prisma.SchedulerDeadLetterFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerDeadLetterPayload>[]
+        }
+        create: {
+          args: Prisma.SchedulerDeadLetterCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerDeadLetterPayload>
+        }
+        createMany: {
+          args: Prisma.SchedulerDeadLetterCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.SchedulerDeadLetterCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerDeadLetterPayload>[]
+        }
+        delete: {
+          args: Prisma.SchedulerDeadLetterDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerDeadLetterPayload>
+        }
+        update: {
+          args: Prisma.SchedulerDeadLetterUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerDeadLetterPayload>
+        }
+        deleteMany: {
+          args: Prisma.SchedulerDeadLetterDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.SchedulerDeadLetterUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.SchedulerDeadLetterUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerDeadLetterPayload>[]
+        }
+        upsert: {
+          args: Prisma.SchedulerDeadLetterUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerDeadLetterPayload>
+        }
+        aggregate: {
+          args: Prisma.SchedulerDeadLetterAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateSchedulerDeadLetter>
+        }
+        groupBy: {
+          args: Prisma.SchedulerDeadLetterGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.SchedulerDeadLetterGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.SchedulerDeadLetterCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.SchedulerDeadLetterCountAggregateOutputType> | number
+        }
+      }
+    }
+    SchedulerSchedule: {
+      payload: Prisma.$SchedulerSchedulePayload<ExtArgs>
+      fields: Prisma.SchedulerScheduleFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.SchedulerScheduleFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerSchedulePayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.SchedulerScheduleFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerSchedulePayload>
+        }
+        findFirst: {
+          args: Prisma.SchedulerScheduleFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerSchedulePayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.SchedulerScheduleFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerSchedulePayload>
+        }
+        findMany: {
+          args: Prisma.SchedulerScheduleFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerSchedulePayload>[]
+        }
+        create: {
+          args: Prisma.SchedulerScheduleCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerSchedulePayload>
+        }
+        createMany: {
+          args: Prisma.SchedulerScheduleCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.SchedulerScheduleCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerSchedulePayload>[]
+        }
+        delete: {
+          args: Prisma.SchedulerScheduleDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerSchedulePayload>
+        }
+        update: {
+          args: Prisma.SchedulerScheduleUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerSchedulePayload>
+        }
+        deleteMany: {
+          args: Prisma.SchedulerScheduleDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.SchedulerScheduleUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.SchedulerScheduleUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerSchedulePayload>[]
+        }
+        upsert: {
+          args: Prisma.SchedulerScheduleUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerSchedulePayload>
+        }
+        aggregate: {
+          args: Prisma.SchedulerScheduleAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateSchedulerSchedule>
+        }
+        groupBy: {
+          args: Prisma.SchedulerScheduleGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.SchedulerScheduleGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.SchedulerScheduleCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.SchedulerScheduleCountAggregateOutputType> | number
+        }
+      }
+    }
+    SchedulerScheduleTick: {
+      payload: Prisma.$SchedulerScheduleTickPayload<ExtArgs>
+      fields: Prisma.SchedulerScheduleTickFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.SchedulerScheduleTickFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerScheduleTickPayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.SchedulerScheduleTickFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerScheduleTickPayload>
+        }
+        findFirst: {
+          args: Prisma.SchedulerScheduleTickFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerScheduleTickPayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.SchedulerScheduleTickFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerScheduleTickPayload>
+        }
+        findMany: {
+          args: Prisma.SchedulerScheduleTickFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerScheduleTickPayload>[]
+        }
+        create: {
+          args: Prisma.SchedulerScheduleTickCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerScheduleTickPayload>
+        }
+        createMany: {
+          args: Prisma.SchedulerScheduleTickCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.SchedulerScheduleTickCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerScheduleTickPayload>[]
+        }
+        delete: {
+          args: Prisma.SchedulerScheduleTickDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerScheduleTickPayload>
+        }
+        update: {
+          args: Prisma.SchedulerScheduleTickUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerScheduleTickPayload>
+        }
+        deleteMany: {
+          args: Prisma.SchedulerScheduleTickDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.SchedulerScheduleTickUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.SchedulerScheduleTickUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerScheduleTickPayload>[]
+        }
+        upsert: {
+          args: Prisma.SchedulerScheduleTickUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SchedulerScheduleTickPayload>
+        }
+        aggregate: {
+          args: Prisma.SchedulerScheduleTickAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateSchedulerScheduleTick>
+        }
+        groupBy: {
+          args: Prisma.SchedulerScheduleTickGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.SchedulerScheduleTickGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.SchedulerScheduleTickCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.SchedulerScheduleTickCountAggregateOutputType> | number
+        }
+      }
+    }
+    Secret: {
+      payload: Prisma.$SecretPayload<ExtArgs>
+      fields: Prisma.SecretFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.SecretFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SecretPayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.SecretFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SecretPayload>
+        }
+        findFirst: {
+          args: Prisma.SecretFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SecretPayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.SecretFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SecretPayload>
+        }
+        findMany: {
+          args: Prisma.SecretFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SecretPayload>[]
+        }
+        create: {
+          args: Prisma.SecretCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SecretPayload>
+        }
+        createMany: {
+          args: Prisma.SecretCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.SecretCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SecretPayload>[]
+        }
+        delete: {
+          args: Prisma.SecretDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SecretPayload>
+        }
+        update: {
+          args: Prisma.SecretUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SecretPayload>
+        }
+        deleteMany: {
+          args: Prisma.SecretDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.SecretUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.SecretUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SecretPayload>[]
+        }
+        upsert: {
+          args: Prisma.SecretUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SecretPayload>
+        }
+        aggregate: {
+          args: Prisma.SecretAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateSecret>
+        }
+        groupBy: {
+          args: Prisma.SecretGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.SecretGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.SecretCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.SecretCountAggregateOutputType> | number
+        }
+      }
+    }
+    SecretVersion: {
+      payload: Prisma.$SecretVersionPayload<ExtArgs>
+      fields: Prisma.SecretVersionFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.SecretVersionFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SecretVersionPayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.SecretVersionFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SecretVersionPayload>
+        }
+        findFirst: {
+          args: Prisma.SecretVersionFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SecretVersionPayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.SecretVersionFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SecretVersionPayload>
+        }
+        findMany: {
+          args: Prisma.SecretVersionFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SecretVersionPayload>[]
+        }
+        create: {
+          args: Prisma.SecretVersionCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SecretVersionPayload>
+        }
+        createMany: {
+          args: Prisma.SecretVersionCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.SecretVersionCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SecretVersionPayload>[]
+        }
+        delete: {
+          args: Prisma.SecretVersionDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SecretVersionPayload>
+        }
+        update: {
+          args: Prisma.SecretVersionUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SecretVersionPayload>
+        }
+        deleteMany: {
+          args: Prisma.SecretVersionDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.SecretVersionUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.SecretVersionUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SecretVersionPayload>[]
+        }
+        upsert: {
+          args: Prisma.SecretVersionUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$SecretVersionPayload>
+        }
+        aggregate: {
+          args: Prisma.SecretVersionAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateSecretVersion>
+        }
+        groupBy: {
+          args: Prisma.SecretVersionGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.SecretVersionGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.SecretVersionCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.SecretVersionCountAggregateOutputType> | number
+        }
+      }
+    }
     SequenceSeries: {
       payload: Prisma.$SequenceSeriesPayload<ExtArgs>
       fields: Prisma.SequenceSeriesFieldRefs
@@ -1039,6 +2089,123 @@ export const TransactionIsolationLevel = runtime.makeStrictEnum({
 export type TransactionIsolationLevel = (typeof TransactionIsolationLevel)[keyof typeof TransactionIsolationLevel]
 
 
+export const BatchRunScalarFieldEnum = {
+  tenantId: 'tenantId',
+  batchId: 'batchId',
+  itemType: 'itemType',
+  state: 'state',
+  sourceKind: 'sourceKind',
+  rangeStart: 'rangeStart',
+  totalItems: 'totalItems',
+  chunkSize: 'chunkSize',
+  skipLimit: 'skipLimit',
+  retryLimit: 'retryLimit',
+  nextIndex: 'nextIndex',
+  succeededItems: 'succeededItems',
+  skippedItems: 'skippedItems',
+  failedItems: 'failedItems',
+  retriedAttempts: 'retriedAttempts',
+  runGeneration: 'runGeneration',
+  failureReason: 'failureReason',
+  failureDetail: 'failureDetail',
+  requestHash: 'requestHash',
+  principal: 'principal',
+  traceId: 'traceId',
+  runStartTime: 'runStartTime',
+  runStartIndex: 'runStartIndex',
+  createTime: 'createTime',
+  updateTime: 'updateTime',
+  endTime: 'endTime'
+} as const
+
+export type BatchRunScalarFieldEnum = (typeof BatchRunScalarFieldEnum)[keyof typeof BatchRunScalarFieldEnum]
+
+
+export const BatchItemScalarFieldEnum = {
+  tenantId: 'tenantId',
+  batchId: 'batchId',
+  itemIndex: 'itemIndex',
+  payload: 'payload'
+} as const
+
+export type BatchItemScalarFieldEnum = (typeof BatchItemScalarFieldEnum)[keyof typeof BatchItemScalarFieldEnum]
+
+
+export const BatchItemResultScalarFieldEnum = {
+  tenantId: 'tenantId',
+  batchId: 'batchId',
+  itemIndex: 'itemIndex',
+  outcome: 'outcome',
+  attempts: 'attempts'
+} as const
+
+export type BatchItemResultScalarFieldEnum = (typeof BatchItemResultScalarFieldEnum)[keyof typeof BatchItemResultScalarFieldEnum]
+
+
+export const BatchItemErrorScalarFieldEnum = {
+  tenantId: 'tenantId',
+  batchId: 'batchId',
+  itemIndex: 'itemIndex',
+  outcome: 'outcome',
+  attempts: 'attempts',
+  message: 'message',
+  errorTime: 'errorTime'
+} as const
+
+export type BatchItemErrorScalarFieldEnum = (typeof BatchItemErrorScalarFieldEnum)[keyof typeof BatchItemErrorScalarFieldEnum]
+
+
+export const MasterKeyScalarFieldEnum = {
+  version: 'version',
+  fingerprint: 'fingerprint',
+  createTime: 'createTime'
+} as const
+
+export type MasterKeyScalarFieldEnum = (typeof MasterKeyScalarFieldEnum)[keyof typeof MasterKeyScalarFieldEnum]
+
+
+export const SealedKeyScalarFieldEnum = {
+  name: 'name',
+  ciphertext: 'ciphertext',
+  wrappedKey: 'wrappedKey',
+  kekVersion: 'kekVersion',
+  createTime: 'createTime'
+} as const
+
+export type SealedKeyScalarFieldEnum = (typeof SealedKeyScalarFieldEnum)[keyof typeof SealedKeyScalarFieldEnum]
+
+
+export const KeymasterKeyScalarFieldEnum = {
+  tenantId: 'tenantId',
+  alias: 'alias',
+  algorithm: 'algorithm',
+  primaryVersion: 'primaryVersion',
+  minSignVersion: 'minSignVersion',
+  minVerifyVersion: 'minVerifyVersion',
+  createTime: 'createTime',
+  updateTime: 'updateTime'
+} as const
+
+export type KeymasterKeyScalarFieldEnum = (typeof KeymasterKeyScalarFieldEnum)[keyof typeof KeymasterKeyScalarFieldEnum]
+
+
+export const KeymasterKeyVersionScalarFieldEnum = {
+  tenantId: 'tenantId',
+  alias: 'alias',
+  version: 'version',
+  state: 'state',
+  restoreState: 'restoreState',
+  publicKey: 'publicKey',
+  ciphertext: 'ciphertext',
+  wrappedKey: 'wrappedKey',
+  kekVersion: 'kekVersion',
+  createTime: 'createTime',
+  destroyTime: 'destroyTime'
+} as const
+
+export type KeymasterKeyVersionScalarFieldEnum = (typeof KeymasterKeyVersionScalarFieldEnum)[keyof typeof KeymasterKeyVersionScalarFieldEnum]
+
+
 export const IdempotencyRecordScalarFieldEnum = {
   tenantId: 'tenantId',
   method: 'method',
@@ -1092,6 +2259,133 @@ export const AuditCursorScalarFieldEnum = {
 } as const
 
 export type AuditCursorScalarFieldEnum = (typeof AuditCursorScalarFieldEnum)[keyof typeof AuditCursorScalarFieldEnum]
+
+
+export const SchedulerJobScalarFieldEnum = {
+  tenantId: 'tenantId',
+  jobId: 'jobId',
+  queue: 'queue',
+  type: 'type',
+  payload: 'payload',
+  priority: 'priority',
+  runAt: 'runAt',
+  state: 'state',
+  attempt: 'attempt',
+  maxAttempts: 'maxAttempts',
+  backoffBaseMs: 'backoffBaseMs',
+  timeoutMs: 'timeoutMs',
+  jobKey: 'jobKey',
+  activeJobKey: 'activeJobKey',
+  scheduleId: 'scheduleId',
+  tickTime: 'tickTime',
+  traceparent: 'traceparent',
+  traceId: 'traceId',
+  leaseToken: 'leaseToken',
+  leaseOwner: 'leaseOwner',
+  leaseExpireTime: 'leaseExpireTime',
+  errors: 'errors',
+  lastError: 'lastError',
+  createTime: 'createTime',
+  startTime: 'startTime',
+  finishTime: 'finishTime'
+} as const
+
+export type SchedulerJobScalarFieldEnum = (typeof SchedulerJobScalarFieldEnum)[keyof typeof SchedulerJobScalarFieldEnum]
+
+
+export const SchedulerDeadLetterScalarFieldEnum = {
+  tenantId: 'tenantId',
+  jobId: 'jobId',
+  queue: 'queue',
+  type: 'type',
+  payload: 'payload',
+  attempts: 'attempts',
+  errors: 'errors',
+  lastError: 'lastError',
+  traceId: 'traceId',
+  createTime: 'createTime'
+} as const
+
+export type SchedulerDeadLetterScalarFieldEnum = (typeof SchedulerDeadLetterScalarFieldEnum)[keyof typeof SchedulerDeadLetterScalarFieldEnum]
+
+
+export const SchedulerScheduleScalarFieldEnum = {
+  tenantId: 'tenantId',
+  scheduleId: 'scheduleId',
+  cron: 'cron',
+  timeZone: 'timeZone',
+  queue: 'queue',
+  jobType: 'jobType',
+  payload: 'payload',
+  priority: 'priority',
+  maxAttempts: 'maxAttempts',
+  timeoutMs: 'timeoutMs',
+  overlapPolicy: 'overlapPolicy',
+  catchupWindowSeconds: 'catchupWindowSeconds',
+  paused: 'paused',
+  nextFireTime: 'nextFireTime',
+  lastFireTime: 'lastFireTime',
+  createTime: 'createTime',
+  updateTime: 'updateTime'
+} as const
+
+export type SchedulerScheduleScalarFieldEnum = (typeof SchedulerScheduleScalarFieldEnum)[keyof typeof SchedulerScheduleScalarFieldEnum]
+
+
+export const SchedulerScheduleTickScalarFieldEnum = {
+  tenantId: 'tenantId',
+  scheduleId: 'scheduleId',
+  tickTime: 'tickTime',
+  kind: 'kind',
+  outcome: 'outcome',
+  jobId: 'jobId',
+  createTime: 'createTime'
+} as const
+
+export type SchedulerScheduleTickScalarFieldEnum = (typeof SchedulerScheduleTickScalarFieldEnum)[keyof typeof SchedulerScheduleTickScalarFieldEnum]
+
+
+export const SecretScalarFieldEnum = {
+  tenantId: 'tenantId',
+  secretId: 'secretId',
+  kind: 'kind',
+  description: 'description',
+  rotationPeriodSeconds: 'rotationPeriodSeconds',
+  defaultGracePeriodSeconds: 'defaultGracePeriodSeconds',
+  latestVersion: 'latestVersion',
+  currentVersion: 'currentVersion',
+  previousVersion: 'previousVersion',
+  pendingVersion: 'pendingVersion',
+  currentSinceTime: 'currentSinceTime',
+  createTime: 'createTime'
+} as const
+
+export type SecretScalarFieldEnum = (typeof SecretScalarFieldEnum)[keyof typeof SecretScalarFieldEnum]
+
+
+export const SecretVersionScalarFieldEnum = {
+  tenantId: 'tenantId',
+  secretId: 'secretId',
+  version: 'version',
+  state: 'state',
+  ciphertext: 'ciphertext',
+  wrappedKey: 'wrappedKey',
+  kekVersion: 'kekVersion',
+  valueSizeBytes: 'valueSizeBytes',
+  certSubject: 'certSubject',
+  certIssuer: 'certIssuer',
+  certSerialNumber: 'certSerialNumber',
+  certFingerprint: 'certFingerprint',
+  certNotBefore: 'certNotBefore',
+  certNotAfter: 'certNotAfter',
+  createTime: 'createTime',
+  retireTime: 'retireTime',
+  disableTime: 'disableTime',
+  destroyTime: 'destroyTime',
+  traceId: 'traceId'
+} as const
+
+export type SecretVersionScalarFieldEnum = (typeof SecretVersionScalarFieldEnum)[keyof typeof SecretVersionScalarFieldEnum]
 
 
 export const SequenceSeriesScalarFieldEnum = {
@@ -1160,6 +2454,14 @@ export const QueryMode = {
 export type QueryMode = (typeof QueryMode)[keyof typeof QueryMode]
 
 
+export const NullsOrder = {
+  first: 'first',
+  last: 'last'
+} as const
+
+export type NullsOrder = (typeof NullsOrder)[keyof typeof NullsOrder]
+
+
 export const JsonNullValueFilter = {
   DbNull: DbNull,
   JsonNull: JsonNull,
@@ -1167,14 +2469,6 @@ export const JsonNullValueFilter = {
 } as const
 
 export type JsonNullValueFilter = (typeof JsonNullValueFilter)[keyof typeof JsonNullValueFilter]
-
-
-export const NullsOrder = {
-  first: 'first',
-  last: 'last'
-} as const
-
-export type NullsOrder = (typeof NullsOrder)[keyof typeof NullsOrder]
 
 
 
@@ -1198,16 +2492,30 @@ export type ListStringFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaMod
 
 
 /**
- * Reference to a field of type 'Bytes'
+ * Reference to a field of type 'BigInt'
  */
-export type BytesFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'Bytes'>
+export type BigIntFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'BigInt'>
     
 
 
 /**
- * Reference to a field of type 'Bytes[]'
+ * Reference to a field of type 'BigInt[]'
  */
-export type ListBytesFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'Bytes[]'>
+export type ListBigIntFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'BigInt[]'>
+    
+
+
+/**
+ * Reference to a field of type 'Int'
+ */
+export type IntFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'Int'>
+    
+
+
+/**
+ * Reference to a field of type 'Int[]'
+ */
+export type ListIntFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'Int[]'>
     
 
 
@@ -1226,16 +2534,16 @@ export type ListDateTimeFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaM
 
 
 /**
- * Reference to a field of type 'BigInt'
+ * Reference to a field of type 'Bytes'
  */
-export type BigIntFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'BigInt'>
+export type BytesFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'Bytes'>
     
 
 
 /**
- * Reference to a field of type 'BigInt[]'
+ * Reference to a field of type 'Bytes[]'
  */
-export type ListBigIntFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'BigInt[]'>
+export type ListBytesFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'Bytes[]'>
     
 
 
@@ -1254,16 +2562,9 @@ export type EnumQueryModeFieldRefInput<$PrismaModel> = FieldRefInputType<$Prisma
 
 
 /**
- * Reference to a field of type 'Int'
+ * Reference to a field of type 'Boolean'
  */
-export type IntFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'Int'>
-    
-
-
-/**
- * Reference to a field of type 'Int[]'
- */
-export type ListIntFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'Int[]'>
+export type BooleanFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'Boolean'>
     
 
 
@@ -1431,11 +2732,25 @@ export interface PrismaClientOptionsWithAdapter extends PrismaClientBaseOptions 
  */
 export type PrismaClientOptions = PrismaClientOptionsWithAccelerateUrl | PrismaClientOptionsWithAdapter
 export type GlobalOmitConfig = {
+  batchRun?: Prisma.BatchRunOmit
+  batchItem?: Prisma.BatchItemOmit
+  batchItemResult?: Prisma.BatchItemResultOmit
+  batchItemError?: Prisma.BatchItemErrorOmit
+  masterKey?: Prisma.MasterKeyOmit
+  sealedKey?: Prisma.SealedKeyOmit
+  keymasterKey?: Prisma.KeymasterKeyOmit
+  keymasterKeyVersion?: Prisma.KeymasterKeyVersionOmit
   idempotencyRecord?: Prisma.IdempotencyRecordOmit
   auditEvent?: Prisma.AuditEventOmit
   auditSequence?: Prisma.AuditSequenceOmit
   auditHead?: Prisma.AuditHeadOmit
   auditCursor?: Prisma.AuditCursorOmit
+  schedulerJob?: Prisma.SchedulerJobOmit
+  schedulerDeadLetter?: Prisma.SchedulerDeadLetterOmit
+  schedulerSchedule?: Prisma.SchedulerScheduleOmit
+  schedulerScheduleTick?: Prisma.SchedulerScheduleTickOmit
+  secret?: Prisma.SecretOmit
+  secretVersion?: Prisma.SecretVersionOmit
   sequenceSeries?: Prisma.SequenceSeriesOmit
   sequenceCounter?: Prisma.SequenceCounterOmit
   sequenceNumber?: Prisma.SequenceNumberOmit

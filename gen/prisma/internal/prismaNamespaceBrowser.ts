@@ -51,11 +51,25 @@ export const AnyNull = runtime.AnyNull
 
 
 export const ModelName = {
+  BatchRun: 'BatchRun',
+  BatchItem: 'BatchItem',
+  BatchItemResult: 'BatchItemResult',
+  BatchItemError: 'BatchItemError',
+  MasterKey: 'MasterKey',
+  SealedKey: 'SealedKey',
+  KeymasterKey: 'KeymasterKey',
+  KeymasterKeyVersion: 'KeymasterKeyVersion',
   IdempotencyRecord: 'IdempotencyRecord',
   AuditEvent: 'AuditEvent',
   AuditSequence: 'AuditSequence',
   AuditHead: 'AuditHead',
   AuditCursor: 'AuditCursor',
+  SchedulerJob: 'SchedulerJob',
+  SchedulerDeadLetter: 'SchedulerDeadLetter',
+  SchedulerSchedule: 'SchedulerSchedule',
+  SchedulerScheduleTick: 'SchedulerScheduleTick',
+  Secret: 'Secret',
+  SecretVersion: 'SecretVersion',
   SequenceSeries: 'SequenceSeries',
   SequenceCounter: 'SequenceCounter',
   SequenceNumber: 'SequenceNumber'
@@ -75,6 +89,123 @@ export const TransactionIsolationLevel = runtime.makeStrictEnum({
 } as const)
 
 export type TransactionIsolationLevel = (typeof TransactionIsolationLevel)[keyof typeof TransactionIsolationLevel]
+
+
+export const BatchRunScalarFieldEnum = {
+  tenantId: 'tenantId',
+  batchId: 'batchId',
+  itemType: 'itemType',
+  state: 'state',
+  sourceKind: 'sourceKind',
+  rangeStart: 'rangeStart',
+  totalItems: 'totalItems',
+  chunkSize: 'chunkSize',
+  skipLimit: 'skipLimit',
+  retryLimit: 'retryLimit',
+  nextIndex: 'nextIndex',
+  succeededItems: 'succeededItems',
+  skippedItems: 'skippedItems',
+  failedItems: 'failedItems',
+  retriedAttempts: 'retriedAttempts',
+  runGeneration: 'runGeneration',
+  failureReason: 'failureReason',
+  failureDetail: 'failureDetail',
+  requestHash: 'requestHash',
+  principal: 'principal',
+  traceId: 'traceId',
+  runStartTime: 'runStartTime',
+  runStartIndex: 'runStartIndex',
+  createTime: 'createTime',
+  updateTime: 'updateTime',
+  endTime: 'endTime'
+} as const
+
+export type BatchRunScalarFieldEnum = (typeof BatchRunScalarFieldEnum)[keyof typeof BatchRunScalarFieldEnum]
+
+
+export const BatchItemScalarFieldEnum = {
+  tenantId: 'tenantId',
+  batchId: 'batchId',
+  itemIndex: 'itemIndex',
+  payload: 'payload'
+} as const
+
+export type BatchItemScalarFieldEnum = (typeof BatchItemScalarFieldEnum)[keyof typeof BatchItemScalarFieldEnum]
+
+
+export const BatchItemResultScalarFieldEnum = {
+  tenantId: 'tenantId',
+  batchId: 'batchId',
+  itemIndex: 'itemIndex',
+  outcome: 'outcome',
+  attempts: 'attempts'
+} as const
+
+export type BatchItemResultScalarFieldEnum = (typeof BatchItemResultScalarFieldEnum)[keyof typeof BatchItemResultScalarFieldEnum]
+
+
+export const BatchItemErrorScalarFieldEnum = {
+  tenantId: 'tenantId',
+  batchId: 'batchId',
+  itemIndex: 'itemIndex',
+  outcome: 'outcome',
+  attempts: 'attempts',
+  message: 'message',
+  errorTime: 'errorTime'
+} as const
+
+export type BatchItemErrorScalarFieldEnum = (typeof BatchItemErrorScalarFieldEnum)[keyof typeof BatchItemErrorScalarFieldEnum]
+
+
+export const MasterKeyScalarFieldEnum = {
+  version: 'version',
+  fingerprint: 'fingerprint',
+  createTime: 'createTime'
+} as const
+
+export type MasterKeyScalarFieldEnum = (typeof MasterKeyScalarFieldEnum)[keyof typeof MasterKeyScalarFieldEnum]
+
+
+export const SealedKeyScalarFieldEnum = {
+  name: 'name',
+  ciphertext: 'ciphertext',
+  wrappedKey: 'wrappedKey',
+  kekVersion: 'kekVersion',
+  createTime: 'createTime'
+} as const
+
+export type SealedKeyScalarFieldEnum = (typeof SealedKeyScalarFieldEnum)[keyof typeof SealedKeyScalarFieldEnum]
+
+
+export const KeymasterKeyScalarFieldEnum = {
+  tenantId: 'tenantId',
+  alias: 'alias',
+  algorithm: 'algorithm',
+  primaryVersion: 'primaryVersion',
+  minSignVersion: 'minSignVersion',
+  minVerifyVersion: 'minVerifyVersion',
+  createTime: 'createTime',
+  updateTime: 'updateTime'
+} as const
+
+export type KeymasterKeyScalarFieldEnum = (typeof KeymasterKeyScalarFieldEnum)[keyof typeof KeymasterKeyScalarFieldEnum]
+
+
+export const KeymasterKeyVersionScalarFieldEnum = {
+  tenantId: 'tenantId',
+  alias: 'alias',
+  version: 'version',
+  state: 'state',
+  restoreState: 'restoreState',
+  publicKey: 'publicKey',
+  ciphertext: 'ciphertext',
+  wrappedKey: 'wrappedKey',
+  kekVersion: 'kekVersion',
+  createTime: 'createTime',
+  destroyTime: 'destroyTime'
+} as const
+
+export type KeymasterKeyVersionScalarFieldEnum = (typeof KeymasterKeyVersionScalarFieldEnum)[keyof typeof KeymasterKeyVersionScalarFieldEnum]
 
 
 export const IdempotencyRecordScalarFieldEnum = {
@@ -130,6 +261,133 @@ export const AuditCursorScalarFieldEnum = {
 } as const
 
 export type AuditCursorScalarFieldEnum = (typeof AuditCursorScalarFieldEnum)[keyof typeof AuditCursorScalarFieldEnum]
+
+
+export const SchedulerJobScalarFieldEnum = {
+  tenantId: 'tenantId',
+  jobId: 'jobId',
+  queue: 'queue',
+  type: 'type',
+  payload: 'payload',
+  priority: 'priority',
+  runAt: 'runAt',
+  state: 'state',
+  attempt: 'attempt',
+  maxAttempts: 'maxAttempts',
+  backoffBaseMs: 'backoffBaseMs',
+  timeoutMs: 'timeoutMs',
+  jobKey: 'jobKey',
+  activeJobKey: 'activeJobKey',
+  scheduleId: 'scheduleId',
+  tickTime: 'tickTime',
+  traceparent: 'traceparent',
+  traceId: 'traceId',
+  leaseToken: 'leaseToken',
+  leaseOwner: 'leaseOwner',
+  leaseExpireTime: 'leaseExpireTime',
+  errors: 'errors',
+  lastError: 'lastError',
+  createTime: 'createTime',
+  startTime: 'startTime',
+  finishTime: 'finishTime'
+} as const
+
+export type SchedulerJobScalarFieldEnum = (typeof SchedulerJobScalarFieldEnum)[keyof typeof SchedulerJobScalarFieldEnum]
+
+
+export const SchedulerDeadLetterScalarFieldEnum = {
+  tenantId: 'tenantId',
+  jobId: 'jobId',
+  queue: 'queue',
+  type: 'type',
+  payload: 'payload',
+  attempts: 'attempts',
+  errors: 'errors',
+  lastError: 'lastError',
+  traceId: 'traceId',
+  createTime: 'createTime'
+} as const
+
+export type SchedulerDeadLetterScalarFieldEnum = (typeof SchedulerDeadLetterScalarFieldEnum)[keyof typeof SchedulerDeadLetterScalarFieldEnum]
+
+
+export const SchedulerScheduleScalarFieldEnum = {
+  tenantId: 'tenantId',
+  scheduleId: 'scheduleId',
+  cron: 'cron',
+  timeZone: 'timeZone',
+  queue: 'queue',
+  jobType: 'jobType',
+  payload: 'payload',
+  priority: 'priority',
+  maxAttempts: 'maxAttempts',
+  timeoutMs: 'timeoutMs',
+  overlapPolicy: 'overlapPolicy',
+  catchupWindowSeconds: 'catchupWindowSeconds',
+  paused: 'paused',
+  nextFireTime: 'nextFireTime',
+  lastFireTime: 'lastFireTime',
+  createTime: 'createTime',
+  updateTime: 'updateTime'
+} as const
+
+export type SchedulerScheduleScalarFieldEnum = (typeof SchedulerScheduleScalarFieldEnum)[keyof typeof SchedulerScheduleScalarFieldEnum]
+
+
+export const SchedulerScheduleTickScalarFieldEnum = {
+  tenantId: 'tenantId',
+  scheduleId: 'scheduleId',
+  tickTime: 'tickTime',
+  kind: 'kind',
+  outcome: 'outcome',
+  jobId: 'jobId',
+  createTime: 'createTime'
+} as const
+
+export type SchedulerScheduleTickScalarFieldEnum = (typeof SchedulerScheduleTickScalarFieldEnum)[keyof typeof SchedulerScheduleTickScalarFieldEnum]
+
+
+export const SecretScalarFieldEnum = {
+  tenantId: 'tenantId',
+  secretId: 'secretId',
+  kind: 'kind',
+  description: 'description',
+  rotationPeriodSeconds: 'rotationPeriodSeconds',
+  defaultGracePeriodSeconds: 'defaultGracePeriodSeconds',
+  latestVersion: 'latestVersion',
+  currentVersion: 'currentVersion',
+  previousVersion: 'previousVersion',
+  pendingVersion: 'pendingVersion',
+  currentSinceTime: 'currentSinceTime',
+  createTime: 'createTime'
+} as const
+
+export type SecretScalarFieldEnum = (typeof SecretScalarFieldEnum)[keyof typeof SecretScalarFieldEnum]
+
+
+export const SecretVersionScalarFieldEnum = {
+  tenantId: 'tenantId',
+  secretId: 'secretId',
+  version: 'version',
+  state: 'state',
+  ciphertext: 'ciphertext',
+  wrappedKey: 'wrappedKey',
+  kekVersion: 'kekVersion',
+  valueSizeBytes: 'valueSizeBytes',
+  certSubject: 'certSubject',
+  certIssuer: 'certIssuer',
+  certSerialNumber: 'certSerialNumber',
+  certFingerprint: 'certFingerprint',
+  certNotBefore: 'certNotBefore',
+  certNotAfter: 'certNotAfter',
+  createTime: 'createTime',
+  retireTime: 'retireTime',
+  disableTime: 'disableTime',
+  destroyTime: 'destroyTime',
+  traceId: 'traceId'
+} as const
+
+export type SecretVersionScalarFieldEnum = (typeof SecretVersionScalarFieldEnum)[keyof typeof SecretVersionScalarFieldEnum]
 
 
 export const SequenceSeriesScalarFieldEnum = {
@@ -198,6 +456,14 @@ export const QueryMode = {
 export type QueryMode = (typeof QueryMode)[keyof typeof QueryMode]
 
 
+export const NullsOrder = {
+  first: 'first',
+  last: 'last'
+} as const
+
+export type NullsOrder = (typeof NullsOrder)[keyof typeof NullsOrder]
+
+
 export const JsonNullValueFilter = {
   DbNull: DbNull,
   JsonNull: JsonNull,
@@ -205,12 +471,4 @@ export const JsonNullValueFilter = {
 } as const
 
 export type JsonNullValueFilter = (typeof JsonNullValueFilter)[keyof typeof JsonNullValueFilter]
-
-
-export const NullsOrder = {
-  first: 'first',
-  last: 'last'
-} as const
-
-export type NullsOrder = (typeof NullsOrder)[keyof typeof NullsOrder]
 

@@ -562,10 +562,6 @@ export type SequenceNumberUncheckedUpdateManyWithoutSeriesNestedInput = {
   deleteMany?: Prisma.SequenceNumberScalarWhereInput | Prisma.SequenceNumberScalarWhereInput[]
 }
 
-export type NullableDateTimeFieldUpdateOperationsInput = {
-  set?: Date | string | null
-}
-
 export type SequenceNumberCreateWithoutSeriesInput = {
   period: string
   value: bigint | number

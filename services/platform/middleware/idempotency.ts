@@ -1,6 +1,7 @@
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { Status, type CallContext, type ServerMiddleware, type ServerMiddlewareCall } from 'nice-grpc-common';
 import type { AuthenticationContext, TenantContext, TracingContext, UnitOfWork, UnitOfWorkContext } from '../call-context';
+import type { AuditLog } from '../audit/audit-log';
 import type { Database } from '../database/database';
 import { invalidArgument, KernelError } from '../kernel-error';
 import type { MutationCommitter } from '../unit-of-work/mutation-committer';
@@ -15,7 +16,7 @@ const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
  * (IDEMPOTENCY_KEY_REUSED) or still running (IDEMPOTENCY_KEY_IN_USE), and commits the change,
  * the stored response and the call's one audit entry together.
  */
-export function idempotencyMiddleware(deps: { db: Database; committer: MutationCommitter; retentionHours: number }): ServerMiddleware<
+export function idempotencyMiddleware(deps: { db: Database; committer: MutationCommitter; retentionHours: number; audit: AuditLog; digestKey: Buffer }): ServerMiddleware<
   UnitOfWorkContext,
   TracingContext & AuthenticationContext & TenantContext
 > {
@@ -47,10 +48,12 @@ export function idempotencyMiddleware(deps: { db: Database; committer: MutationC
     const requestBytes = method.requestType.encode(call.request).finish();
     // The audit entry's digest proves what was asked; the idempotency hash also binds who asked,
     // so another principal of the tenant presenting the same key is refused, not replayed to.
-    const requestDigest = createHash('sha256').update(method.path).update('\0').update(requestBytes).digest();
+    // Keyed (HMAC under a kernel-wide sealed key): a request may carry a secret value or personal
+    // data, and a plain hash of it could be checked against guesses by anyone reading the log.
+    const requestDigest = createHmac('sha256', deps.digestKey).update(method.path).update('\0').update(requestBytes).digest();
     const requestHash = createHash('sha256').update(context.principal.subject).update('\0').update(requestDigest).digest();
 
-    const outcome = await deps.committer.submit({
+    const submitted = deps.committer.submit({
       tenantId,
       method: method.path,
       idempotencyKey: key,
@@ -85,6 +88,16 @@ export function idempotencyMiddleware(deps: { db: Database; committer: MutationC
       },
     });
 
+    // An audited read is recorded even when refused (a secret past its grace period, a ciphertext
+    // that fails authentication): the refusal gets a DENIED entry in its own transaction.
+    const outcome = await (method.auditedRead
+      ? submitted.catch(async (error: unknown) => {
+          if (error instanceof KernelError) {
+            await deps.audit.recordDenial({ tenantId, principal: context.principal.subject, action: method.action, reason: error.reason, traceId: context.trace.traceId });
+          }
+          throw error;
+        })
+      : submitted);
     if (outcome.replayed) context.trailer.set('idempotent-replayed', 'true');
     return outcome.response as never;
   };

@@ -7,13 +7,15 @@ import type { Metrics } from '../observability/metrics';
  * Law 8: each RPC has a latency budget (KERNEL_RPC_BUDGETS_MS, by method action or "*").
  * Measured from the start of the call to the end of the handler; a call over budget logs a
  * warning with the trace id and increments rpc_budget_violations_total. It never fails the call.
+ * A server-streaming call (a watch) lasts as long as its subscriber wants: the "*" default does
+ * not apply to it, only a budget configured for its own action.
  */
 export function performanceBudgetMiddleware(deps: { budgetsMs: Record<string, number>; metrics: Metrics }): ServerMiddleware<{}, TracingContext> {
   return async function* performanceBudget(call, context) {
     try {
       return yield* call.next(call.request, context);
     } finally {
-      const budgetMs = deps.budgetsMs[context.method.action] ?? deps.budgetsMs['*'];
+      const budgetMs = deps.budgetsMs[context.method.action] ?? (call.responseStream ? undefined : deps.budgetsMs['*']);
       const elapsedMs = performance.now() - context.startedAt;
       if (budgetMs !== undefined && elapsedMs > budgetMs) {
         deps.metrics.increment('rpc_budget_violations_total', { method: context.method.action });
