@@ -126,6 +126,8 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
     const { verifier, developmentSecret } = tokenVerifier(config, log);
     const audit = new AuditLog(db, log);
     const registry = new MethodRegistry();
+    // Latency budgets: the configured ones, then each capability's own defaults (below).
+    const budgetsMs: Record<string, number> = { ...config.KERNEL_RPC_BUDGETS_MS };
     const chain = kernelMiddlewareChain({
       registry,
       db,
@@ -133,7 +135,7 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
       audit,
       log,
       metrics,
-      budgetsMs: config.KERNEL_RPC_BUDGETS_MS,
+      budgetsMs,
       idempotencyRetentionHours: config.KERNEL_IDEMPOTENCY_RETENTION_HOURS,
       requestDigestKey,
       committer: new MutationCommitter(db),
@@ -146,6 +148,9 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
     const jobs = new JobHandlers();
     const deps: KernelDependencies = { config, db, log, metrics, audit, envelope, batchItems: new BatchItemHandlers(), jobs, notifications };
     const services = kernelServices(deps);
+    for (const service of services) {
+      for (const [name, ms] of Object.entries(service.budgetsMs ?? {})) budgetsMs[`${service.definition.fullName}/${name}`] ??= ms;
+    }
     const server: Server = createServer({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
     for (const service of services) {
       registry.register(service.definition, service.scopes, service.auditedReads);

@@ -36,4 +36,6 @@ export interface KernelServiceModule {
   readonly scopes?: Record<string, string>;
   /** NO_SIDE_EFFECTS methods whose every call is still audited (see KernelMethod.auditedRead). */
   readonly auditedReads?: readonly string[];
+  /** Method name → latency budget (ms) where the "*" default cannot fit (a long-poll); KERNEL_RPC_BUDGETS_MS overrides. */
+  readonly budgetsMs?: Record<string, number>;
 }

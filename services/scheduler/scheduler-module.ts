@@ -13,6 +13,8 @@ export function schedulerModule(deps: KernelDependencies): KernelServiceModule {
     definition: SchedulerServiceDefinition,
     implementation: schedulerService({ db: deps.db, notifications: deps.notifications }),
     scopes: { LeaseJobs: 'scheduler:work', Heartbeat: 'scheduler:work', CompleteJob: 'scheduler:work', FailJob: 'scheduler:work' },
+    // A long-poll waits up to 60 s by design; only time beyond that is over budget.
+    budgetsMs: { LeaseJobs: 61_000 },
   };
 }
 

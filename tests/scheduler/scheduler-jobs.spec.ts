@@ -103,6 +103,14 @@ describe('scheduler jobs', () => {
     const second = await client.backfillSchedule({ scheduleId: 'nightly', startTime: start, endTime: end });
     expect(second.ticks).toEqual([]);
   });
+
+  test('a LeaseJobs long-poll that waits for work is not a latency-budget violation', async () => {
+    const client = await clientFor('tenant-budget');
+    const before = kernel.kernel.metrics.total('rpc_budget_violations_total');
+    const { leases } = await client.leaseJobs({ queue: 'empty-queue', maxJobs: 1, wait: { seconds: 1, nanos: 0 } });
+    expect(leases).toEqual([]);
+    expect(kernel.kernel.metrics.total('rpc_budget_violations_total')).toBe(before);
+  });
 });
 
 async function waitFor(condition: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
