@@ -28,6 +28,13 @@ export function keymasterModule(deps: KernelDependencies): KernelServiceModule {
       minRestoreWindowSeconds: deps.config.KERNEL_KEY_DESTRUCTION_MIN_WINDOW_SECONDS,
     }),
     scopes: { Sign: 'keymaster:sign', RewrapDataKeys: 'keymaster:admin' },
+    systemJobs: [
+      {
+        name: 'kernel.keymaster.destroy-due-versions',
+        everySeconds: deps.config.KERNEL_KEY_DESTRUCTION_SWEEP_MS / 1000,
+        run: async (job) => void (await destroyDueKeyVersions(job.db, job.log)),
+      },
+    ],
   };
 }
 

@@ -10,7 +10,8 @@ import { JobHandlers } from '../scheduler/job-api';
 import { installSystemJobs, schedulerModule } from '../scheduler/scheduler-module';
 import { SchedulerRuntime } from '../scheduler/scheduler-runtime';
 import { secretService } from '../secrets/secret-service';
-import { destroyDueKeyVersions, keymasterModule } from '../keymaster/keymaster-module';
+import { keymasterModule } from '../keymaster/keymaster-module';
+import { expireReservations } from '../sequences/reservation-expiry';
 import { sequenceService } from '../sequences/sequence-service';
 import { batchServiceModule } from '../batch/batch-module';
 import { BatchItemHandlers } from '../batch/item-handlers';
@@ -43,7 +44,17 @@ const DESCRIPTOR_SET = path.join(REPOSITORY_ROOT, 'gen/descriptor.binpb');
  */
 function kernelServices(deps: KernelDependencies): KernelServiceModule[] {
   return [
-    { definition: SequenceServiceDefinition, implementation: sequenceService() },
+    {
+      definition: SequenceServiceDefinition,
+      implementation: sequenceService(),
+      systemJobs: [
+        {
+          name: 'kernel.sequences.expire-reservations',
+          everySeconds: deps.config.KERNEL_RESERVATION_SWEEP_MS / 1000,
+          run: async (job) => void (await expireReservations(job.db, job.log)),
+        },
+      ],
+    },
     schedulerModule(deps),
     batchServiceModule(deps),
     keymasterModule(deps),
@@ -169,7 +180,6 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
         ? []
         : [
             new PeriodicTask('audit sequencer', config.KERNEL_AUDIT_SEQUENCER_MS, () => audit.integrate(), log),
-            new PeriodicTask('key destruction', config.KERNEL_KEY_DESTRUCTION_SWEEP_MS, () => destroyDueKeyVersions(db, log), log),
             new PeriodicTask('idempotency retention', 60_000, () => db.asSystem((sql) => sql.query('SELECT kernel_idempotency_sweep(10000)')), log),
           ];
     cleanups.push(async () => {
@@ -177,7 +187,7 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
     });
     // K-M5: in-process job workers, cron, lease rescue. The kernel's own recurring work (e.g.
     // reservation expiry) runs as system schedules, so only one node runs each tick.
-    await installSystemJobs(jobs, db, log, config.KERNEL_RESERVATION_SWEEP_MS);
+    await installSystemJobs(jobs, db, log, services.flatMap((s) => s.systemJobs ?? []));
     const scheduler =
       options.backgroundTasks === false
         ? undefined

@@ -5,7 +5,7 @@ import type { KernelConfig } from './config';
 import type { Envelope } from './crypto/envelope';
 import type { Database } from './database/database';
 import type { NotificationHub } from './database/notification-hub';
-import type { JobHandlerRegistry } from '../scheduler/job-api';
+import type { JobExecution, JobHandlerRegistry } from '../scheduler/job-api';
 import type { Logger } from './observability/logger';
 import type { Metrics } from './observability/metrics';
 
@@ -38,4 +38,15 @@ export interface KernelServiceModule {
   readonly auditedReads?: readonly string[];
   /** Method name → latency budget (ms) where the "*" default cannot fit (a long-poll); KERNEL_RPC_BUDGETS_MS overrides. */
   readonly budgetsMs?: Record<string, number>;
+  /** Recurring cross-tenant work, run as system schedules of the scheduler (one node per tick). */
+  readonly systemJobs?: readonly SystemJob[];
+}
+
+/** A capability's recurring system work (e.g. reservation expiry), fired every `everySeconds`. */
+export interface SystemJob {
+  /** Also the job type of its runs, e.g. `kernel.sequences.expire-reservations`. */
+  readonly name: string;
+  /** 1–59. */
+  readonly everySeconds: number;
+  run(job: JobExecution): Promise<void>;
 }

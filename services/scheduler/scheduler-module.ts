@@ -1,8 +1,7 @@
 import { SchedulerServiceDefinition } from '../../gen/proto/axis/kernel/scheduler/v1/scheduler_service';
 import type { Database } from '../platform/database/database';
 import type { Logger } from '../platform/observability/logger';
-import type { KernelDependencies, KernelServiceModule } from '../platform/service-module';
-import { expireReservations } from '../sequences/reservation-expiry';
+import type { KernelDependencies, KernelServiceModule, SystemJob } from '../platform/service-module';
 import type { JobHandlers } from './job-api';
 import { schedulerService } from './scheduler-service';
 import { createSchedule } from './schedules';
@@ -20,39 +19,38 @@ export function schedulerModule(deps: KernelDependencies): KernelServiceModule {
 
 /** The tenant of the kernel's own schedules: '' (what db.asSystem transactions see under RLS). */
 export const SYSTEM_TENANT = '';
-export const RESERVATION_EXPIRY_JOB = 'kernel.sequences.expire-reservations';
 export const NOOP_JOB = 'kernel.noop';
 
 /**
- * The kernel's own recurring work, as system schedules (one node runs each tick):
- * reservation expiry (K-M10) every `reservationSweepMs` rounded to whole seconds.
- * Also registers `kernel.noop` (does nothing; for probes and benchmarks).
+ * The kernel's own recurring work, as system schedules (one node runs each tick): every
+ * capability's `systemJobs` (reservation expiry, key destruction, …), each a handler and a
+ * schedule named after it. Also registers `kernel.noop` (does nothing; for probes and benchmarks).
  */
-export async function installSystemJobs(handlers: JobHandlers, db: Database, log: Logger, reservationSweepMs: number): Promise<void> {
+export async function installSystemJobs(handlers: JobHandlers, db: Database, log: Logger, systemJobs: readonly SystemJob[]): Promise<void> {
   handlers.register(NOOP_JOB, async () => undefined);
-  handlers.register(RESERVATION_EXPIRY_JOB, async (job) => {
-    await expireReservations(job.db, job.log);
-  });
-  const seconds = Math.min(59, Math.max(1, Math.round(reservationSweepMs / 1000)));
-  await db.inTenantTransaction(SYSTEM_TENANT, (tx) =>
-    createSchedule(
-      tx,
-      {
-        scheduleId: 'kernel.sequences.reservation-expiry',
-        cron: seconds === 1 ? '* * * * * *' : `*/${seconds} * * * * *`,
-        timeZone: 'UTC',
-        queue: 'kernel',
-        jobType: RESERVATION_EXPIRY_JOB,
-        payloadJson: 'null',
-        priority: 100,
-        maxAttempts: 1,
-        timeoutMs: 60_000,
-        overlapPolicy: 'SKIP',
-        catchupWindowSeconds: 60,
-        paused: false,
-      },
-      { ifAbsent: true },
-    ),
-  );
-  log.debug('system schedules installed');
+  for (const systemJob of systemJobs) {
+    handlers.register(systemJob.name, (job) => systemJob.run(job));
+    const seconds = Math.min(59, Math.max(1, Math.round(systemJob.everySeconds)));
+    await db.inTenantTransaction(SYSTEM_TENANT, (tx) =>
+      createSchedule(
+        tx,
+        {
+          scheduleId: systemJob.name,
+          cron: seconds === 1 ? '* * * * * *' : `*/${seconds} * * * * *`,
+          timeZone: 'UTC',
+          queue: 'kernel',
+          jobType: systemJob.name,
+          payloadJson: 'null',
+          priority: 100,
+          maxAttempts: 1,
+          timeoutMs: 60_000,
+          overlapPolicy: 'SKIP',
+          catchupWindowSeconds: 60,
+          paused: false,
+        },
+        { ifAbsent: true },
+      ),
+    );
+  }
+  log.debug({ system_jobs: systemJobs.map((j) => j.name) }, 'system schedules installed');
 }

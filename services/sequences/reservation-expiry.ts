@@ -5,8 +5,8 @@ import { newTraceId } from '../platform/trace-context';
 /**
  * Voids lapsed reservations (reason RESERVATION_EXPIRED) across all tenants, with one audit
  * entry each, via the SECURITY DEFINER function sequence_expire_reservations. It runs as the
- * handler of the kernel's system schedule `kernel.sequences.reservation-expiry` (K-M5: one node
- * per tick; see services/scheduler/scheduler-module.ts); SKIP LOCKED keeps overlapping runs apart.
+ * the kernel's system job `kernel.sequences.expire-reservations` (K-M5: one node per tick;
+ * declared with the sequence service in services/platform/kernel.ts); SKIP LOCKED keeps overlapping runs apart.
  */
 export async function expireReservations(db: Database, log: Logger, batchSize = 500): Promise<number> {
   let total = 0;
