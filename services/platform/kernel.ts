@@ -39,8 +39,8 @@ const DESCRIPTOR_SET = path.join(REPOSITORY_ROOT, 'gen/descriptor.binpb');
 
 /**
  * The services this kernel serves. One place to add a capability: its generated definition,
- * its implementation built from the node's shared dependencies, scope overrides (method name →
- * scope) and audited reads (NO_SIDE_EFFECTS methods whose every call is audited).
+ * its implementation built from the node's shared dependencies, and what the platform needs to
+ * know of it (KernelServiceModule): scope overrides, audited reads, latency budgets, system jobs.
  */
 function kernelServices(deps: KernelDependencies): KernelServiceModule[] {
   return [
