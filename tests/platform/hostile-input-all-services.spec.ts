@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import * as fc from 'fast-check';
-import { ClientError, createChannel, createClient, Metadata, Status, type CallOptions, type Channel, type MethodDefinition } from 'nice-grpc';
+import { ClientError, createChannel, createClient, Metadata, Status, type CallOptions, type Channel } from 'nice-grpc';
 import { SequenceServiceDefinition } from '../../gen/proto/axis/kernel/sequences/v1/sequence_service';
 import { errorContractBreaches, reasonOf, type Outcome } from '../support/error-contract';
-import { decodes, describeValue, encodeHostile, hostileRequests, loadService, undecodableBytes, type TsProtoType } from '../support/hostile-requests';
+import { decodes, describeValue, encodeHostile, hostileRequests, loadService, rawMethodDefinitions, undecodableBytes, type TsProtoType } from '../support/hostile-requests';
 import { startTestKernel, type TestKernel } from '../support/test-kernel';
 
 /**
@@ -57,17 +57,9 @@ describe('hostile input to every capability', () => {
   });
 
   async function send(rpc: Rpc, bytes: Uint8Array): Promise<Outcome> {
-    const definition: MethodDefinition<Uint8Array, Uint8Array, unknown, unknown, false, false> = {
-      path: rpc.path,
-      requestStream: false,
-      responseStream: false,
-      requestSerialize: (b) => b,
-      requestDeserialize: (b) => b,
-      responseSerialize: (value) => rpc.responseType.encode(value).finish(),
-      responseDeserialize: (b) => rpc.responseType.decode(b),
-      options: {},
+    const client = createClient(rawMethodDefinitions([{ name: 'call', path: rpc.path, responseType: rpc.responseType }]), channel) as unknown as {
+      call(b: Uint8Array, o: CallOptions): Promise<unknown>;
     };
-    const client = createClient({ call: definition }, channel) as unknown as { call(b: Uint8Array, o: CallOptions): Promise<unknown> };
     let trailer: Metadata | undefined;
     const metadata = Metadata({ authorization: `Bearer ${token}`, 'x-tenant-id': TENANT, 'idempotency-key': randomUUID() });
     try {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import * as fc from 'fast-check';
-import { ClientError, createChannel, createClient, Metadata, Status, type CallOptions, type Channel, type MethodDefinition } from 'nice-grpc';
+import { ClientError, createChannel, createClient, Metadata, Status, type CallOptions, type Channel } from 'nice-grpc';
 import { Client } from 'pg';
 import { ResetPolicy } from '../../gen/proto/axis/kernel/sequences/v1/sequence';
 import { SequenceServiceDefinition, type GetGapReportResponse } from '../../gen/proto/axis/kernel/sequences/v1/sequence_service';
@@ -10,6 +10,7 @@ import { encodePageToken } from '../../services/platform/page-token';
 import { errorContractBreaches as breaches, reasonOf, type Outcome } from '../support/error-contract';
 import {
   decodes,
+  rawMethodDefinitions,
   describeValue,
   encodeHostile,
   hostileRequests,
@@ -64,21 +65,7 @@ type KernelMethod = (typeof METHODS)[number];
 const method = (name: string) => METHODS.find((m) => m.name === name)!;
 
 /** A nice-grpc definition whose requests are already-encoded bytes: what goes on the wire is exactly what we built. */
-const RAW_DEFINITION = Object.fromEntries(
-  METHODS.map((m): [string, MethodDefinition<Uint8Array, Uint8Array, unknown, unknown, false, false>] => [
-    m.name,
-    {
-      path: m.path,
-      requestStream: false,
-      responseStream: false,
-      requestSerialize: (bytes) => bytes,
-      requestDeserialize: (bytes) => bytes,
-      responseSerialize: (value) => m.responseType.encode(value).finish(),
-      responseDeserialize: (bytes) => m.responseType.decode(bytes),
-      options: {},
-    },
-  ]),
-);
+const RAW_DEFINITION = rawMethodDefinitions(METHODS);
 
 /** Fixtures the fuzzer aims at, so hostile requests also reach the ledger and not only validation. */
 const SERIES = [

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import * as fc from 'fast-check';
-import { ClientError, createChannel, createClient, Metadata, Status, type Channel, type MethodDefinition } from 'nice-grpc';
+import { ClientError, createChannel, createClient, Metadata, Status, type Channel } from 'nice-grpc';
 import { SchedulerServiceDefinition } from '../../gen/proto/axis/kernel/scheduler/v1/scheduler_service';
 import { errorContractBreaches, reasonOf, type Outcome } from '../support/error-contract';
-import { describeValue, encodeHostile, hostileRequests, hostileString, loadService, type FieldHints, type TsProtoType } from '../support/hostile-requests';
+import { describeValue, encodeHostile, hostileRequests, hostileString, loadService, rawMethodDefinitions, type FieldHints, type TsProtoType } from '../support/hostile-requests';
 import { startTestKernel, type TestKernel } from '../support/test-kernel';
 
 /**
@@ -25,21 +25,7 @@ const METHODS = Object.values(SchedulerServiceDefinition.methods).map((m) => ({
   input: DESCRIPTORS.methods.find((d) => d.name === m.name)!.input,
 }));
 
-const RAW = Object.fromEntries(
-  METHODS.map((m): [string, MethodDefinition<Uint8Array, Uint8Array, unknown, unknown, false, false>] => [
-    m.name,
-    {
-      path: m.path,
-      requestStream: false,
-      responseStream: false,
-      requestSerialize: (bytes) => bytes,
-      requestDeserialize: (bytes) => bytes,
-      responseSerialize: (value) => m.responseType.encode(value).finish(),
-      responseDeserialize: (bytes) => m.responseType.decode(bytes),
-      options: {},
-    },
-  ]),
-);
+const RAW = rawMethodDefinitions(METHODS);
 
 describe('SchedulerService hostile input', () => {
   let kernel: TestKernel;

@@ -1,13 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import * as fc from 'fast-check';
-import { ClientError, createChannel, createClient, Metadata, Status, type CallOptions, type Channel, type MethodDefinition } from 'nice-grpc';
+import { ClientError, createChannel, createClient, Metadata, Status, type CallOptions, type Channel } from 'nice-grpc';
 import { SecretKind } from '../../gen/proto/axis/kernel/secrets/v1/secret';
 import { SecretServiceDefinition } from '../../gen/proto/axis/kernel/secrets/v1/secret_service';
 import { encodePageToken } from '../../services/platform/page-token';
 import { CRASH_CODES, errorContractBreaches as breaches, type Outcome } from '../support/error-contract';
 import {
   decodes,
+  rawMethodDefinitions,
   describeValue,
   encodeHostile,
   hostileRequests,
@@ -47,21 +48,7 @@ const METHODS = Object.values(SecretServiceDefinition.methods).map((m) => {
 });
 type FuzzedMethod = (typeof METHODS)[number];
 
-const RAW_DEFINITION = Object.fromEntries(
-  METHODS.map((m): [string, MethodDefinition<Uint8Array, Uint8Array, unknown, unknown, false, false>] => [
-    m.name,
-    {
-      path: m.path,
-      requestStream: false,
-      responseStream: false,
-      requestSerialize: (bytes) => bytes,
-      requestDeserialize: (bytes) => bytes,
-      responseSerialize: (value) => m.responseType.encode(value).finish(),
-      responseDeserialize: (bytes) => m.responseType.decode(bytes),
-      options: {},
-    },
-  ]),
-);
+const RAW_DEFINITION = rawMethodDefinitions(METHODS);
 
 const CERTIFICATE = opensslCertificate(30, 'fuzz.example').certificate;
 const SECRET_IDS = ['fz-opaque', 'fz-cert', 'fz-rotating'];

@@ -4,6 +4,7 @@ import { createFileRegistry, fromBinary, ScalarType, type DescField, type DescMe
 import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import * as fc from 'fast-check';
+import type { MethodDefinition } from 'nice-grpc';
 
 /**
  * Hostile request generation for property tests, driven by the FileDescriptorSet the kernel
@@ -247,6 +248,27 @@ export interface TsProtoType<T> {
   fromPartial(object: any): T;
   encode(message: T): { finish(): Uint8Array };
   decode(input: Uint8Array): T;
+}
+
+/** A raw nice-grpc definition of each method: requests go out as the exact bytes built, responses are decoded. */
+export function rawMethodDefinitions(
+  methods: ReadonlyArray<{ name: string; path: string; responseType: TsProtoType<unknown> }>,
+): Record<string, MethodDefinition<Uint8Array, Uint8Array, unknown, unknown, false, false>> {
+  return Object.fromEntries(
+    methods.map((m) => [
+      m.name,
+      {
+        path: m.path,
+        requestStream: false,
+        responseStream: false,
+        requestSerialize: (bytes: Uint8Array) => bytes,
+        requestDeserialize: (bytes: Uint8Array) => bytes,
+        responseSerialize: (value: unknown) => m.responseType.encode(value).finish(),
+        responseDeserialize: (bytes: Uint8Array) => m.responseType.decode(bytes),
+        options: {},
+      },
+    ]),
+  );
 }
 
 /**
