@@ -13,6 +13,7 @@ import { createLogger } from '../../services/platform/observability/logger';
 import { refusal } from '../support/refusal';
 import { TEST_MASTER_KEYS } from '../support/test-master-keys';
 import { createBackendDatabase, startTestKernel, type TestBackendDatabase, type TestKernel } from '../support/test-kernel';
+import { waitFor } from '../support/wait-for';
 
 const ALGORITHMS = [
   { algorithm: Algorithm.ALGORITHM_ED25519, name: 'ED25519' },
@@ -314,11 +315,3 @@ describe('EVI041 Keymaster / Signing (K-M4)', () => {
     for (const needle of needles) for (const haystack of haystacks) expect(haystack.includes(needle)).toBe(false);
   });
 });
-
-async function waitFor(check: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}

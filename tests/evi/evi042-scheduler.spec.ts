@@ -13,6 +13,7 @@ import { enqueueJob } from '../../services/scheduler/job-api';
 import { spawnKernel, type KernelProcess } from '../support/kernel-process';
 import { refusal } from '../support/refusal';
 import { createBackendDatabase, startTestKernel, type TestBackendDatabase, type TestKernel } from '../support/test-kernel';
+import { waitFor as pollUntil } from '../support/wait-for';
 
 const ROOT = path.resolve(__dirname, '../..');
 const SCOPES = 'scheduler:read scheduler:write scheduler:work';
@@ -343,10 +344,5 @@ describe('EVI042 Scheduler / heartbeat (K-M5)', () => {
   });
 });
 
-async function waitFor(condition: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+/** This file's polling: up to 20 s, every 100 ms. */
+const waitFor = (condition: () => Promise<boolean>, timeoutMs = 20_000) => pollUntil(condition, timeoutMs, 100);

@@ -6,6 +6,7 @@ import { kernelCli } from '../support/kernel-cli';
 import { refusal } from '../support/refusal';
 import { createBackendDatabase, startTestKernel, TEST_BACKEND, type TestBackendDatabase, type TestKernel } from '../support/test-kernel';
 import { asSuperuser, dumpAllTables, masterKey, masterKeyEnv, opensslCertificate, valueForms } from '../secrets/secret-fixtures';
+import { waitFor as pollUntil } from '../support/wait-for';
 
 const LABEL = { CURRENT: { $case: 'label' as const, value: SecretLabel.SECRET_LABEL_CURRENT } };
 const label = (value: SecretLabel) => ({ $case: 'label' as const, value });
@@ -384,11 +385,5 @@ describe('EVI047 Secrets & certificate lifecycle (K-V1)', () => {
   });
 });
 
-async function waitFor(condition: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await condition()) return;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error('condition not met in time');
-}
+/** This file's polling: up to 30 s, every 250 ms. */
+const waitFor = (condition: () => Promise<boolean>, timeoutMs = 30_000) => pollUntil(condition, timeoutMs, 250);

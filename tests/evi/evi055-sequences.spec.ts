@@ -6,6 +6,7 @@ import { refusal } from '../support/refusal';
 import { NumberStatus, ResetPolicy } from '../../gen/proto/axis/kernel/sequences/v1/sequence';
 import { spawnKernel, type KernelProcess } from '../support/kernel-process';
 import { createBackendDatabase, startTestKernel, type TestBackendDatabase, type TestKernel } from '../support/test-kernel';
+import { waitFor } from '../support/wait-for';
 
 const series = (seriesId: string, overrides: Record<string, unknown> = {}) => ({
   series: {
@@ -248,11 +249,3 @@ describe('EVI055 Sequence Governance (K-M10)', () => {
     expect(kernel.logs.text()).toContain(traceId);
   });
 });
-
-async function waitFor(condition: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}

@@ -4,6 +4,7 @@ import { JobState, OverlapPolicy } from '../../gen/proto/axis/kernel/scheduler/v
 import { enqueueJob } from '../../services/scheduler/job-api';
 import { refusal } from '../support/refusal';
 import { startTestKernel, type TestKernel } from '../support/test-kernel';
+import { waitFor as pollUntil } from '../support/wait-for';
 
 /** Jobs end to end on one in-process kernel: in-process handlers, de-duplication, remote workers, fencing. */
 describe('scheduler jobs', () => {
@@ -113,10 +114,5 @@ describe('scheduler jobs', () => {
   });
 });
 
-async function waitFor(condition: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** This file's polling: up to 15 s, every 50 ms. */
+const waitFor = (condition: () => Promise<boolean>, timeoutMs = 15_000) => pollUntil(condition, timeoutMs, 50);
