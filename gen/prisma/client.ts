@@ -29,8 +29,8 @@ export * from "./enums"
  * const prisma = new PrismaClient({
  *   adapter: new PrismaPg({ connectionString: process.env.DATABASE_URL })
  * })
- * // Fetch zero or more BatchRuns
- * const batchRuns = await prisma.batchRun.findMany()
+ * // Fetch zero or more AuditEvents
+ * const auditEvents = await prisma.auditEvent.findMany()
  * ```
  * 
  * Read more in our [docs](https://pris.ly/d/client).
@@ -39,6 +39,36 @@ export const PrismaClient = $Class.getPrismaClientClass()
 export type PrismaClient<LogOpts extends Prisma.LogLevel = never, OmitOpts extends Prisma.PrismaClientOptions["omit"] = Prisma.PrismaClientOptions["omit"], ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = $Class.PrismaClient<LogOpts, OmitOpts, ExtArgs>
 export { Prisma }
 
+/**
+ * Model AuditEvent
+ * Append-only audit entries, written in the same transaction as the change they record.
+ */
+export type AuditEvent = Prisma.AuditEventModel
+/**
+ * Model AuditSequence
+ * The log position of each integrated entry: gap-free seq, RFC 6962 leaf hash, hash-chain link.
+ */
+export type AuditSequence = Prisma.AuditSequenceModel
+/**
+ * Model AuditNode
+ * Hashes of the complete Merkle subtrees of level >= 1 (level 0 is AuditSequence.leafHash).
+ */
+export type AuditNode = Prisma.AuditNodeModel
+/**
+ * Model AuditCheckpoint
+ * Signed checkpoints: tree size and root hash in a C2SP signed note (the tenant's audit key).
+ */
+export type AuditCheckpoint = Prisma.AuditCheckpointModel
+/**
+ * Model AuditPolicy
+ * Retention and legal hold of a tenant's log.
+ */
+export type AuditPolicy = Prisma.AuditPolicyModel
+/**
+ * Model AuditCursor
+ * How far the integrator has come: every event before (last_txid, last_event_id) is in the log.
+ */
+export type AuditCursor = Prisma.AuditCursorModel
 /**
  * Model BatchRun
  * A batch and its checkpoint (next_index).
@@ -84,26 +114,6 @@ export type KeymasterKeyVersion = Prisma.KeymasterKeyVersionModel
  * One stored response per (tenant, method, idempotency key), written in the call's transaction.
  */
 export type IdempotencyRecord = Prisma.IdempotencyRecordModel
-/**
- * Model AuditEvent
- * Append-only audit entries, written in the same transaction as the change they record.
- */
-export type AuditEvent = Prisma.AuditEventModel
-/**
- * Model AuditSequence
- * The gap-free per-tenant order of audit entries, assigned after commit by the sequencer.
- */
-export type AuditSequence = Prisma.AuditSequenceModel
-/**
- * Model AuditHead
- * The next audit sequence number of each tenant.
- */
-export type AuditHead = Prisma.AuditHeadModel
-/**
- * Model AuditCursor
- * How far the sequencer has integrated: every event before (last_txid, last_event_id) has a seq.
- */
-export type AuditCursor = Prisma.AuditCursorModel
 /**
  * Model SchedulerJob
  * A job: queued, leased (RUNNING, with a fencing token), finished or dead-lettered.

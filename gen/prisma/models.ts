@@ -8,6 +8,12 @@
  *
  * 🟢 You can import this file directly.
  */
+export type * from './models/AuditEvent'
+export type * from './models/AuditSequence'
+export type * from './models/AuditNode'
+export type * from './models/AuditCheckpoint'
+export type * from './models/AuditPolicy'
+export type * from './models/AuditCursor'
 export type * from './models/BatchRun'
 export type * from './models/BatchItem'
 export type * from './models/BatchItemResult'
@@ -17,10 +23,6 @@ export type * from './models/SealedKey'
 export type * from './models/KeymasterKey'
 export type * from './models/KeymasterKeyVersion'
 export type * from './models/IdempotencyRecord'
-export type * from './models/AuditEvent'
-export type * from './models/AuditSequence'
-export type * from './models/AuditHead'
-export type * from './models/AuditCursor'
 export type * from './models/SchedulerJob'
 export type * from './models/SchedulerDeadLetter'
 export type * from './models/SchedulerSchedule'

@@ -27,6 +27,9 @@ export interface KeyRecord {
   versions: KeyVersionRecord[];
 }
 
+/** Aliases under this prefix belong to the kernel (the audit log's key): clients may not create them or sign with them. */
+export const RESERVED_ALIAS_PREFIX = 'kernel.';
+
 /** At most this many versions per key (rotation beyond it is refused). */
 export const MAX_VERSIONS = 1000;
 

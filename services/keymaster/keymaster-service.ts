@@ -7,7 +7,8 @@ import type { Envelope, EnvelopeBinding } from '../platform/crypto/envelope';
 import { ENVELOPE_TABLES } from '../platform/crypto/envelope-tables';
 import { countStaleDataKeys, rewrapTableBatch } from '../platform/crypto/rewrap';
 import type { TenantTransaction } from '../platform/database/database';
-import { failedPrecondition, invalidArgument } from '../platform/kernel-error';
+import { Status } from 'nice-grpc-common';
+import { failedPrecondition, invalidArgument, KernelError } from '../platform/kernel-error';
 import type { Logger } from '../platform/observability/logger';
 import type { Metrics } from '../platform/observability/metrics';
 import { decodePageToken, encodePageToken, pageSize } from '../platform/page-token';
@@ -20,6 +21,7 @@ import {
   keyResource,
   listKeys,
   MAX_VERSIONS,
+  RESERVED_ALIAS_PREFIX,
   requireEnabled,
   setVersionState,
   SigningMaterialLoader,
@@ -122,7 +124,8 @@ function keyMessage(key: KeyRecord): Key {
   };
 }
 
-const binding = (tenantId: string, keyAlias: string, keyVersion: number): EnvelopeBinding => ({
+/** What a signing key's sealed private key is bound to (the audit log's key is one too). */
+export const signingKeyBinding = (tenantId: string, keyAlias: string, keyVersion: number): EnvelopeBinding => ({
   tenantId,
   purpose: 'signing-key',
   resource: keyResource(keyAlias),
@@ -143,7 +146,7 @@ export function keymasterService(options: KeymasterOptions): KeymasterServiceImp
     const id = KeyObjectCache.id(ctx.tenantId, keyAlias, material.version);
     const cached = privateKeys.get(id);
     if (cached) return cached;
-    const der = envelope.open(material.sealed!, binding(ctx.tenantId, keyAlias, material.version), { traceId: ctx.trace.traceId, log: ctx.log });
+    const der = envelope.open(material.sealed!, signingKeyBinding(ctx.tenantId, keyAlias, material.version), { traceId: ctx.trace.traceId, log: ctx.log });
     options.metrics.increment('keymaster_private_key_decryptions_total');
     try {
       const key = privateKeyFromDer(der);
@@ -175,7 +178,7 @@ export function keymasterService(options: KeymasterOptions): KeymasterServiceImp
   const newSealedPair = async (tenantId: string, keyAlias: string, algorithm: AlgorithmName, keyVersion: number) => {
     const pair = await generateSigningKeyPair(algorithm);
     try {
-      return { publicKey: pair.publicKeyDer, sealed: envelope.seal(pair.privateKeyDer, binding(tenantId, keyAlias, keyVersion)) };
+      return { publicKey: pair.publicKeyDer, sealed: envelope.seal(pair.privateKeyDer, signingKeyBinding(tenantId, keyAlias, keyVersion)) };
     } finally {
       pair.privateKeyDer.fill(0);
     }
@@ -213,6 +216,9 @@ export function keymasterService(options: KeymasterOptions): KeymasterServiceImp
   return {
     async createKey(request, ctx) {
       const input = parseRequest(createKeySchema, request);
+      if (input.alias.startsWith(RESERVED_ALIAS_PREFIX)) {
+        throw invalidArgument('ALIAS_RESERVED', `aliases under "${RESERVED_ALIAS_PREFIX}" belong to the kernel`, [{ field: 'alias', description: `must not start with "${RESERVED_ALIAS_PREFIX}"` }]);
+      }
       const algorithm = algorithmNames[input.algorithm];
       const pair = await newSealedPair(ctx.tenantId, input.alias, algorithm, 1);
       const key = await ctx.unitOfWork.run(async (tx) => {
@@ -252,6 +258,11 @@ export function keymasterService(options: KeymasterOptions): KeymasterServiceImp
 
     async sign(request, ctx) {
       const input = parseRequest(signSchema, request);
+      // The kernel's own keys (the audit log's checkpoint key) sign only what the kernel signs:
+      // a tenant signing arbitrary bytes with it could forge checkpoints.
+      if (input.alias.startsWith(RESERVED_ALIAS_PREFIX)) {
+        throw new KernelError(Status.PERMISSION_DENIED, 'KEY_RESERVED', `keys under "${RESERVED_ALIAS_PREFIX}" sign for the kernel only`, { metadata: { resource: keyResource(input.alias) } });
+      }
       const result = await ctx.unitOfWork.run(async (tx) => {
         const material = await tx.scoped(SigningMaterialLoader, () => new SigningMaterialLoader(tx)).load(input.alias, input.version);
         if (input.input.kind === 'digest' && !supportsDigest(material.algorithm)) {

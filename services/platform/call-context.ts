@@ -45,6 +45,20 @@ export interface UnitOfWork {
   run<T>(fn: (tx: TenantTransaction) => Promise<T>): Promise<T>;
   /** Names the resource the change touched and adds detail to the call's audit entry. */
   describeChange(resource: string, detail?: Record<string, unknown>): void;
+  /**
+   * Writes the call's audit entries itself, in its transaction, in place of the one the
+   * platform writes (AppendEvents: each event is an entry). Principal, trace id, idempotency key
+   * and request digest are the call's. Returns the entries' event ids, in order.
+   */
+  recordAuditEvents(events: readonly AuditEventDraft[]): Promise<string[]>;
+}
+
+/** What a call says of one audit entry it records (the rest comes from the call). */
+export interface AuditEventDraft {
+  action: string;
+  resource: string;
+  outcome: 'OK' | 'DENIED' | 'FAILED';
+  detail: Record<string, unknown>;
 }
 
 /** Everything a kernel handler may rely on. */

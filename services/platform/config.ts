@@ -43,7 +43,14 @@ const configSchema = z
         }
       }),
     KERNEL_RESERVATION_SWEEP_MS: durationMs(1000),
+    /** K-W1: how often each node offers to integrate committed audit entries (one node integrates at a time). */
     KERNEL_AUDIT_SEQUENCER_MS: durationMs(200),
+    /** K-W1: entries per integration transaction. */
+    KERNEL_AUDIT_BATCH_SIZE: z.coerce.number().int().min(1).max(100_000).default(5000),
+    /** K-W1: the shortest retention a tenant may set (default 1 day). */
+    KERNEL_AUDIT_MIN_RETENTION_SECONDS: z.coerce.number().int().min(1).default(86_400),
+    /** K-W1: how often expired entries are purged (every tenant with a retention policy), 1–59 s. */
+    KERNEL_AUDIT_PURGE_SWEEP_MS: z.coerce.number().int().min(1000).max(59_000).default(59_000),
     /** K-M13: comma-separated module paths exporting registerBatchItemHandlers(handlers), imported at start-up. */
     KERNEL_BATCH_HANDLER_MODULES: z.string().optional(),
     KERNEL_SHUTDOWN_GRACE_MS: durationMs(10_000),

@@ -11,6 +11,7 @@ import { installSystemJobs, schedulerModule } from '../scheduler/scheduler-modul
 import { SchedulerRuntime } from '../scheduler/scheduler-runtime';
 import { secretService } from '../secrets/secret-service';
 import { keymasterModule } from '../keymaster/keymaster-module';
+import { auditModule } from '../audit/audit-module';
 import { expireReservations } from '../sequences/reservation-expiry';
 import { sequenceService } from '../sequences/sequence-service';
 import { batchServiceModule } from '../batch/batch-module';
@@ -58,6 +59,7 @@ function kernelServices(deps: KernelDependencies): KernelServiceModule[] {
     schedulerModule(deps),
     batchServiceModule(deps),
     keymasterModule(deps),
+    auditModule(deps),
     {
       definition: SecretServiceDefinition,
       implementation: secretService(deps.envelope),
@@ -135,7 +137,7 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
     cleanups.push(() => db.close());
 
     const { verifier, developmentSecret } = tokenVerifier(config, log);
-    const audit = new AuditLog(db, log);
+    const audit = new AuditLog(db, log, metrics);
     const registry = new MethodRegistry();
     // Latency budgets: the configured ones, then each capability's own defaults (below).
     const budgetsMs: Record<string, number> = { ...config.KERNEL_RPC_BUDGETS_MS };
@@ -179,7 +181,7 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
       options.backgroundTasks === false
         ? []
         : [
-            new PeriodicTask('audit sequencer', config.KERNEL_AUDIT_SEQUENCER_MS, () => audit.integrate(), log),
+            ...services.flatMap((s) => s.periodicTasks ?? []).map((work) => new PeriodicTask(work.name, work.everyMs, () => work.run(), log)),
             new PeriodicTask('idempotency retention', 60_000, () => db.asSystem((sql) => sql.query('SELECT kernel_idempotency_sweep(10000)')), log),
           ];
     cleanups.push(async () => {

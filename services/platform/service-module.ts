@@ -40,6 +40,18 @@ export interface KernelServiceModule {
   readonly budgetsMs?: Record<string, number>;
   /** Recurring cross-tenant work, run as system schedules of the scheduler (one node per tick). */
   readonly systemJobs?: readonly SystemJob[];
+  /**
+   * Work every node runs on a short period (below the scheduler's 1 s tick), never overlapping
+   * itself; the work coordinates across nodes itself (e.g. a row lock). Stopped at shutdown.
+   */
+  readonly periodicTasks?: readonly PeriodicWork[];
+}
+
+/** A capability's sub-second background work (e.g. the audit integrator). */
+export interface PeriodicWork {
+  readonly name: string;
+  readonly everyMs: number;
+  run(): Promise<unknown>;
 }
 
 /** A capability's recurring system work (e.g. reservation expiry), fired every `everySeconds`. */

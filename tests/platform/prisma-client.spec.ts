@@ -24,9 +24,11 @@ describe('Prisma Client on the kernel database', () => {
   test('every model reads through Prisma from the migrated schema', async () => {
     await inTenantPrismaTransaction(prisma, 'typed', async (tx) => {
       await expect(tx.idempotencyRecord.findMany()).resolves.toHaveLength(2);
-      await expect(tx.auditEvent.findMany()).resolves.toHaveLength(2);
+      await expect(tx.auditEvent.findMany({ where: { action: { startsWith: 'axis.kernel.sequences.' } } })).resolves.toHaveLength(2);
       await expect(tx.auditSequence.findMany()).resolves.toBeDefined();
-      await expect(tx.auditHead.findMany()).resolves.toBeDefined();
+      await expect(tx.auditNode.findMany()).resolves.toBeDefined();
+      await expect(tx.auditCheckpoint.findMany()).resolves.toBeDefined();
+      await expect(tx.auditPolicy.findMany()).resolves.toEqual([]);
       await expect(tx.sequenceCounter.findMany()).resolves.toEqual([expect.objectContaining({ seriesId: 'inv', period: '', nextValue: 2n })]);
       const numbers = await tx.sequenceNumber.findMany({ include: { series: true } });
       expect(numbers).toEqual([expect.objectContaining({ value: 1n, status: 'ISSUED', subjectRef: 'doc-1', series: expect.objectContaining({ pattern: 'I{SEQ:3}' }) })]);

@@ -397,6 +397,12 @@ type FieldRefInputType<Model, FieldType> = Model extends never ? never : FieldRe
 
 
 export const ModelName = {
+  AuditEvent: 'AuditEvent',
+  AuditSequence: 'AuditSequence',
+  AuditNode: 'AuditNode',
+  AuditCheckpoint: 'AuditCheckpoint',
+  AuditPolicy: 'AuditPolicy',
+  AuditCursor: 'AuditCursor',
   BatchRun: 'BatchRun',
   BatchItem: 'BatchItem',
   BatchItemResult: 'BatchItemResult',
@@ -406,10 +412,6 @@ export const ModelName = {
   KeymasterKey: 'KeymasterKey',
   KeymasterKeyVersion: 'KeymasterKeyVersion',
   IdempotencyRecord: 'IdempotencyRecord',
-  AuditEvent: 'AuditEvent',
-  AuditSequence: 'AuditSequence',
-  AuditHead: 'AuditHead',
-  AuditCursor: 'AuditCursor',
   SchedulerJob: 'SchedulerJob',
   SchedulerDeadLetter: 'SchedulerDeadLetter',
   SchedulerSchedule: 'SchedulerSchedule',
@@ -434,10 +436,438 @@ export type TypeMap<ExtArgs extends runtime.Types.Extensions.InternalArgs = runt
     omit: GlobalOmitOptions
   }
   meta: {
-    modelProps: "batchRun" | "batchItem" | "batchItemResult" | "batchItemError" | "masterKey" | "sealedKey" | "keymasterKey" | "keymasterKeyVersion" | "idempotencyRecord" | "auditEvent" | "auditSequence" | "auditHead" | "auditCursor" | "schedulerJob" | "schedulerDeadLetter" | "schedulerSchedule" | "schedulerScheduleTick" | "secret" | "secretVersion" | "sequenceSeries" | "sequenceCounter" | "sequenceNumber"
+    modelProps: "auditEvent" | "auditSequence" | "auditNode" | "auditCheckpoint" | "auditPolicy" | "auditCursor" | "batchRun" | "batchItem" | "batchItemResult" | "batchItemError" | "masterKey" | "sealedKey" | "keymasterKey" | "keymasterKeyVersion" | "idempotencyRecord" | "schedulerJob" | "schedulerDeadLetter" | "schedulerSchedule" | "schedulerScheduleTick" | "secret" | "secretVersion" | "sequenceSeries" | "sequenceCounter" | "sequenceNumber"
     txIsolationLevel: TransactionIsolationLevel
   }
   model: {
+    AuditEvent: {
+      payload: Prisma.$AuditEventPayload<ExtArgs>
+      fields: Prisma.AuditEventFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.AuditEventFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditEventPayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.AuditEventFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditEventPayload>
+        }
+        findFirst: {
+          args: Prisma.AuditEventFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditEventPayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.AuditEventFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditEventPayload>
+        }
+        findMany: {
+          args: Prisma.AuditEventFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditEventPayload>[]
+        }
+        create: {
+          args: Prisma.AuditEventCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditEventPayload>
+        }
+        createMany: {
+          args: Prisma.AuditEventCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.AuditEventCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditEventPayload>[]
+        }
+        delete: {
+          args: Prisma.AuditEventDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditEventPayload>
+        }
+        update: {
+          args: Prisma.AuditEventUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditEventPayload>
+        }
+        deleteMany: {
+          args: Prisma.AuditEventDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.AuditEventUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.AuditEventUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditEventPayload>[]
+        }
+        upsert: {
+          args: Prisma.AuditEventUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditEventPayload>
+        }
+        aggregate: {
+          args: Prisma.AuditEventAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateAuditEvent>
+        }
+        groupBy: {
+          args: Prisma.AuditEventGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AuditEventGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.AuditEventCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AuditEventCountAggregateOutputType> | number
+        }
+      }
+    }
+    AuditSequence: {
+      payload: Prisma.$AuditSequencePayload<ExtArgs>
+      fields: Prisma.AuditSequenceFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.AuditSequenceFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditSequencePayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.AuditSequenceFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditSequencePayload>
+        }
+        findFirst: {
+          args: Prisma.AuditSequenceFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditSequencePayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.AuditSequenceFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditSequencePayload>
+        }
+        findMany: {
+          args: Prisma.AuditSequenceFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditSequencePayload>[]
+        }
+        create: {
+          args: Prisma.AuditSequenceCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditSequencePayload>
+        }
+        createMany: {
+          args: Prisma.AuditSequenceCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.AuditSequenceCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditSequencePayload>[]
+        }
+        delete: {
+          args: Prisma.AuditSequenceDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditSequencePayload>
+        }
+        update: {
+          args: Prisma.AuditSequenceUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditSequencePayload>
+        }
+        deleteMany: {
+          args: Prisma.AuditSequenceDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.AuditSequenceUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.AuditSequenceUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditSequencePayload>[]
+        }
+        upsert: {
+          args: Prisma.AuditSequenceUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditSequencePayload>
+        }
+        aggregate: {
+          args: Prisma.AuditSequenceAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateAuditSequence>
+        }
+        groupBy: {
+          args: Prisma.AuditSequenceGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AuditSequenceGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.AuditSequenceCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AuditSequenceCountAggregateOutputType> | number
+        }
+      }
+    }
+    AuditNode: {
+      payload: Prisma.$AuditNodePayload<ExtArgs>
+      fields: Prisma.AuditNodeFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.AuditNodeFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditNodePayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.AuditNodeFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditNodePayload>
+        }
+        findFirst: {
+          args: Prisma.AuditNodeFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditNodePayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.AuditNodeFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditNodePayload>
+        }
+        findMany: {
+          args: Prisma.AuditNodeFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditNodePayload>[]
+        }
+        create: {
+          args: Prisma.AuditNodeCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditNodePayload>
+        }
+        createMany: {
+          args: Prisma.AuditNodeCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.AuditNodeCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditNodePayload>[]
+        }
+        delete: {
+          args: Prisma.AuditNodeDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditNodePayload>
+        }
+        update: {
+          args: Prisma.AuditNodeUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditNodePayload>
+        }
+        deleteMany: {
+          args: Prisma.AuditNodeDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.AuditNodeUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.AuditNodeUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditNodePayload>[]
+        }
+        upsert: {
+          args: Prisma.AuditNodeUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditNodePayload>
+        }
+        aggregate: {
+          args: Prisma.AuditNodeAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateAuditNode>
+        }
+        groupBy: {
+          args: Prisma.AuditNodeGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AuditNodeGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.AuditNodeCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AuditNodeCountAggregateOutputType> | number
+        }
+      }
+    }
+    AuditCheckpoint: {
+      payload: Prisma.$AuditCheckpointPayload<ExtArgs>
+      fields: Prisma.AuditCheckpointFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.AuditCheckpointFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCheckpointPayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.AuditCheckpointFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCheckpointPayload>
+        }
+        findFirst: {
+          args: Prisma.AuditCheckpointFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCheckpointPayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.AuditCheckpointFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCheckpointPayload>
+        }
+        findMany: {
+          args: Prisma.AuditCheckpointFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCheckpointPayload>[]
+        }
+        create: {
+          args: Prisma.AuditCheckpointCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCheckpointPayload>
+        }
+        createMany: {
+          args: Prisma.AuditCheckpointCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.AuditCheckpointCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCheckpointPayload>[]
+        }
+        delete: {
+          args: Prisma.AuditCheckpointDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCheckpointPayload>
+        }
+        update: {
+          args: Prisma.AuditCheckpointUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCheckpointPayload>
+        }
+        deleteMany: {
+          args: Prisma.AuditCheckpointDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.AuditCheckpointUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.AuditCheckpointUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCheckpointPayload>[]
+        }
+        upsert: {
+          args: Prisma.AuditCheckpointUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCheckpointPayload>
+        }
+        aggregate: {
+          args: Prisma.AuditCheckpointAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateAuditCheckpoint>
+        }
+        groupBy: {
+          args: Prisma.AuditCheckpointGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AuditCheckpointGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.AuditCheckpointCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AuditCheckpointCountAggregateOutputType> | number
+        }
+      }
+    }
+    AuditPolicy: {
+      payload: Prisma.$AuditPolicyPayload<ExtArgs>
+      fields: Prisma.AuditPolicyFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.AuditPolicyFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditPolicyPayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.AuditPolicyFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditPolicyPayload>
+        }
+        findFirst: {
+          args: Prisma.AuditPolicyFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditPolicyPayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.AuditPolicyFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditPolicyPayload>
+        }
+        findMany: {
+          args: Prisma.AuditPolicyFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditPolicyPayload>[]
+        }
+        create: {
+          args: Prisma.AuditPolicyCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditPolicyPayload>
+        }
+        createMany: {
+          args: Prisma.AuditPolicyCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.AuditPolicyCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditPolicyPayload>[]
+        }
+        delete: {
+          args: Prisma.AuditPolicyDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditPolicyPayload>
+        }
+        update: {
+          args: Prisma.AuditPolicyUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditPolicyPayload>
+        }
+        deleteMany: {
+          args: Prisma.AuditPolicyDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.AuditPolicyUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.AuditPolicyUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditPolicyPayload>[]
+        }
+        upsert: {
+          args: Prisma.AuditPolicyUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditPolicyPayload>
+        }
+        aggregate: {
+          args: Prisma.AuditPolicyAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateAuditPolicy>
+        }
+        groupBy: {
+          args: Prisma.AuditPolicyGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AuditPolicyGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.AuditPolicyCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AuditPolicyCountAggregateOutputType> | number
+        }
+      }
+    }
+    AuditCursor: {
+      payload: Prisma.$AuditCursorPayload<ExtArgs>
+      fields: Prisma.AuditCursorFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.AuditCursorFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCursorPayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.AuditCursorFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCursorPayload>
+        }
+        findFirst: {
+          args: Prisma.AuditCursorFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCursorPayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.AuditCursorFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCursorPayload>
+        }
+        findMany: {
+          args: Prisma.AuditCursorFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCursorPayload>[]
+        }
+        delete: {
+          args: Prisma.AuditCursorDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCursorPayload>
+        }
+        update: {
+          args: Prisma.AuditCursorUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCursorPayload>
+        }
+        deleteMany: {
+          args: Prisma.AuditCursorDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.AuditCursorUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.AuditCursorUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCursorPayload>[]
+        }
+        aggregate: {
+          args: Prisma.AuditCursorAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateAuditCursor>
+        }
+        groupBy: {
+          args: Prisma.AuditCursorGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AuditCursorGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.AuditCursorCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AuditCursorCountAggregateOutputType> | number
+        }
+      }
+    }
     BatchRun: {
       payload: Prisma.$BatchRunPayload<ExtArgs>
       fields: Prisma.BatchRunFieldRefs
@@ -1101,286 +1531,6 @@ export type TypeMap<ExtArgs extends runtime.Types.Extensions.InternalArgs = runt
         count: {
           args: Prisma.IdempotencyRecordCountArgs<ExtArgs>
           result: runtime.Types.Utils.Optional<Prisma.IdempotencyRecordCountAggregateOutputType> | number
-        }
-      }
-    }
-    AuditEvent: {
-      payload: Prisma.$AuditEventPayload<ExtArgs>
-      fields: Prisma.AuditEventFieldRefs
-      operations: {
-        findUnique: {
-          args: Prisma.AuditEventFindUniqueArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditEventPayload> | null
-        }
-        findUniqueOrThrow: {
-          args: Prisma.AuditEventFindUniqueOrThrowArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditEventPayload>
-        }
-        findFirst: {
-          args: Prisma.AuditEventFindFirstArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditEventPayload> | null
-        }
-        findFirstOrThrow: {
-          args: Prisma.AuditEventFindFirstOrThrowArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditEventPayload>
-        }
-        findMany: {
-          args: Prisma.AuditEventFindManyArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditEventPayload>[]
-        }
-        create: {
-          args: Prisma.AuditEventCreateArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditEventPayload>
-        }
-        createMany: {
-          args: Prisma.AuditEventCreateManyArgs<ExtArgs>
-          result: BatchPayload
-        }
-        createManyAndReturn: {
-          args: Prisma.AuditEventCreateManyAndReturnArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditEventPayload>[]
-        }
-        delete: {
-          args: Prisma.AuditEventDeleteArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditEventPayload>
-        }
-        update: {
-          args: Prisma.AuditEventUpdateArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditEventPayload>
-        }
-        deleteMany: {
-          args: Prisma.AuditEventDeleteManyArgs<ExtArgs>
-          result: BatchPayload
-        }
-        updateMany: {
-          args: Prisma.AuditEventUpdateManyArgs<ExtArgs>
-          result: BatchPayload
-        }
-        updateManyAndReturn: {
-          args: Prisma.AuditEventUpdateManyAndReturnArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditEventPayload>[]
-        }
-        upsert: {
-          args: Prisma.AuditEventUpsertArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditEventPayload>
-        }
-        aggregate: {
-          args: Prisma.AuditEventAggregateArgs<ExtArgs>
-          result: runtime.Types.Utils.Optional<Prisma.AggregateAuditEvent>
-        }
-        groupBy: {
-          args: Prisma.AuditEventGroupByArgs<ExtArgs>
-          result: runtime.Types.Utils.Optional<Prisma.AuditEventGroupByOutputType>[]
-        }
-        count: {
-          args: Prisma.AuditEventCountArgs<ExtArgs>
-          result: runtime.Types.Utils.Optional<Prisma.AuditEventCountAggregateOutputType> | number
-        }
-      }
-    }
-    AuditSequence: {
-      payload: Prisma.$AuditSequencePayload<ExtArgs>
-      fields: Prisma.AuditSequenceFieldRefs
-      operations: {
-        findUnique: {
-          args: Prisma.AuditSequenceFindUniqueArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditSequencePayload> | null
-        }
-        findUniqueOrThrow: {
-          args: Prisma.AuditSequenceFindUniqueOrThrowArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditSequencePayload>
-        }
-        findFirst: {
-          args: Prisma.AuditSequenceFindFirstArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditSequencePayload> | null
-        }
-        findFirstOrThrow: {
-          args: Prisma.AuditSequenceFindFirstOrThrowArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditSequencePayload>
-        }
-        findMany: {
-          args: Prisma.AuditSequenceFindManyArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditSequencePayload>[]
-        }
-        create: {
-          args: Prisma.AuditSequenceCreateArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditSequencePayload>
-        }
-        createMany: {
-          args: Prisma.AuditSequenceCreateManyArgs<ExtArgs>
-          result: BatchPayload
-        }
-        createManyAndReturn: {
-          args: Prisma.AuditSequenceCreateManyAndReturnArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditSequencePayload>[]
-        }
-        delete: {
-          args: Prisma.AuditSequenceDeleteArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditSequencePayload>
-        }
-        update: {
-          args: Prisma.AuditSequenceUpdateArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditSequencePayload>
-        }
-        deleteMany: {
-          args: Prisma.AuditSequenceDeleteManyArgs<ExtArgs>
-          result: BatchPayload
-        }
-        updateMany: {
-          args: Prisma.AuditSequenceUpdateManyArgs<ExtArgs>
-          result: BatchPayload
-        }
-        updateManyAndReturn: {
-          args: Prisma.AuditSequenceUpdateManyAndReturnArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditSequencePayload>[]
-        }
-        upsert: {
-          args: Prisma.AuditSequenceUpsertArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditSequencePayload>
-        }
-        aggregate: {
-          args: Prisma.AuditSequenceAggregateArgs<ExtArgs>
-          result: runtime.Types.Utils.Optional<Prisma.AggregateAuditSequence>
-        }
-        groupBy: {
-          args: Prisma.AuditSequenceGroupByArgs<ExtArgs>
-          result: runtime.Types.Utils.Optional<Prisma.AuditSequenceGroupByOutputType>[]
-        }
-        count: {
-          args: Prisma.AuditSequenceCountArgs<ExtArgs>
-          result: runtime.Types.Utils.Optional<Prisma.AuditSequenceCountAggregateOutputType> | number
-        }
-      }
-    }
-    AuditHead: {
-      payload: Prisma.$AuditHeadPayload<ExtArgs>
-      fields: Prisma.AuditHeadFieldRefs
-      operations: {
-        findUnique: {
-          args: Prisma.AuditHeadFindUniqueArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditHeadPayload> | null
-        }
-        findUniqueOrThrow: {
-          args: Prisma.AuditHeadFindUniqueOrThrowArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditHeadPayload>
-        }
-        findFirst: {
-          args: Prisma.AuditHeadFindFirstArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditHeadPayload> | null
-        }
-        findFirstOrThrow: {
-          args: Prisma.AuditHeadFindFirstOrThrowArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditHeadPayload>
-        }
-        findMany: {
-          args: Prisma.AuditHeadFindManyArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditHeadPayload>[]
-        }
-        create: {
-          args: Prisma.AuditHeadCreateArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditHeadPayload>
-        }
-        createMany: {
-          args: Prisma.AuditHeadCreateManyArgs<ExtArgs>
-          result: BatchPayload
-        }
-        createManyAndReturn: {
-          args: Prisma.AuditHeadCreateManyAndReturnArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditHeadPayload>[]
-        }
-        delete: {
-          args: Prisma.AuditHeadDeleteArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditHeadPayload>
-        }
-        update: {
-          args: Prisma.AuditHeadUpdateArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditHeadPayload>
-        }
-        deleteMany: {
-          args: Prisma.AuditHeadDeleteManyArgs<ExtArgs>
-          result: BatchPayload
-        }
-        updateMany: {
-          args: Prisma.AuditHeadUpdateManyArgs<ExtArgs>
-          result: BatchPayload
-        }
-        updateManyAndReturn: {
-          args: Prisma.AuditHeadUpdateManyAndReturnArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditHeadPayload>[]
-        }
-        upsert: {
-          args: Prisma.AuditHeadUpsertArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditHeadPayload>
-        }
-        aggregate: {
-          args: Prisma.AuditHeadAggregateArgs<ExtArgs>
-          result: runtime.Types.Utils.Optional<Prisma.AggregateAuditHead>
-        }
-        groupBy: {
-          args: Prisma.AuditHeadGroupByArgs<ExtArgs>
-          result: runtime.Types.Utils.Optional<Prisma.AuditHeadGroupByOutputType>[]
-        }
-        count: {
-          args: Prisma.AuditHeadCountArgs<ExtArgs>
-          result: runtime.Types.Utils.Optional<Prisma.AuditHeadCountAggregateOutputType> | number
-        }
-      }
-    }
-    AuditCursor: {
-      payload: Prisma.$AuditCursorPayload<ExtArgs>
-      fields: Prisma.AuditCursorFieldRefs
-      operations: {
-        findUnique: {
-          args: Prisma.AuditCursorFindUniqueArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCursorPayload> | null
-        }
-        findUniqueOrThrow: {
-          args: Prisma.AuditCursorFindUniqueOrThrowArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCursorPayload>
-        }
-        findFirst: {
-          args: Prisma.AuditCursorFindFirstArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCursorPayload> | null
-        }
-        findFirstOrThrow: {
-          args: Prisma.AuditCursorFindFirstOrThrowArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCursorPayload>
-        }
-        findMany: {
-          args: Prisma.AuditCursorFindManyArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCursorPayload>[]
-        }
-        delete: {
-          args: Prisma.AuditCursorDeleteArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCursorPayload>
-        }
-        update: {
-          args: Prisma.AuditCursorUpdateArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCursorPayload>
-        }
-        deleteMany: {
-          args: Prisma.AuditCursorDeleteManyArgs<ExtArgs>
-          result: BatchPayload
-        }
-        updateMany: {
-          args: Prisma.AuditCursorUpdateManyArgs<ExtArgs>
-          result: BatchPayload
-        }
-        updateManyAndReturn: {
-          args: Prisma.AuditCursorUpdateManyAndReturnArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCursorPayload>[]
-        }
-        aggregate: {
-          args: Prisma.AuditCursorAggregateArgs<ExtArgs>
-          result: runtime.Types.Utils.Optional<Prisma.AggregateAuditCursor>
-        }
-        groupBy: {
-          args: Prisma.AuditCursorGroupByArgs<ExtArgs>
-          result: runtime.Types.Utils.Optional<Prisma.AuditCursorGroupByOutputType>[]
-        }
-        count: {
-          args: Prisma.AuditCursorCountArgs<ExtArgs>
-          result: runtime.Types.Utils.Optional<Prisma.AuditCursorCountAggregateOutputType> | number
         }
       }
     }
@@ -2089,6 +2239,77 @@ export const TransactionIsolationLevel = runtime.makeStrictEnum({
 export type TransactionIsolationLevel = (typeof TransactionIsolationLevel)[keyof typeof TransactionIsolationLevel]
 
 
+export const AuditEventScalarFieldEnum = {
+  tenantId: 'tenantId',
+  eventId: 'eventId',
+  eventTime: 'eventTime',
+  principal: 'principal',
+  action: 'action',
+  resource: 'resource',
+  outcome: 'outcome',
+  traceId: 'traceId',
+  idempotencyKey: 'idempotencyKey',
+  requestDigest: 'requestDigest',
+  detail: 'detail'
+} as const
+
+export type AuditEventScalarFieldEnum = (typeof AuditEventScalarFieldEnum)[keyof typeof AuditEventScalarFieldEnum]
+
+
+export const AuditSequenceScalarFieldEnum = {
+  tenantId: 'tenantId',
+  seq: 'seq',
+  eventId: 'eventId',
+  leafHash: 'leafHash',
+  chainHash: 'chainHash'
+} as const
+
+export type AuditSequenceScalarFieldEnum = (typeof AuditSequenceScalarFieldEnum)[keyof typeof AuditSequenceScalarFieldEnum]
+
+
+export const AuditNodeScalarFieldEnum = {
+  tenantId: 'tenantId',
+  level: 'level',
+  idx: 'idx',
+  hash: 'hash'
+} as const
+
+export type AuditNodeScalarFieldEnum = (typeof AuditNodeScalarFieldEnum)[keyof typeof AuditNodeScalarFieldEnum]
+
+
+export const AuditCheckpointScalarFieldEnum = {
+  tenantId: 'tenantId',
+  treeSize: 'treeSize',
+  rootHash: 'rootHash',
+  chainHash: 'chainHash',
+  createTime: 'createTime',
+  keyAlias: 'keyAlias',
+  keyVersion: 'keyVersion',
+  note: 'note'
+} as const
+
+export type AuditCheckpointScalarFieldEnum = (typeof AuditCheckpointScalarFieldEnum)[keyof typeof AuditCheckpointScalarFieldEnum]
+
+
+export const AuditPolicyScalarFieldEnum = {
+  tenantId: 'tenantId',
+  retentionSeconds: 'retentionSeconds',
+  legalHold: 'legalHold',
+  legalHoldReason: 'legalHoldReason',
+  updateTime: 'updateTime'
+} as const
+
+export type AuditPolicyScalarFieldEnum = (typeof AuditPolicyScalarFieldEnum)[keyof typeof AuditPolicyScalarFieldEnum]
+
+
+export const AuditCursorScalarFieldEnum = {
+  id: 'id',
+  lastEventId: 'lastEventId'
+} as const
+
+export type AuditCursorScalarFieldEnum = (typeof AuditCursorScalarFieldEnum)[keyof typeof AuditCursorScalarFieldEnum]
+
+
 export const BatchRunScalarFieldEnum = {
   tenantId: 'tenantId',
   batchId: 'batchId',
@@ -2217,48 +2438,6 @@ export const IdempotencyRecordScalarFieldEnum = {
 } as const
 
 export type IdempotencyRecordScalarFieldEnum = (typeof IdempotencyRecordScalarFieldEnum)[keyof typeof IdempotencyRecordScalarFieldEnum]
-
-
-export const AuditEventScalarFieldEnum = {
-  tenantId: 'tenantId',
-  eventId: 'eventId',
-  eventTime: 'eventTime',
-  principal: 'principal',
-  action: 'action',
-  resource: 'resource',
-  outcome: 'outcome',
-  traceId: 'traceId',
-  idempotencyKey: 'idempotencyKey',
-  requestDigest: 'requestDigest',
-  detail: 'detail'
-} as const
-
-export type AuditEventScalarFieldEnum = (typeof AuditEventScalarFieldEnum)[keyof typeof AuditEventScalarFieldEnum]
-
-
-export const AuditSequenceScalarFieldEnum = {
-  tenantId: 'tenantId',
-  seq: 'seq',
-  eventId: 'eventId'
-} as const
-
-export type AuditSequenceScalarFieldEnum = (typeof AuditSequenceScalarFieldEnum)[keyof typeof AuditSequenceScalarFieldEnum]
-
-
-export const AuditHeadScalarFieldEnum = {
-  tenantId: 'tenantId',
-  nextSeq: 'nextSeq'
-} as const
-
-export type AuditHeadScalarFieldEnum = (typeof AuditHeadScalarFieldEnum)[keyof typeof AuditHeadScalarFieldEnum]
-
-
-export const AuditCursorScalarFieldEnum = {
-  id: 'id',
-  lastEventId: 'lastEventId'
-} as const
-
-export type AuditCursorScalarFieldEnum = (typeof AuditCursorScalarFieldEnum)[keyof typeof AuditCursorScalarFieldEnum]
 
 
 export const SchedulerJobScalarFieldEnum = {
@@ -2454,14 +2633,6 @@ export const QueryMode = {
 export type QueryMode = (typeof QueryMode)[keyof typeof QueryMode]
 
 
-export const NullsOrder = {
-  first: 'first',
-  last: 'last'
-} as const
-
-export type NullsOrder = (typeof NullsOrder)[keyof typeof NullsOrder]
-
-
 export const JsonNullValueFilter = {
   DbNull: DbNull,
   JsonNull: JsonNull,
@@ -2469,6 +2640,14 @@ export const JsonNullValueFilter = {
 } as const
 
 export type JsonNullValueFilter = (typeof JsonNullValueFilter)[keyof typeof JsonNullValueFilter]
+
+
+export const NullsOrder = {
+  first: 'first',
+  last: 'last'
+} as const
+
+export type NullsOrder = (typeof NullsOrder)[keyof typeof NullsOrder]
 
 
 
@@ -2506,20 +2685,6 @@ export type ListBigIntFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaMod
 
 
 /**
- * Reference to a field of type 'Int'
- */
-export type IntFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'Int'>
-    
-
-
-/**
- * Reference to a field of type 'Int[]'
- */
-export type ListIntFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'Int[]'>
-    
-
-
-/**
  * Reference to a field of type 'DateTime'
  */
 export type DateTimeFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'DateTime'>
@@ -2530,6 +2695,20 @@ export type DateTimeFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel
  * Reference to a field of type 'DateTime[]'
  */
 export type ListDateTimeFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'DateTime[]'>
+    
+
+
+/**
+ * Reference to a field of type 'Json'
+ */
+export type JsonFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'Json'>
+    
+
+
+/**
+ * Reference to a field of type 'QueryMode'
+ */
+export type EnumQueryModeFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'QueryMode'>
     
 
 
@@ -2548,16 +2727,16 @@ export type ListBytesFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaMode
 
 
 /**
- * Reference to a field of type 'Json'
+ * Reference to a field of type 'Int'
  */
-export type JsonFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'Json'>
+export type IntFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'Int'>
     
 
 
 /**
- * Reference to a field of type 'QueryMode'
+ * Reference to a field of type 'Int[]'
  */
-export type EnumQueryModeFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'QueryMode'>
+export type ListIntFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'Int[]'>
     
 
 
@@ -2732,6 +2911,12 @@ export interface PrismaClientOptionsWithAdapter extends PrismaClientBaseOptions 
  */
 export type PrismaClientOptions = PrismaClientOptionsWithAccelerateUrl | PrismaClientOptionsWithAdapter
 export type GlobalOmitConfig = {
+  auditEvent?: Prisma.AuditEventOmit
+  auditSequence?: Prisma.AuditSequenceOmit
+  auditNode?: Prisma.AuditNodeOmit
+  auditCheckpoint?: Prisma.AuditCheckpointOmit
+  auditPolicy?: Prisma.AuditPolicyOmit
+  auditCursor?: Prisma.AuditCursorOmit
   batchRun?: Prisma.BatchRunOmit
   batchItem?: Prisma.BatchItemOmit
   batchItemResult?: Prisma.BatchItemResultOmit
@@ -2741,10 +2926,6 @@ export type GlobalOmitConfig = {
   keymasterKey?: Prisma.KeymasterKeyOmit
   keymasterKeyVersion?: Prisma.KeymasterKeyVersionOmit
   idempotencyRecord?: Prisma.IdempotencyRecordOmit
-  auditEvent?: Prisma.AuditEventOmit
-  auditSequence?: Prisma.AuditSequenceOmit
-  auditHead?: Prisma.AuditHeadOmit
-  auditCursor?: Prisma.AuditCursorOmit
   schedulerJob?: Prisma.SchedulerJobOmit
   schedulerDeadLetter?: Prisma.SchedulerDeadLetterOmit
   schedulerSchedule?: Prisma.SchedulerScheduleOmit

@@ -51,6 +51,12 @@ export const AnyNull = runtime.AnyNull
 
 
 export const ModelName = {
+  AuditEvent: 'AuditEvent',
+  AuditSequence: 'AuditSequence',
+  AuditNode: 'AuditNode',
+  AuditCheckpoint: 'AuditCheckpoint',
+  AuditPolicy: 'AuditPolicy',
+  AuditCursor: 'AuditCursor',
   BatchRun: 'BatchRun',
   BatchItem: 'BatchItem',
   BatchItemResult: 'BatchItemResult',
@@ -60,10 +66,6 @@ export const ModelName = {
   KeymasterKey: 'KeymasterKey',
   KeymasterKeyVersion: 'KeymasterKeyVersion',
   IdempotencyRecord: 'IdempotencyRecord',
-  AuditEvent: 'AuditEvent',
-  AuditSequence: 'AuditSequence',
-  AuditHead: 'AuditHead',
-  AuditCursor: 'AuditCursor',
   SchedulerJob: 'SchedulerJob',
   SchedulerDeadLetter: 'SchedulerDeadLetter',
   SchedulerSchedule: 'SchedulerSchedule',
@@ -89,6 +91,77 @@ export const TransactionIsolationLevel = runtime.makeStrictEnum({
 } as const)
 
 export type TransactionIsolationLevel = (typeof TransactionIsolationLevel)[keyof typeof TransactionIsolationLevel]
+
+
+export const AuditEventScalarFieldEnum = {
+  tenantId: 'tenantId',
+  eventId: 'eventId',
+  eventTime: 'eventTime',
+  principal: 'principal',
+  action: 'action',
+  resource: 'resource',
+  outcome: 'outcome',
+  traceId: 'traceId',
+  idempotencyKey: 'idempotencyKey',
+  requestDigest: 'requestDigest',
+  detail: 'detail'
+} as const
+
+export type AuditEventScalarFieldEnum = (typeof AuditEventScalarFieldEnum)[keyof typeof AuditEventScalarFieldEnum]
+
+
+export const AuditSequenceScalarFieldEnum = {
+  tenantId: 'tenantId',
+  seq: 'seq',
+  eventId: 'eventId',
+  leafHash: 'leafHash',
+  chainHash: 'chainHash'
+} as const
+
+export type AuditSequenceScalarFieldEnum = (typeof AuditSequenceScalarFieldEnum)[keyof typeof AuditSequenceScalarFieldEnum]
+
+
+export const AuditNodeScalarFieldEnum = {
+  tenantId: 'tenantId',
+  level: 'level',
+  idx: 'idx',
+  hash: 'hash'
+} as const
+
+export type AuditNodeScalarFieldEnum = (typeof AuditNodeScalarFieldEnum)[keyof typeof AuditNodeScalarFieldEnum]
+
+
+export const AuditCheckpointScalarFieldEnum = {
+  tenantId: 'tenantId',
+  treeSize: 'treeSize',
+  rootHash: 'rootHash',
+  chainHash: 'chainHash',
+  createTime: 'createTime',
+  keyAlias: 'keyAlias',
+  keyVersion: 'keyVersion',
+  note: 'note'
+} as const
+
+export type AuditCheckpointScalarFieldEnum = (typeof AuditCheckpointScalarFieldEnum)[keyof typeof AuditCheckpointScalarFieldEnum]
+
+
+export const AuditPolicyScalarFieldEnum = {
+  tenantId: 'tenantId',
+  retentionSeconds: 'retentionSeconds',
+  legalHold: 'legalHold',
+  legalHoldReason: 'legalHoldReason',
+  updateTime: 'updateTime'
+} as const
+
+export type AuditPolicyScalarFieldEnum = (typeof AuditPolicyScalarFieldEnum)[keyof typeof AuditPolicyScalarFieldEnum]
+
+
+export const AuditCursorScalarFieldEnum = {
+  id: 'id',
+  lastEventId: 'lastEventId'
+} as const
+
+export type AuditCursorScalarFieldEnum = (typeof AuditCursorScalarFieldEnum)[keyof typeof AuditCursorScalarFieldEnum]
 
 
 export const BatchRunScalarFieldEnum = {
@@ -219,48 +292,6 @@ export const IdempotencyRecordScalarFieldEnum = {
 } as const
 
 export type IdempotencyRecordScalarFieldEnum = (typeof IdempotencyRecordScalarFieldEnum)[keyof typeof IdempotencyRecordScalarFieldEnum]
-
-
-export const AuditEventScalarFieldEnum = {
-  tenantId: 'tenantId',
-  eventId: 'eventId',
-  eventTime: 'eventTime',
-  principal: 'principal',
-  action: 'action',
-  resource: 'resource',
-  outcome: 'outcome',
-  traceId: 'traceId',
-  idempotencyKey: 'idempotencyKey',
-  requestDigest: 'requestDigest',
-  detail: 'detail'
-} as const
-
-export type AuditEventScalarFieldEnum = (typeof AuditEventScalarFieldEnum)[keyof typeof AuditEventScalarFieldEnum]
-
-
-export const AuditSequenceScalarFieldEnum = {
-  tenantId: 'tenantId',
-  seq: 'seq',
-  eventId: 'eventId'
-} as const
-
-export type AuditSequenceScalarFieldEnum = (typeof AuditSequenceScalarFieldEnum)[keyof typeof AuditSequenceScalarFieldEnum]
-
-
-export const AuditHeadScalarFieldEnum = {
-  tenantId: 'tenantId',
-  nextSeq: 'nextSeq'
-} as const
-
-export type AuditHeadScalarFieldEnum = (typeof AuditHeadScalarFieldEnum)[keyof typeof AuditHeadScalarFieldEnum]
-
-
-export const AuditCursorScalarFieldEnum = {
-  id: 'id',
-  lastEventId: 'lastEventId'
-} as const
-
-export type AuditCursorScalarFieldEnum = (typeof AuditCursorScalarFieldEnum)[keyof typeof AuditCursorScalarFieldEnum]
 
 
 export const SchedulerJobScalarFieldEnum = {
@@ -456,14 +487,6 @@ export const QueryMode = {
 export type QueryMode = (typeof QueryMode)[keyof typeof QueryMode]
 
 
-export const NullsOrder = {
-  first: 'first',
-  last: 'last'
-} as const
-
-export type NullsOrder = (typeof NullsOrder)[keyof typeof NullsOrder]
-
-
 export const JsonNullValueFilter = {
   DbNull: DbNull,
   JsonNull: JsonNull,
@@ -471,4 +494,12 @@ export const JsonNullValueFilter = {
 } as const
 
 export type JsonNullValueFilter = (typeof JsonNullValueFilter)[keyof typeof JsonNullValueFilter]
+
+
+export const NullsOrder = {
+  first: 'first',
+  last: 'last'
+} as const
+
+export type NullsOrder = (typeof NullsOrder)[keyof typeof NullsOrder]
 

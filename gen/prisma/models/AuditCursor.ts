@@ -14,7 +14,7 @@ import type * as Prisma from "../internal/prismaNamespace"
 
 /**
  * Model AuditCursor
- * How far the sequencer has integrated: every event before (last_txid, last_event_id) has a seq.
+ * How far the integrator has come: every event before (last_txid, last_event_id) is in the log.
  */
 export type AuditCursorModel = runtime.Types.Result.DefaultSelection<Prisma.$AuditCursorPayload>
 

@@ -14,7 +14,7 @@ import type * as Prisma from "../internal/prismaNamespace"
 
 /**
  * Model AuditSequence
- * The gap-free per-tenant order of audit entries, assigned after commit by the sequencer.
+ * The log position of each integrated entry: gap-free seq, RFC 6962 leaf hash, hash-chain link.
  */
 export type AuditSequenceModel = runtime.Types.Result.DefaultSelection<Prisma.$AuditSequencePayload>
 
@@ -40,18 +40,24 @@ export type AuditSequenceMinAggregateOutputType = {
   tenantId: string | null
   seq: bigint | null
   eventId: bigint | null
+  leafHash: runtime.Bytes | null
+  chainHash: runtime.Bytes | null
 }
 
 export type AuditSequenceMaxAggregateOutputType = {
   tenantId: string | null
   seq: bigint | null
   eventId: bigint | null
+  leafHash: runtime.Bytes | null
+  chainHash: runtime.Bytes | null
 }
 
 export type AuditSequenceCountAggregateOutputType = {
   tenantId: number
   seq: number
   eventId: number
+  leafHash: number
+  chainHash: number
   _all: number
 }
 
@@ -70,18 +76,24 @@ export type AuditSequenceMinAggregateInputType = {
   tenantId?: true
   seq?: true
   eventId?: true
+  leafHash?: true
+  chainHash?: true
 }
 
 export type AuditSequenceMaxAggregateInputType = {
   tenantId?: true
   seq?: true
   eventId?: true
+  leafHash?: true
+  chainHash?: true
 }
 
 export type AuditSequenceCountAggregateInputType = {
   tenantId?: true
   seq?: true
   eventId?: true
+  leafHash?: true
+  chainHash?: true
   _all?: true
 }
 
@@ -175,6 +187,8 @@ export type AuditSequenceGroupByOutputType = {
   tenantId: string
   seq: bigint
   eventId: bigint
+  leafHash: runtime.Bytes
+  chainHash: runtime.Bytes
   _count: AuditSequenceCountAggregateOutputType | null
   _avg: AuditSequenceAvgAggregateOutputType | null
   _sum: AuditSequenceSumAggregateOutputType | null
@@ -204,12 +218,16 @@ export type AuditSequenceWhereInput = {
   tenantId?: Prisma.StringFilter<"AuditSequence"> | string
   seq?: Prisma.BigIntFilter<"AuditSequence"> | bigint | number
   eventId?: Prisma.BigIntFilter<"AuditSequence"> | bigint | number
+  leafHash?: Prisma.BytesFilter<"AuditSequence"> | runtime.Bytes
+  chainHash?: Prisma.BytesFilter<"AuditSequence"> | runtime.Bytes
 }
 
 export type AuditSequenceOrderByWithRelationInput = {
   tenantId?: Prisma.SortOrder
   seq?: Prisma.SortOrder
   eventId?: Prisma.SortOrder
+  leafHash?: Prisma.SortOrder
+  chainHash?: Prisma.SortOrder
 }
 
 export type AuditSequenceWhereUniqueInput = Prisma.AtLeast<{
@@ -221,12 +239,16 @@ export type AuditSequenceWhereUniqueInput = Prisma.AtLeast<{
   tenantId?: Prisma.StringFilter<"AuditSequence"> | string
   seq?: Prisma.BigIntFilter<"AuditSequence"> | bigint | number
   eventId?: Prisma.BigIntFilter<"AuditSequence"> | bigint | number
+  leafHash?: Prisma.BytesFilter<"AuditSequence"> | runtime.Bytes
+  chainHash?: Prisma.BytesFilter<"AuditSequence"> | runtime.Bytes
 }, "tenantId_seq" | "tenantId_eventId">
 
 export type AuditSequenceOrderByWithAggregationInput = {
   tenantId?: Prisma.SortOrder
   seq?: Prisma.SortOrder
   eventId?: Prisma.SortOrder
+  leafHash?: Prisma.SortOrder
+  chainHash?: Prisma.SortOrder
   _count?: Prisma.AuditSequenceCountOrderByAggregateInput
   _avg?: Prisma.AuditSequenceAvgOrderByAggregateInput
   _max?: Prisma.AuditSequenceMaxOrderByAggregateInput
@@ -241,48 +263,64 @@ export type AuditSequenceScalarWhereWithAggregatesInput = {
   tenantId?: Prisma.StringWithAggregatesFilter<"AuditSequence"> | string
   seq?: Prisma.BigIntWithAggregatesFilter<"AuditSequence"> | bigint | number
   eventId?: Prisma.BigIntWithAggregatesFilter<"AuditSequence"> | bigint | number
+  leafHash?: Prisma.BytesWithAggregatesFilter<"AuditSequence"> | runtime.Bytes
+  chainHash?: Prisma.BytesWithAggregatesFilter<"AuditSequence"> | runtime.Bytes
 }
 
 export type AuditSequenceCreateInput = {
   tenantId: string
   seq: bigint | number
   eventId: bigint | number
+  leafHash: runtime.Bytes
+  chainHash: runtime.Bytes
 }
 
 export type AuditSequenceUncheckedCreateInput = {
   tenantId: string
   seq: bigint | number
   eventId: bigint | number
+  leafHash: runtime.Bytes
+  chainHash: runtime.Bytes
 }
 
 export type AuditSequenceUpdateInput = {
   tenantId?: Prisma.StringFieldUpdateOperationsInput | string
   seq?: Prisma.BigIntFieldUpdateOperationsInput | bigint | number
   eventId?: Prisma.BigIntFieldUpdateOperationsInput | bigint | number
+  leafHash?: Prisma.BytesFieldUpdateOperationsInput | runtime.Bytes
+  chainHash?: Prisma.BytesFieldUpdateOperationsInput | runtime.Bytes
 }
 
 export type AuditSequenceUncheckedUpdateInput = {
   tenantId?: Prisma.StringFieldUpdateOperationsInput | string
   seq?: Prisma.BigIntFieldUpdateOperationsInput | bigint | number
   eventId?: Prisma.BigIntFieldUpdateOperationsInput | bigint | number
+  leafHash?: Prisma.BytesFieldUpdateOperationsInput | runtime.Bytes
+  chainHash?: Prisma.BytesFieldUpdateOperationsInput | runtime.Bytes
 }
 
 export type AuditSequenceCreateManyInput = {
   tenantId: string
   seq: bigint | number
   eventId: bigint | number
+  leafHash: runtime.Bytes
+  chainHash: runtime.Bytes
 }
 
 export type AuditSequenceUpdateManyMutationInput = {
   tenantId?: Prisma.StringFieldUpdateOperationsInput | string
   seq?: Prisma.BigIntFieldUpdateOperationsInput | bigint | number
   eventId?: Prisma.BigIntFieldUpdateOperationsInput | bigint | number
+  leafHash?: Prisma.BytesFieldUpdateOperationsInput | runtime.Bytes
+  chainHash?: Prisma.BytesFieldUpdateOperationsInput | runtime.Bytes
 }
 
 export type AuditSequenceUncheckedUpdateManyInput = {
   tenantId?: Prisma.StringFieldUpdateOperationsInput | string
   seq?: Prisma.BigIntFieldUpdateOperationsInput | bigint | number
   eventId?: Prisma.BigIntFieldUpdateOperationsInput | bigint | number
+  leafHash?: Prisma.BytesFieldUpdateOperationsInput | runtime.Bytes
+  chainHash?: Prisma.BytesFieldUpdateOperationsInput | runtime.Bytes
 }
 
 export type AuditSequenceTenantIdEventIdCompoundUniqueInput = {
@@ -299,6 +337,8 @@ export type AuditSequenceCountOrderByAggregateInput = {
   tenantId?: Prisma.SortOrder
   seq?: Prisma.SortOrder
   eventId?: Prisma.SortOrder
+  leafHash?: Prisma.SortOrder
+  chainHash?: Prisma.SortOrder
 }
 
 export type AuditSequenceAvgOrderByAggregateInput = {
@@ -310,17 +350,25 @@ export type AuditSequenceMaxOrderByAggregateInput = {
   tenantId?: Prisma.SortOrder
   seq?: Prisma.SortOrder
   eventId?: Prisma.SortOrder
+  leafHash?: Prisma.SortOrder
+  chainHash?: Prisma.SortOrder
 }
 
 export type AuditSequenceMinOrderByAggregateInput = {
   tenantId?: Prisma.SortOrder
   seq?: Prisma.SortOrder
   eventId?: Prisma.SortOrder
+  leafHash?: Prisma.SortOrder
+  chainHash?: Prisma.SortOrder
 }
 
 export type AuditSequenceSumOrderByAggregateInput = {
   seq?: Prisma.SortOrder
   eventId?: Prisma.SortOrder
+}
+
+export type BytesFieldUpdateOperationsInput = {
+  set?: runtime.Bytes
 }
 
 
@@ -329,27 +377,35 @@ export type AuditSequenceSelect<ExtArgs extends runtime.Types.Extensions.Interna
   tenantId?: boolean
   seq?: boolean
   eventId?: boolean
+  leafHash?: boolean
+  chainHash?: boolean
 }, ExtArgs["result"]["auditSequence"]>
 
 export type AuditSequenceSelectCreateManyAndReturn<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetSelect<{
   tenantId?: boolean
   seq?: boolean
   eventId?: boolean
+  leafHash?: boolean
+  chainHash?: boolean
 }, ExtArgs["result"]["auditSequence"]>
 
 export type AuditSequenceSelectUpdateManyAndReturn<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetSelect<{
   tenantId?: boolean
   seq?: boolean
   eventId?: boolean
+  leafHash?: boolean
+  chainHash?: boolean
 }, ExtArgs["result"]["auditSequence"]>
 
 export type AuditSequenceSelectScalar = {
   tenantId?: boolean
   seq?: boolean
   eventId?: boolean
+  leafHash?: boolean
+  chainHash?: boolean
 }
 
-export type AuditSequenceOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"tenantId" | "seq" | "eventId", ExtArgs["result"]["auditSequence"]>
+export type AuditSequenceOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"tenantId" | "seq" | "eventId" | "leafHash" | "chainHash", ExtArgs["result"]["auditSequence"]>
 
 export type $AuditSequencePayload<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
   name: "AuditSequence"
@@ -358,6 +414,8 @@ export type $AuditSequencePayload<ExtArgs extends runtime.Types.Extensions.Inter
     tenantId: string
     seq: bigint
     eventId: bigint
+    leafHash: runtime.Bytes
+    chainHash: runtime.Bytes
   }, ExtArgs["result"]["auditSequence"]>
   composites: {}
 }
@@ -784,6 +842,8 @@ export interface AuditSequenceFieldRefs {
   readonly tenantId: Prisma.FieldRef<"AuditSequence", 'String'>
   readonly seq: Prisma.FieldRef<"AuditSequence", 'BigInt'>
   readonly eventId: Prisma.FieldRef<"AuditSequence", 'BigInt'>
+  readonly leafHash: Prisma.FieldRef<"AuditSequence", 'Bytes'>
+  readonly chainHash: Prisma.FieldRef<"AuditSequence", 'Bytes'>
 }
     
 

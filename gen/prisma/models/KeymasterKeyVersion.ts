@@ -545,10 +545,6 @@ export type KeymasterKeyVersionUncheckedUpdateManyWithoutKeyNestedInput = {
   deleteMany?: Prisma.KeymasterKeyVersionScalarWhereInput | Prisma.KeymasterKeyVersionScalarWhereInput[]
 }
 
-export type NullableStringFieldUpdateOperationsInput = {
-  set?: string | null
-}
-
 export type NullableBytesFieldUpdateOperationsInput = {
   set?: runtime.Bytes | null
 }

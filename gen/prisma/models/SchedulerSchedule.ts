@@ -643,10 +643,6 @@ export type SchedulerScheduleScalarRelationFilter = {
   isNot?: Prisma.SchedulerScheduleWhereInput
 }
 
-export type BoolFieldUpdateOperationsInput = {
-  set?: boolean
-}
-
 export type SchedulerScheduleCreateNestedOneWithoutTicksInput = {
   create?: Prisma.XOR<Prisma.SchedulerScheduleCreateWithoutTicksInput, Prisma.SchedulerScheduleUncheckedCreateWithoutTicksInput>
   connectOrCreate?: Prisma.SchedulerScheduleCreateOrConnectWithoutTicksInput

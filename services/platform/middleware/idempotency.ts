@@ -1,7 +1,7 @@
 import { createHash, createHmac } from 'node:crypto';
 import { Status, type CallContext, type ServerMiddleware, type ServerMiddlewareCall } from 'nice-grpc-common';
-import type { AuthenticationContext, TenantContext, TracingContext, UnitOfWork, UnitOfWorkContext } from '../call-context';
-import type { AuditLog } from '../audit/audit-log';
+import type { AuditEventDraft, AuthenticationContext, TenantContext, TracingContext, UnitOfWork, UnitOfWorkContext } from '../call-context';
+import type { AuditEntry, AuditLog } from '../audit/audit-log';
 import type { Database } from '../database/database';
 import { invalidArgument, KernelError } from '../kernel-error';
 import type { MutationCommitter } from '../unit-of-work/mutation-committer';
@@ -26,6 +26,7 @@ export function idempotencyMiddleware(deps: { db: Database; committer: MutationC
       const unitOfWork: UnitOfWork = {
         run: (fn) => deps.db.inTenantTransaction(tenantId, fn, { readOnly: true }),
         describeChange: () => undefined,
+        recordAuditEvents: () => Promise.reject(new Error('a read-only call records no audit events')),
       };
       return yield* call.next(call.request, { ...context, unitOfWork });
     }
@@ -61,29 +62,34 @@ export function idempotencyMiddleware(deps: { db: Database; committer: MutationC
       retentionHours: deps.retentionHours,
       decode: (bytes) => method.responseType.decode(bytes),
       execute: async (tx) => {
-        const change = { resource: '', detail: {} as Record<string, unknown> };
+        const change = { resource: '', detail: {} as Record<string, unknown>, recordedItself: false };
+        const entry = (draft: AuditEventDraft): AuditEntry => ({
+          tenantId,
+          principal: context.principal.subject,
+          action: draft.action,
+          resource: draft.resource,
+          outcome: draft.outcome,
+          traceId: context.trace.traceId,
+          idempotencyKey: key,
+          requestDigest: requestDigest.toString('hex'),
+          detail: draft.detail,
+        });
         const unitOfWork: UnitOfWork = {
           run: (fn) => fn(tx),
           describeChange: (resource, detail) => {
             change.resource = resource;
             if (detail) Object.assign(change.detail, detail);
           },
+          recordAuditEvents: (events) => {
+            change.recordedItself = true;
+            return deps.audit.appendBatched(tx, events.map(entry));
+          },
         };
         const response = await runUnary(call, { ...context, unitOfWork, idempotencyKey: key });
         return {
           response,
           responseBytes: method.responseType.encode(response).finish(),
-          audit: {
-            tenantId,
-            principal: context.principal.subject,
-            action: method.action,
-            resource: change.resource,
-            outcome: 'OK',
-            traceId: context.trace.traceId,
-            idempotencyKey: key,
-            requestDigest: requestDigest.toString('hex'),
-            detail: change.detail,
-          },
+          audit: change.recordedItself ? [] : [entry({ action: method.action, resource: change.resource, outcome: 'OK', detail: change.detail })],
         };
       },
     });

@@ -27,7 +27,8 @@ export interface Mutation<T> {
 export interface ExecutedMutation<T> {
   response: T;
   responseBytes: Uint8Array;
-  audit: AuditEntry;
+  /** The call's audit entries still to write: normally its one entry; none when the call wrote its own (AppendEvents). */
+  audit: readonly AuditEntry[];
 }
 
 export interface MutationOutcome<T> {
@@ -276,8 +277,9 @@ async function runIsolated(tx: TenantTransaction, fresh: Pending[]): Promise<Exe
  * committed between our lock check and now — the group fails retryably and the retry replays.
  */
 async function storeResponsesAndAudit(tx: TenantTransaction, tenantId: string, executed: Executed): Promise<void> {
-  const calls = executed.map(({ pending, result }) => ({ mutation: pending.mutation, bytes: Buffer.from(result.responseBytes), audit: result.audit }));
+  const calls = executed.map(({ pending, result }) => ({ mutation: pending.mutation, bytes: Buffer.from(result.responseBytes) }));
   const keyed = calls.filter((c) => c.mutation.idempotencyKey !== undefined);
+  const audit = executed.flatMap(({ result }) => result.audit);
   const [row] = await tx.query<{ stored: string }>(
     `WITH stored AS (
        INSERT INTO kernel_idempotency_record AS r (tenant_id, method, idempotency_key, request_hash, response, expire_time)
@@ -298,17 +300,17 @@ async function storeResponsesAndAudit(tx: TenantTransaction, tenantId: string, e
     [
       tenantId,
       keyed.map((c) => c.mutation.method),
-      calls.map((c) => c.mutation.idempotencyKey ?? null),
+      audit.map((a) => a.idempotencyKey ?? null),
       keyed.map((c) => c.mutation.requestHash),
       keyed.map((c) => c.bytes),
       keyed.map((c) => c.mutation.retentionHours * 3600),
-      calls.map((c) => c.audit.principal),
-      calls.map((c) => c.audit.action),
-      calls.map((c) => c.audit.resource),
-      calls.map((c) => c.audit.outcome),
-      calls.map((c) => c.audit.traceId),
-      calls.map((c) => c.audit.requestDigest ?? null),
-      calls.map((c) => JSON.stringify(c.audit.detail ?? {})),
+      audit.map((a) => a.principal),
+      audit.map((a) => a.action),
+      audit.map((a) => a.resource),
+      audit.map((a) => a.outcome),
+      audit.map((a) => a.traceId),
+      audit.map((a) => a.requestDigest ?? null),
+      audit.map((a) => JSON.stringify(a.detail ?? {})),
       keyed.map((c) => c.mutation.idempotencyKey!),
     ],
   );

@@ -1,0 +1,52 @@
+import { AuditServiceDefinition } from '../../gen/proto/axis/kernel/audit/v1/audit_service';
+import type { Database } from '../platform/database/database';
+import type { Logger } from '../platform/observability/logger';
+import type { KernelDependencies, KernelServiceModule } from '../platform/service-module';
+import { AuditSigner } from './audit-key';
+import { auditService, purge } from './audit-service';
+import { PURGE_ACTION } from './audit-store';
+import { AuditIntegrator } from './integrator';
+
+/**
+ * K-W1 as the kernel serves it: the AuditService, the integrator that every node offers to run
+ * on a short period (one integrates at a time), and the retention sweep as a system job.
+ */
+export function auditModule(deps: KernelDependencies): KernelServiceModule {
+  const integrator = new AuditIntegrator(deps.db, new AuditSigner(deps.envelope, deps.log, deps.metrics), deps.log, deps.metrics, deps.config.KERNEL_AUDIT_BATCH_SIZE);
+  return {
+    definition: AuditServiceDefinition,
+    implementation: auditService({ minRetentionSeconds: deps.config.KERNEL_AUDIT_MIN_RETENTION_SECONDS }),
+    scopes: { SetRetentionPolicy: 'audit:admin', SetLegalHold: 'audit:admin', PurgeExpired: 'audit:admin' },
+    // VerifyLog reads the whole log; ExportLog streams (exempt from the default budget anyway).
+    budgetsMs: { VerifyLog: 120_000 },
+    periodicTasks: [{ name: 'audit integrator', everyMs: deps.config.KERNEL_AUDIT_SEQUENCER_MS, run: () => integrator.integrate() }],
+    systemJobs: [
+      {
+        name: 'kernel.audit.purge-expired',
+        everySeconds: deps.config.KERNEL_AUDIT_PURGE_SWEEP_MS / 1000,
+        run: async (job) => void (await purgeExpiredEverywhere(job.db, job.log, job.trace.traceId)),
+      },
+    ],
+  };
+}
+
+/** Applies every tenant's retention policy; each purge is recorded in that tenant's log. Returns entries purged. */
+export async function purgeExpiredEverywhere(db: Database, log: Logger, traceId: string): Promise<number> {
+  const tenants = await db.asSystem((sql) => sql.query<{ t: string }>('SELECT t FROM kernel_audit_retention_tenants() AS t'));
+  let total = 0;
+  for (const { t } of tenants) {
+    const purged = await db.inTenantTransaction(t, async (tx) => {
+      const result = await purge(tx, 10_000);
+      if (result.purged > 0) {
+        await tx.query(
+          `INSERT INTO kernel_audit_event (tenant_id, principal, action, resource, outcome, trace_id, detail) VALUES ($1, 'kernel', $2, 'log', 'OK', $3, $4::jsonb)`,
+          [t, PURGE_ACTION, traceId, JSON.stringify({ purged: result.purged, through_seq: result.throughSeq })],
+        );
+      }
+      return result.purged;
+    });
+    if (purged > 0) log.info({ tenant: t, purged }, 'audit entries purged under the retention policy');
+    total += purged;
+  }
+  return total;
+}

@@ -1,0 +1,468 @@
+import { Status } from 'nice-grpc-common';
+import { z } from 'zod';
+import { AuditOutcome, ProblemKind, type AuditEvent, type Checkpoint, type RetentionPolicy } from '../../gen/proto/axis/kernel/audit/v1/audit';
+import type { AuditServiceImplementation, ExportLogResponse } from '../../gen/proto/axis/kernel/audit/v1/audit_service';
+import type { KernelCallContext } from '../platform/call-context';
+import type { Sql, TenantTransaction } from '../platform/database/database';
+import { failedPrecondition, invalidArgument, KernelError, notFound } from '../platform/kernel-error';
+import { decodePageToken, encodePageToken, pageSize } from '../platform/page-token';
+import { parseRequest } from '../platform/request-validation';
+import {
+  auditVerifierKeys,
+  findCheckpoint,
+  findEvent,
+  listCheckpoints,
+  listLog,
+  purgedThrough,
+  readLog,
+  type CheckpointRecord,
+  type EventFilter,
+  type StoredEntry,
+} from './audit-store';
+import { leafText } from './log-entry';
+import { LogVerifier, verifiableCheckpoint, type ProblemKind as ProblemKindName } from './log-verifier';
+import { consistencyRanges, frontierNodes, inclusionRanges, MissingNodeError, rangeHashes, type NodeId } from './merkle';
+import { logOrigin, parseVerifierKey, type NoteVerifier } from './signed-note';
+import { logHead, storedNodes } from './tree-store';
+
+export interface AuditServiceOptions {
+  /** The shortest retention a tenant may set (seconds). */
+  minRetentionSeconds: number;
+}
+
+export const EXPORT_FORMAT = 'axis-audit-export/1';
+const MAX_EVENTS_PER_CALL = 500;
+const MAX_DETAIL_BYTES = 16 * 1024;
+/** Entries read per transaction by VerifyLog and ExportLog. */
+const PAGE = 2000;
+
+const outcomeNames: Record<number, 'OK' | 'DENIED' | 'FAILED'> = {
+  [AuditOutcome.AUDIT_OUTCOME_OK]: 'OK',
+  [AuditOutcome.AUDIT_OUTCOME_DENIED]: 'DENIED',
+  [AuditOutcome.AUDIT_OUTCOME_FAILED]: 'FAILED',
+};
+const outcomeValues: Record<string, AuditOutcome> = { OK: AuditOutcome.AUDIT_OUTCOME_OK, DENIED: AuditOutcome.AUDIT_OUTCOME_DENIED, FAILED: AuditOutcome.AUDIT_OUTCOME_FAILED };
+const problemValues: Record<ProblemKindName, ProblemKind> = {
+  PAYLOAD_CHANGED: ProblemKind.PROBLEM_KIND_PAYLOAD_CHANGED,
+  ENTRY_MISSING: ProblemKind.PROBLEM_KIND_ENTRY_MISSING,
+  ORDER_CHANGED: ProblemKind.PROBLEM_KIND_ORDER_CHANGED,
+  CHAIN_BROKEN: ProblemKind.PROBLEM_KIND_CHAIN_BROKEN,
+  CHECKPOINT_MISMATCH: ProblemKind.PROBLEM_KIND_CHECKPOINT_MISMATCH,
+  CHECKPOINT_INVALID: ProblemKind.PROBLEM_KIND_CHECKPOINT_INVALID,
+};
+
+const reason = (r: string) => ({ params: { reason: r } });
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+const eventInput = z.object({
+  action: z
+    .string()
+    .regex(/^[A-Za-z0-9._:/-]{1,200}$/, { message: 'must be 1–200 characters of [A-Za-z0-9._:/-]', ...reason('ACTION_INVALID') })
+    .refine((a) => !a.startsWith('axis.kernel.') && !a.startsWith('kernel.'), { message: 'actions under axis.kernel. and kernel. are the kernel\'s', ...reason('ACTION_RESERVED') }),
+  resource: z.string().max(500, { message: 'at most 500 characters', ...reason('RESOURCE_INVALID') }).refine((r) => !CONTROL.test(r), { message: 'no control characters', ...reason('RESOURCE_INVALID') }),
+  outcome: z.number().refine((o) => o === AuditOutcome.AUDIT_OUTCOME_UNSPECIFIED || o in outcomeNames, { message: 'must be OK, DENIED or FAILED', ...reason('ENUM_INVALID') }),
+  detail: z
+    .record(z.string(), z.unknown())
+    .optional()
+    .refine((d) => Buffer.byteLength(JSON.stringify(d ?? {})) <= MAX_DETAIL_BYTES, { message: `at most ${MAX_DETAIL_BYTES} bytes as JSON`, ...reason('DETAIL_TOO_LARGE') }),
+});
+const appendSchema = z.object({
+  events: z
+    .array(eventInput)
+    .min(1, { message: 'at least one event', ...reason('EVENTS_REQUIRED') })
+    .max(MAX_EVENTS_PER_CALL, { message: `at most ${MAX_EVENTS_PER_CALL} events per call`, ...reason('TOO_MANY_EVENTS') }),
+});
+
+const treeSize = z.number().int().min(1, { message: 'must be ≥ 1', ...reason('TREE_SIZE_INVALID') });
+const inclusionSchema = z
+  .object({ leafIndex: z.number().int().min(0, { message: 'must be ≥ 0', ...reason('LEAF_INDEX_INVALID') }), treeSize })
+  .refine((r) => r.leafIndex < r.treeSize, { path: ['leafIndex'], message: 'must be below tree_size', ...reason('LEAF_INDEX_INVALID') });
+const consistencySchema = z
+  .object({ firstSize: treeSize, secondSize: treeSize })
+  .refine((r) => r.firstSize <= r.secondSize, { path: ['firstSize'], message: 'must not exceed second_size', ...reason('TREE_SIZE_INVALID') });
+const checkpointSchema = z.object({ treeSize: treeSize.optional() });
+const eventSchema = z.object({
+  selector: z.union(
+    [
+      z.object({ $case: z.literal('seq'), value: z.number().int().min(1, 'must be ≥ 1') }),
+      z.object({ $case: z.literal('eventId'), value: z.string().regex(/^[1-9][0-9]{0,18}$/, 'must be an event id (digits)') }),
+    ],
+    { message: 'seq or event_id is required', ...reason('SELECTOR_REQUIRED') },
+  ),
+});
+const listSchema = z.object({
+  fromSeq: z.number().int().min(0, 'must be ≥ 0'),
+  action: z.string().max(201, 'at most 200 characters'),
+  principal: z.string().max(500),
+  resourcePrefix: z.string().max(500),
+  traceId: z.string().max(64),
+  outcome: z.number().refine((o) => o === 0 || o in outcomeNames, 'must be OK, DENIED or FAILED'),
+  pageSize: z.number(),
+  pageToken: z.string(),
+});
+const exportSchema = z
+  .object({ fromSeq: z.number().int().min(0, 'must be ≥ 0'), toSize: z.number().int().min(0, 'must be ≥ 0') })
+  .refine((r) => r.toSize === 0 || Math.max(1, r.fromSeq) <= r.toSize + 1, { path: ['fromSeq'], message: 'must not be beyond to_size + 1' });
+const retentionSchema = z.object({
+  retention: z.object({ seconds: z.number().int(), nanos: z.number().int() }).optional(),
+});
+const legalHoldSchema = z
+  .object({ hold: z.boolean(), reason: z.string().max(500, 'at most 500 characters') })
+  .refine((r) => !r.hold || r.reason.trim() !== '', { path: ['reason'], message: 'placing a legal hold needs a reason', ...reason('REASON_REQUIRED') });
+const purgeSchema = z.object({ maxEntries: z.number().int().min(0).max(100_000, 'at most 100,000') });
+
+function eventMessage(stored: StoredEntry, purged: boolean): AuditEvent {
+  const e = stored.entry;
+  return {
+    seq: stored.seq,
+    leafIndex: stored.seq - 1,
+    eventId: stored.eventId ?? '',
+    time: e ? new Date(e.time) : undefined,
+    principal: e?.principal ?? '',
+    action: e?.action ?? '',
+    resource: e?.resource ?? '',
+    outcome: e ? (outcomeValues[e.outcome] ?? AuditOutcome.AUDIT_OUTCOME_UNSPECIFIED) : AuditOutcome.AUDIT_OUTCOME_UNSPECIFIED,
+    traceId: e?.traceId ?? '',
+    idempotencyKey: e?.idempotencyKey ?? '',
+    requestDigest: e?.requestDigest ?? '',
+    detail: (e?.detail as Record<string, unknown>) ?? undefined,
+    leafData: e && stored.seq > 0 ? leafText(e) : '',
+    leafHash: stored.seq > 0 ? stored.leafHash : Buffer.alloc(0),
+    chainHash: stored.seq > 0 ? stored.chainHash : Buffer.alloc(0),
+    purged,
+  };
+}
+
+function checkpointMessage(tenantId: string, c: CheckpointRecord, verifierKey: string): Checkpoint {
+  return {
+    treeSize: c.treeSize,
+    rootHash: c.rootHash,
+    chainHash: c.chainHash,
+    time: c.time,
+    keyVersion: c.keyVersion,
+    note: c.note,
+    verifierKey,
+    origin: logOrigin(tenantId),
+  };
+}
+
+function policyMessage(row: { retention_seconds: string | null; legal_hold: boolean; legal_hold_reason: string; update_time: Date } | undefined): RetentionPolicy {
+  return {
+    retention: row?.retention_seconds ? { seconds: Number(row.retention_seconds), nanos: 0 } : undefined,
+    legalHold: row?.legal_hold ?? false,
+    legalHoldReason: row?.legal_hold_reason ?? '',
+    updateTime: row?.update_time,
+  };
+}
+
+const POLICY_SELECT = 'SELECT retention_seconds::text, legal_hold, legal_hold_reason, update_time FROM kernel_audit_policy WHERE tenant_id = $1';
+
+/** The log's size, and the refusal of a size beyond it. */
+async function requireSize(sql: Sql, tenantId: string, size: number): Promise<number> {
+  const head = await logHead(sql, tenantId);
+  if (size > head.size) {
+    throw new KernelError(Status.OUT_OF_RANGE, 'TREE_SIZE_BEYOND_LOG', `the log holds ${head.size} entries; tree size ${size} does not exist (yet)`, {
+      metadata: { log_size: String(head.size) },
+    });
+  }
+  return head.size;
+}
+
+/** Stored node hashes for proofs; a missing node is DATA_LOSS (the tree tables were altered). */
+async function proofHashes(sql: Sql, tenantId: string, ranges: ReturnType<typeof inclusionRanges>): Promise<Buffer[]> {
+  try {
+    return await rangeHashes(ranges, storedNodes(sql, tenantId));
+  } catch (error) {
+    if (error instanceof MissingNodeError) {
+      throw new KernelError(Status.DATA_LOSS, 'TREE_NODE_MISSING', `the stored Merkle tree lacks node ${error.node.level}/${error.node.index}; run VerifyLog`);
+    }
+    throw error;
+  }
+}
+
+async function frontierHashes(sql: Sql, tenantId: string, size: number): Promise<Buffer[]> {
+  const ids: NodeId[] = frontierNodes(size);
+  return proofHashes(sql, tenantId, ids.map((n) => [n.index * 2 ** n.level, (n.index + 1) * 2 ** n.level] as const));
+}
+
+/**
+ * Walks the log from `fromSeq` through `toSize` in pages (one read-only transaction each; the
+ * log only grows, so pages agree), yielding entries in seq order with each stored checkpoint
+ * right after the entry at its size; checkpoints beyond the stored entries come last.
+ */
+async function* walkLog(ctx: KernelCallContext, fromSeq: number, toSize: number): AsyncGenerator<{ entry: StoredEntry } | { checkpoint: CheckpointRecord }> {
+  const tenantId = ctx.tenantId;
+  let after = fromSeq - 1;
+  for (;;) {
+    const { entries, checkpoints } = await ctx.unitOfWork.run(async (tx) => {
+      const page = await readLog(tx, tenantId, after, PAGE, toSize);
+      const through = page.length < PAGE ? toSize : page[page.length - 1].seq;
+      return { entries: page, checkpoints: await listCheckpoints(tx, tenantId, after, through) };
+    });
+    let c = 0;
+    for (const entry of entries) {
+      yield { entry };
+      while (c < checkpoints.length && checkpoints[c].treeSize <= entry.seq) yield { checkpoint: checkpoints[c++] };
+    }
+    while (c < checkpoints.length) yield { checkpoint: checkpoints[c++] };
+    if (entries.length < PAGE) return;
+    after = entries[entries.length - 1].seq;
+    if (ctx.signal.aborted) return;
+  }
+}
+
+export function auditService(options: AuditServiceOptions): AuditServiceImplementation<KernelCallContext> {
+  const verifiersOf = async (tx: TenantTransaction): Promise<{ keys: Map<number, string>; verifiers: NoteVerifier[] }> => {
+    const keys = await auditVerifierKeys(tx, tx.tenantId);
+    return { keys, verifiers: [...keys.values()].map(parseVerifierKey) };
+  };
+
+  return {
+    async appendEvents(request, ctx) {
+      const input = parseRequest(appendSchema, request);
+      const eventIds = await ctx.unitOfWork.recordAuditEvents(
+        input.events.map((e) => ({
+          action: e.action,
+          resource: e.resource,
+          outcome: outcomeNames[e.outcome] ?? 'OK',
+          detail: e.detail ?? {},
+        })),
+      );
+      return { eventIds };
+    },
+
+    async getEvent(request, ctx) {
+      const input = parseRequest(eventSchema, request);
+      const found = await ctx.unitOfWork.run(async (tx) => {
+        if (input.selector.$case === 'eventId') {
+          const stored = await findEvent(tx, tx.tenantId, input.selector.value);
+          return stored && { stored, purged: false };
+        }
+        const [stored] = await readLog(tx, tx.tenantId, input.selector.value - 1, 1, input.selector.value);
+        if (!stored) return undefined;
+        if (stored.entry) return { stored, purged: false };
+        if (stored.seq <= (await purgedThrough(tx, tx.tenantId))) return { stored, purged: true };
+        throw new KernelError(Status.DATA_LOSS, 'ENTRY_MISSING', `the entry at seq ${stored.seq} is gone and no retention purge covers it; run VerifyLog`);
+      });
+      if (!found) throw notFound('EVENT_NOT_FOUND', 'no such entry in this tenant\'s log');
+      return { event: eventMessage(found.stored, found.purged) };
+    },
+
+    async listEvents(request, ctx) {
+      const input = parseRequest(listSchema, request);
+      const size = pageSize(input.pageSize, 100, 500);
+      const filter: EventFilter = {
+        fromSeq: Math.max(1, input.fromSeq),
+        action: input.action === '' ? undefined : input.action.endsWith('*') ? { prefix: input.action.slice(0, -1) } : { exact: input.action },
+        principal: input.principal || undefined,
+        resourcePrefix: input.resourcePrefix || undefined,
+        traceId: input.traceId || undefined,
+        outcome: outcomeNames[input.outcome],
+      };
+      const after = decodePageToken(input.pageToken, z.number().int().min(0), filter) ?? 0;
+      const { page, purged } = await ctx.unitOfWork.run(async (tx) => {
+        const rows = await listLog(tx, tx.tenantId, filter, after, size + 1);
+        return { page: rows, purged: rows.some((r) => !r.entry) ? await purgedThrough(tx, tx.tenantId) : 0 };
+      });
+      const items = page.slice(0, size);
+      return {
+        events: items.map((s) => eventMessage(s, !s.entry && s.seq <= purged)),
+        nextPageToken: page.length > size ? encodePageToken(items[items.length - 1].seq, filter) : '',
+      };
+    },
+
+    async getCheckpoint(request, ctx) {
+      const input = parseRequest(checkpointSchema, request);
+      const result = await ctx.unitOfWork.run(async (tx) => {
+        const found = await findCheckpoint(tx, tx.tenantId, input.treeSize);
+        return found && { found, keys: await auditVerifierKeys(tx, tx.tenantId) };
+      });
+      if (!result) {
+        throw notFound('CHECKPOINT_NOT_FOUND', input.treeSize === undefined ? 'the log has no checkpoint yet' : `no checkpoint at tree size ${input.treeSize}`);
+      }
+      return { checkpoint: checkpointMessage(ctx.tenantId, result.found, result.keys.get(result.found.keyVersion) ?? '') };
+    },
+
+    async getInclusionProof(request, ctx) {
+      const input = parseRequest(inclusionSchema, request);
+      return ctx.unitOfWork.run(async (tx) => {
+        await requireSize(tx, tx.tenantId, input.treeSize);
+        const hashes = await proofHashes(tx, tx.tenantId, [[input.leafIndex, input.leafIndex + 1], ...inclusionRanges(input.leafIndex, 0, input.treeSize)]);
+        const checkpoint = await findCheckpoint(tx, tx.tenantId, input.treeSize);
+        const keys = checkpoint ? await auditVerifierKeys(tx, tx.tenantId) : new Map<number, string>();
+        return {
+          leafIndex: input.leafIndex,
+          treeSize: input.treeSize,
+          leafHash: hashes[0],
+          hashes: hashes.slice(1),
+          checkpoint: checkpoint && checkpointMessage(tx.tenantId, checkpoint, keys.get(checkpoint.keyVersion) ?? ''),
+        };
+      });
+    },
+
+    async getConsistencyProof(request, ctx) {
+      const input = parseRequest(consistencySchema, request);
+      return ctx.unitOfWork.run(async (tx) => {
+        await requireSize(tx, tx.tenantId, input.secondSize);
+        const hashes = await proofHashes(tx, tx.tenantId, consistencyRanges(input.firstSize, 0, input.secondSize));
+        return { firstSize: input.firstSize, secondSize: input.secondSize, hashes };
+      });
+    },
+
+    async verifyLog(request, ctx) {
+      const origin = logOrigin(ctx.tenantId);
+      const { verifiers, purged } = await ctx.unitOfWork.run(async (tx) => ({ ...(await verifiersOf(tx)), purged: await purgedThrough(tx, tx.tenantId) }));
+      let trusted: { size: number; root: Buffer } | undefined;
+      if (request.trustedCheckpoint !== '') {
+        const checked = verifiableCheckpoint(request.trustedCheckpoint, verifiers, origin);
+        if (checked.invalid) {
+          throw invalidArgument('CHECKPOINT_INVALID', `trusted_checkpoint: ${checked.invalid}`, [{ field: 'trusted_checkpoint', description: checked.invalid }]);
+        }
+        trusted = checked;
+      }
+      const verifier = new LogVerifier();
+      const feedTrusted = (upTo: number) => {
+        if (trusted && trusted.size <= upTo) {
+          verifier.addCheckpoint(trusted);
+          trusted = undefined;
+        }
+      };
+      for await (const item of walkLog(ctx, 1, Number.MAX_SAFE_INTEGER)) {
+        if ('entry' in item) {
+          const s = item.entry;
+          verifier.addEntry({
+            seq: s.seq,
+            data: s.entry ? Buffer.from(leafText(s.entry), 'utf8') : null,
+            purged: !s.entry && s.seq <= purged,
+            storedLeaf: s.leafHash,
+            storedChain: s.chainHash,
+          });
+          feedTrusted(s.seq);
+        } else {
+          const c = item.checkpoint;
+          verifier.addCheckpoint(verifiableCheckpoint(c.note, verifiers, origin, { size: c.treeSize, root: c.rootHash }));
+        }
+        if (verifier.failed) break;
+      }
+      feedTrusted(Number.MAX_SAFE_INTEGER);
+      const result = verifier.finish();
+      return {
+        ok: result.ok,
+        verifiedSize: result.entries,
+        purgedEntries: result.purged,
+        checkpointsVerified: result.checkpoints,
+        rootHash: result.root,
+        problem: result.problem && { seq: result.problem.seq, kind: problemValues[result.problem.kind], detail: result.problem.detail },
+      };
+    },
+
+    async *exportLog(request, ctx) {
+      const input = parseRequest(exportSchema, request);
+      const tenantId = ctx.tenantId;
+      const fromSeq = Math.max(1, input.fromSeq);
+      const header = await ctx.unitOfWork.run(async (tx) => {
+        const latest = await findCheckpoint(tx, tenantId);
+        const toSize = input.toSize === 0 ? (latest?.treeSize ?? 0) : input.toSize;
+        await requireSize(tx, tenantId, toSize);
+        const startSize = Math.min(fromSeq - 1, toSize);
+        const [before] = startSize > 0 ? await readLog(tx, tenantId, startSize - 1, 1, startSize) : [];
+        const { keys } = await verifiersOf(tx);
+        return {
+          format: EXPORT_FORMAT,
+          tenantId,
+          origin: logOrigin(tenantId),
+          startSize,
+          startFrontier: await frontierHashes(tx, tenantId, startSize),
+          startChainHash: before?.chainHash ?? Buffer.alloc(32),
+          endSize: toSize,
+          purgedThroughSeq: await purgedThrough(tx, tenantId),
+          verifierKeys: [...keys.values()],
+        };
+      });
+      yield { record: { $case: 'header', value: header } } satisfies ExportLogResponse;
+      if (header.endSize === 0) return;
+      const keyOf = await ctx.unitOfWork.run((tx) => auditVerifierKeys(tx, tenantId));
+      let previous: number | undefined;
+      for await (const item of walkLog(ctx, header.startSize + 1, header.endSize)) {
+        if ('entry' in item) {
+          const s = item.entry;
+          yield {
+            record: {
+              $case: 'entry',
+              value: { seq: s.seq, leafData: s.entry ? leafText(s.entry) : '', leafHash: s.leafHash, chainHash: s.chainHash, purged: !s.entry },
+            },
+          } satisfies ExportLogResponse;
+          continue;
+        }
+        const c = item.checkpoint;
+        yield { record: { $case: 'checkpoint', value: checkpointMessage(tenantId, c, keyOf.get(c.keyVersion) ?? '') } } satisfies ExportLogResponse;
+        if (previous !== undefined) {
+          const from = previous;
+          const hashes = await ctx.unitOfWork.run((tx) => proofHashes(tx, tenantId, consistencyRanges(from, 0, c.treeSize)));
+          yield { record: { $case: 'consistency', value: { firstSize: from, secondSize: c.treeSize, hashes } } } satisfies ExportLogResponse;
+        }
+        previous = c.treeSize;
+      }
+    },
+
+    async getRetentionPolicy(_request, ctx) {
+      const [row] = await ctx.unitOfWork.run((tx) => tx.query<Parameters<typeof policyMessage>[0] & object>(POLICY_SELECT, [tx.tenantId]));
+      return { policy: policyMessage(row) };
+    },
+
+    async setRetentionPolicy(request, ctx) {
+      const input = parseRequest(retentionSchema, request);
+      const seconds = input.retention ? input.retention.seconds + (input.retention.nanos > 0 ? 1 : 0) : null;
+      if (seconds !== null && seconds < options.minRetentionSeconds) {
+        throw invalidArgument('RETENTION_TOO_SHORT', `retention must be at least ${options.minRetentionSeconds} s`, [{ field: 'retention', description: `≥ ${options.minRetentionSeconds} s` }], {
+          minimum_seconds: String(options.minRetentionSeconds),
+        });
+      }
+      const [row] = await ctx.unitOfWork.run((tx) =>
+        tx.query<Parameters<typeof policyMessage>[0] & object>(
+          `INSERT INTO kernel_audit_policy AS p (tenant_id, retention_seconds) VALUES ($1, $2)
+           ON CONFLICT (tenant_id) DO UPDATE SET retention_seconds = excluded.retention_seconds, update_time = now()
+           RETURNING retention_seconds::text, legal_hold, legal_hold_reason, update_time`,
+          [tx.tenantId, seconds],
+        ),
+      );
+      ctx.unitOfWork.describeChange('retention-policy', { retention_seconds: seconds });
+      return { policy: policyMessage(row) };
+    },
+
+    async setLegalHold(request, ctx) {
+      const input = parseRequest(legalHoldSchema, request);
+      const [row] = await ctx.unitOfWork.run((tx) =>
+        tx.query<Parameters<typeof policyMessage>[0] & object>(
+          `INSERT INTO kernel_audit_policy AS p (tenant_id, legal_hold, legal_hold_reason) VALUES ($1, $2, $3)
+           ON CONFLICT (tenant_id) DO UPDATE SET legal_hold = excluded.legal_hold, legal_hold_reason = excluded.legal_hold_reason, update_time = now()
+           RETURNING retention_seconds::text, legal_hold, legal_hold_reason, update_time`,
+          [tx.tenantId, input.hold, input.hold ? input.reason.trim() : ''],
+        ),
+      );
+      ctx.unitOfWork.describeChange('retention-policy', { legal_hold: input.hold, legal_hold_reason: input.hold ? input.reason.trim() : '' });
+      return { policy: policyMessage(row) };
+    },
+
+    async purgeExpired(request, ctx) {
+      const input = parseRequest(purgeSchema, request);
+      const result = await ctx.unitOfWork.run(async (tx) => {
+        const [policy] = await tx.query<{ retention_seconds: string | null; legal_hold: boolean }>(POLICY_SELECT, [tx.tenantId]);
+        if (policy?.legal_hold) throw failedPrecondition('LEGAL_HOLD_ACTIVE', 'the log is under legal hold: nothing is purged', { resource: 'retention-policy' });
+        if (!policy?.retention_seconds) throw failedPrecondition('NO_RETENTION_POLICY', 'the tenant keeps its log forever (no retention policy)', { resource: 'retention-policy' });
+        return purge(tx, input.maxEntries || 10_000);
+      });
+      ctx.unitOfWork.describeChange('log', { purged: result.purged, through_seq: result.throughSeq });
+      return { purgedEntries: result.purged, purgedThroughSeq: result.purgedThrough };
+    },
+  };
+}
+
+/** Purges (as the retention role, under the policy) in the caller's transaction; the caller records it. */
+export async function purge(tx: Sql & { tenantId: string }, maxEntries: number): Promise<{ purged: number; throughSeq: number; purgedThrough: number }> {
+  const before = await purgedThrough(tx, tx.tenantId);
+  const [row] = await tx.query<{ purged: string; through_seq: string }>('SELECT purged::text, through_seq::text FROM kernel_audit_purge($1)', [maxEntries]);
+  const throughSeq = Number(row.through_seq);
+  return { purged: Number(row.purged), throughSeq, purgedThrough: Math.max(before, throughSeq) };
+}

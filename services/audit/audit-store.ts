@@ -1,0 +1,143 @@
+import type { Sql } from '../platform/database/database';
+import { AUDIT_KEY_ALIAS, auditVerifierKey } from './audit-key';
+import { ENTRY_COLUMNS, entryFromRow, type EntryRow, type LogEntry } from './log-entry';
+
+/** The action under which purges are recorded (by the RPC and by the system sweep alike). */
+export const PURGE_ACTION = 'axis.kernel.audit.v1.AuditService/PurgeExpired';
+
+/** One position of the log as stored: its hashes, and its entry unless that is gone. */
+export interface StoredEntry {
+  seq: number;
+  eventId: string | null;
+  leafHash: Buffer;
+  chainHash: Buffer;
+  /** Null when the event row is gone (purged, or removed by someone). */
+  entry: LogEntry | null;
+}
+
+type StoredRow = EntryRow & { seq: string; event_id: string | null; leaf_hash: Buffer; chain_hash: Buffer; present: boolean };
+
+const STORED_SELECT = `
+  SELECT s.seq::text, e.event_id::text, s.leaf_hash, s.chain_hash, e.event_id IS NOT NULL AS present, ${ENTRY_COLUMNS}
+    FROM kernel_audit_sequence s
+    LEFT JOIN kernel_audit_event e ON e.tenant_id = s.tenant_id AND e.event_id = s.event_id`;
+
+const storedEntry = (row: StoredRow): StoredEntry => ({
+  seq: Number(row.seq),
+  eventId: row.event_id,
+  leafHash: row.leaf_hash,
+  chainHash: row.chain_hash,
+  entry: row.present ? entryFromRow(row) : null,
+});
+
+/** Positions (from, …] of the tenant's log in seq order, at most `limit`. */
+export async function readLog(sql: Sql, tenantId: string, afterSeq: number, limit: number, throughSeq = Number.MAX_SAFE_INTEGER): Promise<StoredEntry[]> {
+  const rows = await sql.query<StoredRow>(`${STORED_SELECT} WHERE s.tenant_id = $1 AND s.seq > $2 AND s.seq <= $3 ORDER BY s.seq LIMIT $4`, [
+    tenantId,
+    afterSeq,
+    throughSeq,
+    limit,
+  ]);
+  return rows.map(storedEntry);
+}
+
+export interface EventFilter {
+  fromSeq: number;
+  action?: { exact: string } | { prefix: string };
+  principal?: string;
+  resourcePrefix?: string;
+  traceId?: string;
+  outcome?: string;
+}
+
+const likePrefix = (prefix: string) => `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+
+/** Integrated entries matching the filter, in seq order (entries without payload only when unfiltered). */
+export async function listLog(sql: Sql, tenantId: string, filter: EventFilter, afterSeq: number, limit: number): Promise<StoredEntry[]> {
+  const conditions = ['s.tenant_id = $1', 's.seq >= $2', 's.seq > $3'];
+  const params: unknown[] = [tenantId, filter.fromSeq, afterSeq];
+  const add = (condition: (p: string) => string, value: unknown) => {
+    params.push(value);
+    conditions.push(condition(`$${params.length}`));
+  };
+  if (filter.action && 'exact' in filter.action) add((p) => `e.action = ${p}`, filter.action.exact);
+  if (filter.action && 'prefix' in filter.action) add((p) => `e.action LIKE ${p}`, likePrefix(filter.action.prefix));
+  if (filter.principal) add((p) => `e.principal = ${p}`, filter.principal);
+  if (filter.resourcePrefix) add((p) => `e.resource LIKE ${p}`, likePrefix(filter.resourcePrefix));
+  if (filter.traceId) add((p) => `e.trace_id = ${p}`, filter.traceId);
+  if (filter.outcome) add((p) => `e.outcome = ${p}`, filter.outcome);
+  params.push(limit);
+  const rows = await sql.query<StoredRow>(`${STORED_SELECT} WHERE ${conditions.join(' AND ')} ORDER BY s.seq LIMIT $${params.length}`, params);
+  return rows.map(storedEntry);
+}
+
+/** One entry by event id, integrated or not (seq 0 while waiting for the integrator). */
+export async function findEvent(sql: Sql, tenantId: string, eventId: string): Promise<StoredEntry | undefined> {
+  const [row] = await sql.query<StoredRow>(
+    `SELECT coalesce(s.seq, 0)::text AS seq, e.event_id::text, s.leaf_hash, s.chain_hash, true AS present, ${ENTRY_COLUMNS}
+       FROM kernel_audit_event e
+       LEFT JOIN kernel_audit_sequence s ON s.tenant_id = e.tenant_id AND s.event_id = e.event_id
+      WHERE e.tenant_id = $1 AND e.event_id = $2`,
+    [tenantId, eventId],
+  );
+  return row && storedEntry(row);
+}
+
+/** How far payloads are gone: the largest through_seq a purge recorded in the log (0: none). */
+export async function purgedThrough(sql: Sql, tenantId: string): Promise<number> {
+  const [row] = await sql.query<{ through: string | null }>(
+    `SELECT max((e.detail->>'through_seq')::bigint)::text AS through FROM kernel_audit_event e
+      WHERE e.tenant_id = $1 AND e.action = '${PURGE_ACTION}'`,
+    [tenantId],
+  );
+  return Number(row.through ?? 0);
+}
+
+export interface CheckpointRecord {
+  treeSize: number;
+  rootHash: Buffer;
+  chainHash: Buffer;
+  time: Date;
+  keyVersion: number;
+  note: string;
+}
+
+type CheckpointRow = { tree_size: string; root_hash: Buffer; chain_hash: Buffer; create_time: Date; key_version: number; note: string };
+const checkpointRecord = (r: CheckpointRow): CheckpointRecord => ({
+  treeSize: Number(r.tree_size),
+  rootHash: r.root_hash,
+  chainHash: r.chain_hash,
+  time: r.create_time,
+  keyVersion: r.key_version,
+  note: r.note,
+});
+const CHECKPOINT_SELECT = 'SELECT tree_size::text, root_hash, chain_hash, create_time, key_version, note FROM kernel_audit_checkpoint';
+
+/** The latest checkpoint, or the one at `treeSize`. */
+export async function findCheckpoint(sql: Sql, tenantId: string, treeSize?: number): Promise<CheckpointRecord | undefined> {
+  const [row] =
+    treeSize === undefined
+      ? await sql.query<CheckpointRow>(`${CHECKPOINT_SELECT} WHERE tenant_id = $1 ORDER BY tree_size DESC LIMIT 1`, [tenantId])
+      : await sql.query<CheckpointRow>(`${CHECKPOINT_SELECT} WHERE tenant_id = $1 AND tree_size = $2`, [tenantId, treeSize]);
+  return row && checkpointRecord(row);
+}
+
+/** Checkpoints with from < tree_size <= through, by size. */
+export async function listCheckpoints(sql: Sql, tenantId: string, fromExclusive: number, through: number): Promise<CheckpointRecord[]> {
+  const rows = await sql.query<CheckpointRow>(`${CHECKPOINT_SELECT} WHERE tenant_id = $1 AND tree_size > $2 AND tree_size <= $3 ORDER BY tree_size`, [
+    tenantId,
+    fromExclusive,
+    through,
+  ]);
+  return rows.map(checkpointRecord);
+}
+
+/** Verifier keys of every version of the tenant's audit key (by version). */
+export async function auditVerifierKeys(sql: Sql, tenantId: string): Promise<Map<number, string>> {
+  const rows = await sql.query<{ version: number; public_key: Buffer }>(
+    'SELECT version, public_key FROM keymaster_key_version WHERE tenant_id = $1 AND alias = $2 ORDER BY version',
+    [tenantId, AUDIT_KEY_ALIAS],
+  );
+  return new Map(rows.map((r) => [r.version, auditVerifierKey(tenantId, r.public_key)]));
+}
+
