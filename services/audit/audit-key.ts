@@ -1,4 +1,5 @@
 import { randomBytes, type KeyObject } from 'node:crypto';
+import { SYSTEM_PRINCIPAL } from '../platform/audit/audit-log';
 import type { Envelope } from '../platform/crypto/envelope';
 import type { Sql, TenantTransaction } from '../platform/database/database';
 import { KernelError } from '../platform/kernel-error';
@@ -80,8 +81,8 @@ export class AuditSigner {
       await insertKey(tx, AUDIT_KEY_ALIAS, 'ED25519', pair.publicKeyDer, sealed);
       await tx.query(
         `INSERT INTO kernel_audit_event (tenant_id, principal, action, resource, outcome, trace_id, detail)
-         VALUES ($1, 'kernel', 'kernel.audit/CreateAuditKey', $2, 'OK', $3, $4::jsonb)`,
-        [tx.tenantId, `keys/${AUDIT_KEY_ALIAS}`, randomBytes(16).toString('hex'), JSON.stringify({ algorithm: 'ED25519', version: 1 })],
+         VALUES ($1, $2, 'kernel.audit/CreateAuditKey', $3, 'OK', $4, $5::jsonb)`,
+        [tx.tenantId, SYSTEM_PRINCIPAL, `keys/${AUDIT_KEY_ALIAS}`, randomBytes(16).toString('hex'), JSON.stringify({ algorithm: 'ED25519', version: 1 })],
       );
       this.log.info({ tenant: tx.tenantId }, 'audit key created for the tenant\'s first checkpoint');
       return { algorithm: 'ED25519', version: 1, state: 'ENABLED', minSignVersion: 1, minVerifyVersion: 1, publicKey: pair.publicKeyDer, sealed };

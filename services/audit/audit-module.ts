@@ -1,4 +1,5 @@
 import { AuditServiceDefinition } from '../../gen/proto/axis/kernel/audit/v1/audit_service';
+import { SYSTEM_PRINCIPAL } from '../platform/audit/audit-log';
 import type { Database } from '../platform/database/database';
 import type { Logger } from '../platform/observability/logger';
 import type { KernelDependencies, KernelServiceModule } from '../platform/service-module';
@@ -39,8 +40,8 @@ export async function purgeExpiredEverywhere(db: Database, log: Logger, traceId:
       const result = await purge(tx, 10_000);
       if (result.purged > 0) {
         await tx.query(
-          `INSERT INTO kernel_audit_event (tenant_id, principal, action, resource, outcome, trace_id, detail) VALUES ($1, 'kernel', $2, 'log', 'OK', $3, $4::jsonb)`,
-          [t, PURGE_ACTION, traceId, JSON.stringify({ purged: result.purged, through_seq: result.throughSeq })],
+          `INSERT INTO kernel_audit_event (tenant_id, principal, action, resource, outcome, trace_id, detail) VALUES ($1, $2, $3, 'log', 'OK', $4, $5::jsonb)`,
+          [t, SYSTEM_PRINCIPAL, PURGE_ACTION, traceId, JSON.stringify({ purged: result.purged, through_seq: result.throughSeq })],
         );
       }
       return result.purged;

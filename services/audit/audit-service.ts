@@ -58,9 +58,9 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
 const eventInput = z.object({
   action: z
     .string()
-    .regex(/^[A-Za-z0-9._:/-]{1,200}$/, { message: 'must be 1–200 characters of [A-Za-z0-9._:/-]', ...reason('ACTION_INVALID') })
+    .refine((a) => /^[A-Za-z0-9._:/-]{1,200}$/.test(a), { message: 'must be 1–200 characters of [A-Za-z0-9._:/-]', ...reason('ACTION_INVALID') })
     .refine((a) => !a.startsWith('axis.kernel.') && !a.startsWith('kernel.'), { message: 'actions under axis.kernel. and kernel. are the kernel\'s', ...reason('ACTION_RESERVED') }),
-  resource: z.string().max(500, { message: 'at most 500 characters', ...reason('RESOURCE_INVALID') }).refine((r) => !CONTROL.test(r), { message: 'no control characters', ...reason('RESOURCE_INVALID') }),
+  resource: z.string().refine((r) => r.length <= 500 && !CONTROL.test(r), { message: 'at most 500 characters, no control characters', ...reason('RESOURCE_INVALID') }),
   outcome: z.number().refine((o) => o === AuditOutcome.AUDIT_OUTCOME_UNSPECIFIED || o in outcomeNames, { message: 'must be OK, DENIED or FAILED', ...reason('ENUM_INVALID') }),
   detail: z
     .record(z.string(), z.unknown())
@@ -69,27 +69,27 @@ const eventInput = z.object({
 });
 const appendSchema = z.object({
   events: z
-    .array(eventInput)
-    .min(1, { message: 'at least one event', ...reason('EVENTS_REQUIRED') })
-    .max(MAX_EVENTS_PER_CALL, { message: `at most ${MAX_EVENTS_PER_CALL} events per call`, ...reason('TOO_MANY_EVENTS') }),
+    .array(z.unknown())
+    .refine((a) => a.length > 0, { message: 'at least one event', ...reason('EVENTS_REQUIRED') })
+    .refine((a) => a.length <= MAX_EVENTS_PER_CALL, { message: `at most ${MAX_EVENTS_PER_CALL} events per call`, ...reason('TOO_MANY_EVENTS') })
+    .pipe(z.array(eventInput)),
 });
 
-const treeSize = z.number().int().min(1, { message: 'must be ≥ 1', ...reason('TREE_SIZE_INVALID') });
+/** An integer ≥ min, refused with `why` (refine carries the reason; min() does not). */
+const atLeast = (min: number, why: string) => z.number().int().refine((n) => n >= min, { message: `must be ≥ ${min}`, ...reason(why) });
+const treeSize = atLeast(1, 'TREE_SIZE_INVALID');
 const inclusionSchema = z
-  .object({ leafIndex: z.number().int().min(0, { message: 'must be ≥ 0', ...reason('LEAF_INDEX_INVALID') }), treeSize })
+  .object({ leafIndex: atLeast(0, 'LEAF_INDEX_INVALID'), treeSize })
   .refine((r) => r.leafIndex < r.treeSize, { path: ['leafIndex'], message: 'must be below tree_size', ...reason('LEAF_INDEX_INVALID') });
 const consistencySchema = z
   .object({ firstSize: treeSize, secondSize: treeSize })
   .refine((r) => r.firstSize <= r.secondSize, { path: ['firstSize'], message: 'must not exceed second_size', ...reason('TREE_SIZE_INVALID') });
 const checkpointSchema = z.object({ treeSize: treeSize.optional() });
 const eventSchema = z.object({
-  selector: z.union(
-    [
-      z.object({ $case: z.literal('seq'), value: z.number().int().min(1, 'must be ≥ 1') }),
-      z.object({ $case: z.literal('eventId'), value: z.string().regex(/^[1-9][0-9]{0,18}$/, 'must be an event id (digits)') }),
-    ],
-    { message: 'seq or event_id is required', ...reason('SELECTOR_REQUIRED') },
-  ),
+  selector: z.discriminatedUnion('$case', [
+    z.object({ $case: z.literal('seq'), value: z.number().int().min(1, 'must be ≥ 1') }),
+    z.object({ $case: z.literal('eventId'), value: z.string().regex(/^[1-9][0-9]{0,18}$/, 'must be an event id (digits)') }),
+  ]),
 });
 const listSchema = z.object({
   fromSeq: z.number().int().min(0, 'must be ≥ 0'),
@@ -233,6 +233,7 @@ export function auditService(options: AuditServiceOptions): AuditServiceImplemen
     },
 
     async getEvent(request, ctx) {
+      if (!request.selector) throw invalidArgument('SELECTOR_REQUIRED', 'seq or event_id is required', [{ field: 'selector', description: 'seq or event_id' }]);
       const input = parseRequest(eventSchema, request);
       const found = await ctx.unitOfWork.run(async (tx) => {
         if (input.selector.$case === 'eventId') {
@@ -390,7 +391,7 @@ export function auditService(options: AuditServiceOptions): AuditServiceImplemen
           yield {
             record: {
               $case: 'entry',
-              value: { seq: s.seq, leafData: s.entry ? leafText(s.entry) : '', leafHash: s.leafHash, chainHash: s.chainHash, purged: !s.entry },
+              value: { seq: s.seq, leafData: s.entry ? leafText(s.entry) : '', leafHash: s.leafHash, chainHash: s.chainHash, purged: !s.entry && s.seq <= header.purgedThroughSeq },
             },
           } satisfies ExportLogResponse;
           continue;

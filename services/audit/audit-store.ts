@@ -111,20 +111,21 @@ const checkpointRecord = (r: CheckpointRow): CheckpointRecord => ({
   keyVersion: r.key_version,
   note: r.note,
 });
-const CHECKPOINT_SELECT = 'SELECT tree_size::text, root_hash, chain_hash, create_time, key_version, note FROM kernel_audit_checkpoint';
+// ORDER BY must name c.tree_size: a bare tree_size is the text output column ("99" > "102").
+const CHECKPOINT_SELECT = 'SELECT c.tree_size::text AS tree_size, c.root_hash, c.chain_hash, c.create_time, c.key_version, c.note FROM kernel_audit_checkpoint c';
 
 /** The latest checkpoint, or the one at `treeSize`. */
 export async function findCheckpoint(sql: Sql, tenantId: string, treeSize?: number): Promise<CheckpointRecord | undefined> {
   const [row] =
     treeSize === undefined
-      ? await sql.query<CheckpointRow>(`${CHECKPOINT_SELECT} WHERE tenant_id = $1 ORDER BY tree_size DESC LIMIT 1`, [tenantId])
-      : await sql.query<CheckpointRow>(`${CHECKPOINT_SELECT} WHERE tenant_id = $1 AND tree_size = $2`, [tenantId, treeSize]);
+      ? await sql.query<CheckpointRow>(`${CHECKPOINT_SELECT} WHERE c.tenant_id = $1 ORDER BY c.tree_size DESC LIMIT 1`, [tenantId])
+      : await sql.query<CheckpointRow>(`${CHECKPOINT_SELECT} WHERE c.tenant_id = $1 AND c.tree_size = $2`, [tenantId, treeSize]);
   return row && checkpointRecord(row);
 }
 
 /** Checkpoints with from < tree_size <= through, by size. */
 export async function listCheckpoints(sql: Sql, tenantId: string, fromExclusive: number, through: number): Promise<CheckpointRecord[]> {
-  const rows = await sql.query<CheckpointRow>(`${CHECKPOINT_SELECT} WHERE tenant_id = $1 AND tree_size > $2 AND tree_size <= $3 ORDER BY tree_size`, [
+  const rows = await sql.query<CheckpointRow>(`${CHECKPOINT_SELECT} WHERE c.tenant_id = $1 AND c.tree_size > $2 AND c.tree_size <= $3 ORDER BY c.tree_size`, [
     tenantId,
     fromExclusive,
     through,
@@ -135,7 +136,7 @@ export async function listCheckpoints(sql: Sql, tenantId: string, fromExclusive:
 /** Verifier keys of every version of the tenant's audit key (by version). */
 export async function auditVerifierKeys(sql: Sql, tenantId: string): Promise<Map<number, string>> {
   const rows = await sql.query<{ version: number; public_key: Buffer }>(
-    'SELECT version, public_key FROM keymaster_key_version WHERE tenant_id = $1 AND alias = $2 ORDER BY version',
+    'SELECT v.version, v.public_key FROM keymaster_key_version v WHERE v.tenant_id = $1 AND v.alias = $2 ORDER BY v.version',
     [tenantId, AUDIT_KEY_ALIAS],
   );
   return new Map(rows.map((r) => [r.version, auditVerifierKey(tenantId, r.public_key)]));

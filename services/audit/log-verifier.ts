@@ -44,7 +44,7 @@ export interface VerifiableCheckpoint {
 export interface VerificationResult {
   ok: boolean;
   problem?: LogProblem;
-  /** Entries checked (purged ones included) before the first problem, or all. */
+  /** Entries checked (purged ones included) before the first problem, or all — beyond the start. */
   entries: number;
   purged: number;
   checkpoints: number;
@@ -72,12 +72,14 @@ export class LogVerifier {
   private purged = 0;
   private checkpoints = 0;
   private lastGoodCheckpoint: number;
+  private readonly startSize: number;
 
   /** Starts from a verified prefix (a partial export) or from the empty log. */
   constructor(start: { size: number; frontier: Buffer[]; chain: Buffer } = { size: 0, frontier: [], chain: CHAIN_START }) {
     this.tree = new CompactRange(start.size, start.frontier);
     this.chain = start.chain;
     this.lastGoodCheckpoint = start.size;
+    this.startSize = start.size;
   }
 
   get failed(): LogProblem | undefined {
@@ -101,7 +103,7 @@ export class LogVerifier {
     return {
       ok: !this.problem,
       problem: this.problem,
-      entries: this.tree.size,
+      entries: this.tree.size - this.startSize,
       purged: this.purged,
       checkpoints: this.checkpoints,
       root: this.tree.root(),
@@ -124,7 +126,12 @@ export class LogVerifier {
     if ('checkpoint' in item) return this.checkCheckpoint(item.checkpoint);
     const e = item.entry;
     const expected = this.tree.size + 1;
-    if (e.seq > expected) return this.fail(expected, 'ENTRY_MISSING', `no entry with seq ${expected} (the next one is ${e.seq})`);
+    if (e.seq > expected) {
+      const later = this.upcoming().find((u) => u.seq === expected);
+      return later
+        ? this.fail(expected, 'ORDER_CHANGED', `the entry with seq ${expected} comes after seq ${e.seq}`)
+        : this.fail(expected, 'ENTRY_MISSING', `no entry with seq ${expected} (the next one is ${e.seq})`);
+    }
     if (e.seq < expected) return this.fail(e.seq, 'ORDER_CHANGED', `seq ${e.seq} appears again after seq ${expected - 1}`);
     let leaf: Buffer;
     if (e.data) {

@@ -49,9 +49,10 @@ export interface NoteVerifier {
 }
 
 export function parseVerifierKey(text: string): NoteVerifier {
-  const parts = text.trim().split('+');
-  if (parts.length !== 3) throw new NoteError('VERIFIER_KEY_INVALID', 'a verifier key is <name>+<hex key hash>+<base64 key>');
-  const [name, hashHex, keyB64] = parts;
+  // <name>+<hash>+<key>: the name has no '+', the base64 key may (split at the first two only).
+  const match = /^([^+]+)\+([^+]+)\+(.+)$/s.exec(text.trim());
+  if (!match) throw new NoteError('VERIFIER_KEY_INVALID', 'a verifier key is <name>+<hex key hash>+<base64 key>');
+  const [, name, hashHex, keyB64] = match;
   const key = Buffer.from(keyB64, 'base64');
   if (!/^[0-9a-f]{8}$/.test(hashHex) || key.length !== 33 || key[0] !== ED25519_KEY_TYPE || !validName(name)) {
     throw new NoteError('VERIFIER_KEY_INVALID', 'only Ed25519 (type 0x01) verifier keys with a well-formed name are supported');
@@ -114,7 +115,7 @@ export function parseCheckpoint(body: string): Checkpoint {
   if (lines.pop() !== '' || lines.length < 3) throw new NoteError('CHECKPOINT_MALFORMED', 'a checkpoint body is origin, tree size and root hash lines');
   const [origin, sizeText, rootText, ...extensions] = lines;
   if (origin.length === 0) throw new NoteError('CHECKPOINT_MALFORMED', 'the origin line is empty');
-  if (!/^(0|[1-9][0-9]{0,15})$/.test(sizeText)) throw new NoteError('CHECKPOINT_MALFORMED', 'the tree size is not a decimal number');
+  if (!/^(0|[1-9][0-9]{0,15})$/.test(sizeText) || !Number.isSafeInteger(Number(sizeText))) throw new NoteError('CHECKPOINT_MALFORMED', 'the tree size is not a decimal number');
   const root = Buffer.from(rootText, 'base64');
   if (root.length !== 32 || root.toString('base64') !== rootText) throw new NoteError('CHECKPOINT_MALFORMED', 'the root hash is not 32 bytes of base64');
   if (extensions.some((e) => e.length === 0)) throw new NoteError('CHECKPOINT_MALFORMED', 'extension lines must not be empty');

@@ -32,10 +32,13 @@ export interface LogHead {
   chain: Buffer;
 }
 
-/** The tenant's log size and chain head, from its last sequenced entry. */
+/**
+ * The tenant's log size and chain head, from its last sequenced entry. (Every ORDER BY here names
+ * the table column: a bare name would sort by the same-named text output column.)
+ */
 export async function logHead(sql: Sql, tenantId: string): Promise<LogHead> {
   const [row] = await sql.query<{ seq: string; chain_hash: Buffer }>(
-    'SELECT seq::text, chain_hash FROM kernel_audit_sequence WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1',
+    'SELECT s.seq::text AS seq, s.chain_hash FROM kernel_audit_sequence s WHERE s.tenant_id = $1 ORDER BY s.seq DESC LIMIT 1',
     [tenantId],
   );
   return row ? { size: Number(row.seq), chain: row.chain_hash } : { size: 0, chain: CHAIN_START };

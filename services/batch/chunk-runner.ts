@@ -4,12 +4,12 @@ import type { Logger } from '../platform/observability/logger';
 import type { TraceContext } from '../platform/trace-context';
 import { BATCH_COLUMNS, batchFromRow, batchResource, type BatchRecord } from './batch-store';
 import { isPermanentItemError, type BatchItem, type BatchItemHandler, type BatchItemHandlers } from './item-handlers';
+import { SYSTEM_PRINCIPAL } from '../platform/audit/audit-log';
 
 /** The scheduler job type that runs one chunk. */
 export const CHUNK_JOB_TYPE = 'kernel.batch.chunk';
 /** The audit action names of what the batch machinery (not a caller) does. */
 export const BATCH_SERVICE = 'axis.kernel.batch.v1.BatchService';
-const SYSTEM_PRINCIPAL = 'system:kernel';
 
 /**
  * The payload of a chunk job: which batch, and which link of its job chain. Every enqueue of a

@@ -20,6 +20,10 @@ const USAGE = `kernel — the AXIS Kernel operator CLI
   kernel keys rewrap [--batch N]            re-wrap every data key under the active master key (resumable)
   kernel batch watch <id> --tenant T [--address A] [--token TOKEN]
                                             live progress bar of a batch (plain lines when not a terminal)
+  kernel audit export --tenant T [--address A] [--token TOKEN] [--from-seq N] [--to-size N] --out FILE
+                                            write a tenant's audit log (ExportLog) to a JSON Lines file
+  kernel audit verify FILE --key VERIFIER_KEY [--key …] [--key-file FILE]
+                                            verify an audit export offline with only the public key(s)
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -42,6 +46,10 @@ async function main(argv: string[]): Promise<number> {
     case 'batch': {
       const { batchCommand } = await import('../batch/batch-command');
       return batchCommand(loadConfig(), rest);
+    }
+    case 'audit': {
+      const { auditCommand } = await import('../audit/audit-command');
+      return auditCommand(rest, () => loadConfig());
     }
     case undefined:
     case 'help':

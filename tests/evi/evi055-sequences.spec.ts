@@ -240,8 +240,12 @@ describe('EVI055 Sequence Governance (K-M10)', () => {
       expect(issues.rows.map((r) => r.resource)).toEqual(['series/idem/periods/-/numbers/1', 'series/idem/periods/-/numbers/2']);
       // The sequencer gives the committed entries their gap-free per-tenant numbers.
       await waitFor(async () => {
-        const seq = await sql.query(`SELECT seq FROM kernel_audit_sequence WHERE tenant_id = 'tenant-e' ORDER BY seq`);
-        return seq.rows.map((r) => Number(r.seq)).join(',') === '1,2,3';
+        const { rows } = await sql.query(
+          `SELECT (SELECT count(*) FROM kernel_audit_event WHERE tenant_id = 'tenant-e')::int AS events,
+                  (SELECT count(*) FROM kernel_audit_sequence WHERE tenant_id = 'tenant-e')::int AS sequenced,
+                  (SELECT coalesce(max(seq), 0) FROM kernel_audit_sequence WHERE tenant_id = 'tenant-e')::int AS last`,
+        );
+        return rows[0].events >= 3 && rows[0].sequenced === rows[0].events && rows[0].last === rows[0].events;
       });
     } finally {
       await sql.end();

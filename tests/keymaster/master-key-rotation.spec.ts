@@ -7,6 +7,7 @@ import { kernelCli } from '../support/kernel-cli';
 import { createTestDatabase, type TestDatabase } from '../support/test-database';
 import { TEST_MASTER_KEY_V1 } from '../support/test-master-keys';
 import { startTestKernel } from '../support/test-kernel';
+import { waitFor } from '../support/wait-for';
 
 /** `kernel keys …` as an operator runs it: its own process, against DATABASE_URL. */
 const keysCommand = (databaseUrl: string, masterKeys: string, ...args: string[]) =>
@@ -36,10 +37,12 @@ describe('master-key rotation (kernel keys rewrap)', () => {
       signatures.set(tenant, (await client.sign({ alias: 'k0', input: message })).signature);
       closeKernelClient(client);
     }
-    await first.stop();
-
     const sql = new Client({ connectionString: db.url });
     await sql.connect();
+    // Each tenant's audit-log key (K-W1) is a keymaster key too, sealed once its first checkpoint is signed.
+    await waitFor(async () => (await sql.query(`SELECT 1 FROM keymaster_key_version WHERE alias = 'kernel.audit'`)).rows.length === 3);
+    await first.stop();
+
     const before = await sql.query(`SELECT tenant_id, alias, ciphertext FROM keymaster_key_version ORDER BY 1, 2`);
 
     // Dropping v1 while data keys still use it is refused at start-up, with what to do.
@@ -47,19 +50,19 @@ describe('master-key rotation (kernel keys rewrap)', () => {
 
     const status = await keysCommand(db.url, both, 'status');
     expect(status.stdout).toContain('active master key version: 2');
-    expect(status.stdout).toMatch(/keymaster_key_version\s+kek v1\s+12 data key/);
+    expect(status.stdout).toMatch(/keymaster_key_version\s+kek v1\s+15 data key/); // 12 + 3 audit keys
     expect(status.stdout).toMatch(/kernel_sealed_key\s+kek v1\s+1 data key/); // the request-digest key
     const rewrap = await keysCommand(db.url, both, 'rewrap', '--batch', '5');
-    expect(rewrap.stdout).toContain('re-wrapped 13 data key(s) under master key version 2');
+    expect(rewrap.stdout).toContain('re-wrapped 16 data key(s) under master key version 2');
     const again = await keysCommand(db.url, both, 'rewrap');
     expect(again.stdout).toContain('re-wrapped 0 data key(s)');
 
     const after = await sql.query(`SELECT tenant_id, alias, ciphertext, kek_version FROM keymaster_key_version ORDER BY 1, 2`);
-    expect(after.rows.map((r) => r.kek_version)).toEqual(Array(12).fill(2));
+    expect(after.rows.map((r) => r.kek_version)).toEqual(Array(15).fill(2));
     // The values themselves were never re-encrypted: only their data keys were re-wrapped.
     expect(after.rows.map((r) => r.ciphertext.toString('hex'))).toEqual(before.rows.map((r) => r.ciphertext.toString('hex')));
     const audit = await sql.query(`SELECT tenant_id, detail->>'rewrapped' AS n FROM kernel_audit_event WHERE action = 'kernel.cli/keys.rewrap' ORDER BY tenant_id`);
-    expect(audit.rows.reduce((sum, r) => sum + Number(r.n), 0)).toBe(12);
+    expect(audit.rows.reduce((sum, r) => sum + Number(r.n), 0)).toBe(15);
     await sql.end();
 
     // v1 retired: every key still signs, and old signatures still verify.

@@ -415,7 +415,7 @@ describe('hostile input', () => {
           const body = report.response as GetGapReportResponse | undefined;
           if (!report.ok || !body?.complete) incompleteGapReports.push({ seriesId, outcome: summary(report), periods: body?.periods });
         }
-        const [{ ok }] = await sql(`SELECT count(*)::int AS ok FROM kernel_audit_event WHERE tenant_id = $1 AND outcome = 'OK' AND action <> ${action('ExpireReservation')}`);
+        const [{ ok }] = await sql(`SELECT count(*)::int AS ok FROM kernel_audit_event WHERE tenant_id = $1 AND outcome = 'OK' AND principal <> 'system:kernel'`);
         const [{ records }] = await sql(`SELECT count(*)::int AS records FROM kernel_idempotency_record WHERE tenant_id = $1`);
 
         // One comparison, so that every kind of half-write shows at once.

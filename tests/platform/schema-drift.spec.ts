@@ -204,7 +204,7 @@ describe('schema governance against the migrated database', () => {
     const report = await withChange(
       `ALTER TABLE kernel_audit_event ALTER COLUMN idempotency_key SET NOT NULL, ALTER COLUMN trace_id DROP NOT NULL;
        ALTER TABLE sequence_series DROP COLUMN time_zone;
-       ALTER TABLE kernel_audit_head DROP CONSTRAINT kernel_audit_head_pkey, ADD PRIMARY KEY (next_seq, tenant_id);
+       ALTER TABLE kernel_audit_policy DROP CONSTRAINT kernel_audit_policy_pkey, ADD PRIMARY KEY (legal_hold, tenant_id);
        DROP TABLE sequence_number;
        CREATE TABLE stray (id int)`,
       drift,
@@ -212,12 +212,12 @@ describe('schema governance against the migrated database', () => {
     expect(kinds(report)).toEqual([
       { kind: 'NULLABILITY_MISMATCH', table: 'kernel_audit_event', column: 'trace_id' },
       { kind: 'NULLABILITY_MISMATCH', table: 'kernel_audit_event', column: 'idempotency_key' },
-      { kind: 'PRIMARY_KEY_MISMATCH', table: 'kernel_audit_head' },
+      { kind: 'PRIMARY_KEY_MISMATCH', table: 'kernel_audit_policy' },
       { kind: 'TABLE_MISSING', table: 'sequence_number' },
       { kind: 'COLUMN_MISSING', table: 'sequence_series', column: 'time_zone' },
       { kind: 'TABLE_EXTRA', table: 'stray' },
     ]);
-    expect(report.differences.find((d) => d.kind === 'PRIMARY_KEY_MISMATCH')).toMatchObject({ expected: 'tenant_id', actual: 'next_seq, tenant_id' });
+    expect(report.differences.find((d) => d.kind === 'PRIMARY_KEY_MISMATCH')).toMatchObject({ expected: 'tenant_id', actual: 'legal_hold, tenant_id' });
   });
 
   it('reports a schema-side model without a table as TABLE_MISSING', async () => {
@@ -248,11 +248,11 @@ describe('schema governance against the migrated database', () => {
   it('reports a dropped policy as NO_POLICY and a key not led by tenant_id', async () => {
     const findings = await withChange(
       `DROP POLICY tenant_isolation ON sequence_counter;
-       ALTER TABLE kernel_audit_head DROP CONSTRAINT kernel_audit_head_pkey, ADD PRIMARY KEY (next_seq, tenant_id)`,
+       ALTER TABLE kernel_audit_policy DROP CONSTRAINT kernel_audit_policy_pkey, ADD PRIMARY KEY (legal_hold, tenant_id)`,
       () => checkTenantRowLevelSecurity(client),
     );
     expect(findings).toEqual([
-      { table: 'kernel_audit_head', problem: 'TENANT_ID_NOT_LEADING_KEY' },
+      { table: 'kernel_audit_policy', problem: 'TENANT_ID_NOT_LEADING_KEY' },
       { table: 'sequence_counter', problem: 'NO_POLICY' },
     ]);
   });

@@ -2,6 +2,9 @@ import type { Database, Sql, TenantTransaction } from '../database/database';
 import type { Logger } from '../observability/logger';
 import type { Metrics } from '../observability/metrics';
 
+/** The principal of entries the kernel writes for its own work (expiry, purges, the audit key's creation). */
+export const SYSTEM_PRINCIPAL = 'system:kernel';
+
 /** One audit entry as the platform writes it (law 3). Never carries secrets or PII. */
 export interface AuditEntry {
   tenantId: string;

@@ -146,7 +146,10 @@ export interface AuditEvent {
   time:
     | Date
     | undefined;
-  /** The authenticated subject that acted (`kernel` for the kernel's own work). */
+  /**
+   * The authenticated subject that acted: `system:kernel` for the kernel's own work, `anonymous`
+   * for an authentication failure.
+   */
   principal: string;
   /** Full RPC name (`axis.kernel.sequences.v1.SequenceService/IssueNumber`) or a domain action. */
   action: string;
