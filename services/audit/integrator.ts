@@ -50,7 +50,16 @@ export class AuditIntegrator {
       if (ids) ids.push(row.event_id);
       else byTenant.set(row.tenant_id, [row.event_id]);
     }
-    for (const [tenantId, eventIds] of byTenant) await this.appendToLog(sql, tenantId, eventIds);
+    for (const [tenantId, eventIds] of byTenant) {
+      try {
+        await this.appendToLog(sql, tenantId, eventIds);
+      } catch (error) {
+        // The batch rolls back and is retried whole: entries are never skipped, so one tenant's
+        // broken tree (e.g. tampered with) holds the batch up — loudly, naming the tenant.
+        this.metrics.increment('audit_integration_failures_total');
+        throw new Error(`audit integration failed for tenant ${tenantId}: ${(error as Error).message}`, { cause: error });
+      }
+    }
     this.metrics.increment('audit_entries_integrated_total', {}, claimed.length);
     return claimed.length;
   }
