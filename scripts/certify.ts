@@ -29,6 +29,7 @@ const PROOFS = ['A', 'B', 'C', 'D', 'E'];
 interface JestAssertion {
   title: string;
   status: 'passed' | 'failed' | 'pending' | 'skipped' | 'todo' | 'disabled';
+  failureMessages?: string[];
 }
 interface JestReport {
   testResults: Array<{ name: string; assertionResults: JestAssertion[]; message: string }>;
@@ -88,6 +89,11 @@ export function certify(selection: string[] = []): number {
     } else {
       failed += 1;
       process.stdout.write(`❌ ${evi.id} ${evi.name} — FAIL (${proofsPassed}/5 proofs)\n`);
+      // What failed, so a red line in CI says why without a re-run.
+      for (const a of assertions?.filter((x) => x.status === 'failed') ?? []) {
+        const why = (a.failureMessages ?? []).join('\n').split('\n').filter((l) => l.trim() && !/^\s+at /.test(l)).slice(0, 12);
+        process.stdout.write(`   ✕ ${a.title}\n${why.map((l) => `       ${l}`).join('\n')}\n`);
+      }
     }
   }
   if (runFailure && failed) process.stderr.write(`${runFailure.slice(0, 4000)}\n`);
