@@ -1,5 +1,5 @@
 import { randomBytes, type KeyObject } from 'node:crypto';
-import { SYSTEM_PRINCIPAL } from '../platform/audit/audit-log';
+import { SYSTEM_PRINCIPAL, type AuditLog } from '../platform/audit/audit-log';
 import type { Envelope } from '../platform/crypto/envelope';
 import type { Sql, TenantTransaction } from '../platform/database/database';
 import { KernelError } from '../platform/kernel-error';
@@ -33,6 +33,7 @@ export class AuditSigner {
 
   constructor(
     private readonly envelope: Envelope,
+    private readonly audit: AuditLog,
     private readonly log: Logger,
     private readonly metrics: Metrics,
     private readonly maxCachedKeys = 1000,
@@ -79,11 +80,15 @@ export class AuditSigner {
     try {
       const sealed = this.envelope.seal(pair.privateKeyDer, signingKeyBinding(tx.tenantId, AUDIT_KEY_ALIAS, 1));
       await insertKey(tx, AUDIT_KEY_ALIAS, 'ED25519', pair.publicKeyDer, sealed);
-      await tx.query(
-        `INSERT INTO kernel_audit_event (tenant_id, principal, action, resource, outcome, trace_id, detail)
-         VALUES ($1, $2, 'kernel.audit/CreateAuditKey', $3, 'OK', $4, $5::jsonb)`,
-        [tx.tenantId, SYSTEM_PRINCIPAL, `keys/${AUDIT_KEY_ALIAS}`, randomBytes(16).toString('hex'), JSON.stringify({ algorithm: 'ED25519', version: 1 })],
-      );
+      await this.audit.append(tx, {
+        tenantId: tx.tenantId,
+        principal: SYSTEM_PRINCIPAL,
+        action: 'kernel.audit/CreateAuditKey',
+        resource: `keys/${AUDIT_KEY_ALIAS}`,
+        outcome: 'OK',
+        traceId: randomBytes(16).toString('hex'),
+        detail: { algorithm: 'ED25519', version: 1 },
+      });
       this.log.info({ tenant: tx.tenantId }, 'audit key created for the tenant\'s first checkpoint');
       return { algorithm: 'ED25519', version: 1, state: 'ENABLED', minSignVersion: 1, minVerifyVersion: 1, publicKey: pair.publicKeyDer, sealed };
     } finally {

@@ -1,5 +1,5 @@
 import { AuditServiceDefinition } from '../../gen/proto/axis/kernel/audit/v1/audit_service';
-import { SYSTEM_PRINCIPAL } from '../platform/audit/audit-log';
+import { SYSTEM_PRINCIPAL, type AuditLog } from '../platform/audit/audit-log';
 import type { Database } from '../platform/database/database';
 import type { Logger } from '../platform/observability/logger';
 import type { KernelDependencies, KernelServiceModule } from '../platform/service-module';
@@ -13,7 +13,7 @@ import { AuditIntegrator } from './integrator';
  * on a short period (one integrates at a time), and the retention sweep as a system job.
  */
 export function auditModule(deps: KernelDependencies): KernelServiceModule {
-  const integrator = new AuditIntegrator(deps.db, new AuditSigner(deps.envelope, deps.log, deps.metrics), deps.log, deps.metrics, deps.config.KERNEL_AUDIT_BATCH_SIZE);
+  const integrator = new AuditIntegrator(deps.db, new AuditSigner(deps.envelope, deps.audit, deps.log, deps.metrics), deps.log, deps.metrics, deps.config.KERNEL_AUDIT_BATCH_SIZE);
   return {
     definition: AuditServiceDefinition,
     implementation: auditService({ minRetentionSeconds: deps.config.KERNEL_AUDIT_MIN_RETENTION_SECONDS }),
@@ -25,24 +25,21 @@ export function auditModule(deps: KernelDependencies): KernelServiceModule {
       {
         name: 'kernel.audit.purge-expired',
         everySeconds: deps.config.KERNEL_AUDIT_PURGE_SWEEP_MS / 1000,
-        run: async (job) => void (await purgeExpiredEverywhere(job.db, job.log, job.trace.traceId)),
+        run: async (job) => void (await purgeExpiredEverywhere(job.db, deps.audit, job.log, job.trace.traceId)),
       },
     ],
   };
 }
 
 /** Applies every tenant's retention policy; each purge is recorded in that tenant's log. Returns entries purged. */
-export async function purgeExpiredEverywhere(db: Database, log: Logger, traceId: string): Promise<number> {
+export async function purgeExpiredEverywhere(db: Database, audit: AuditLog, log: Logger, traceId: string): Promise<number> {
   const tenants = await db.asSystem((sql) => sql.query<{ t: string }>('SELECT t FROM kernel_audit_retention_tenants() AS t'));
   let total = 0;
   for (const { t } of tenants) {
     const purged = await db.inTenantTransaction(t, async (tx) => {
       const result = await purge(tx, 10_000);
       if (result.purged > 0) {
-        await tx.query(
-          `INSERT INTO kernel_audit_event (tenant_id, principal, action, resource, outcome, trace_id, detail) VALUES ($1, $2, $3, 'log', 'OK', $4, $5::jsonb)`,
-          [t, SYSTEM_PRINCIPAL, PURGE_ACTION, traceId, JSON.stringify({ purged: result.purged, through_seq: result.throughSeq })],
-        );
+        await audit.append(tx, { tenantId: t, principal: SYSTEM_PRINCIPAL, action: PURGE_ACTION, resource: 'log', outcome: 'OK', traceId, detail: { purged: result.purged, through_seq: result.throughSeq } });
       }
       return result.purged;
     });

@@ -21,9 +21,9 @@ import {
 } from './audit-store';
 import { leafText } from './log-entry';
 import { LogVerifier, verifiableCheckpoint, type ProblemKind as ProblemKindName } from './log-verifier';
-import { consistencyRanges, frontierNodes, inclusionRanges, MissingNodeError, rangeHashes, type NodeId } from './merkle';
+import { consistencyRanges, inclusionRanges, MissingNodeError, rangeHashes } from './merkle';
 import { logOrigin, parseVerifierKey, type NoteVerifier } from './signed-note';
-import { logHead, storedNodes } from './tree-store';
+import { logHead, storedFrontier, storedNodes } from './tree-store';
 
 export interface AuditServiceOptions {
   /** The shortest retention a tenant may set (seconds). */
@@ -169,10 +169,10 @@ async function requireSize(sql: Sql, tenantId: string, size: number): Promise<nu
   return head.size;
 }
 
-/** Stored node hashes for proofs; a missing node is DATA_LOSS (the tree tables were altered). */
-async function proofHashes(sql: Sql, tenantId: string, ranges: ReturnType<typeof inclusionRanges>): Promise<Buffer[]> {
+/** A missing stored node is DATA_LOSS: the tree tables were altered. */
+async function orDataLoss<T>(read: Promise<T>): Promise<T> {
   try {
-    return await rangeHashes(ranges, storedNodes(sql, tenantId));
+    return await read;
   } catch (error) {
     if (error instanceof MissingNodeError) {
       throw new KernelError(Status.DATA_LOSS, 'TREE_NODE_MISSING', `the stored Merkle tree lacks node ${error.node.level}/${error.node.index}; run VerifyLog`);
@@ -181,10 +181,8 @@ async function proofHashes(sql: Sql, tenantId: string, ranges: ReturnType<typeof
   }
 }
 
-async function frontierHashes(sql: Sql, tenantId: string, size: number): Promise<Buffer[]> {
-  const ids: NodeId[] = frontierNodes(size);
-  return proofHashes(sql, tenantId, ids.map((n) => [n.index * 2 ** n.level, (n.index + 1) * 2 ** n.level] as const));
-}
+/** Stored node hashes for proofs. */
+const proofHashes = (sql: Sql, tenantId: string, ranges: ReturnType<typeof inclusionRanges>) => orDataLoss(rangeHashes(ranges, storedNodes(sql, tenantId)));
 
 /**
  * Walks the log from `fromSeq` through `toSize` in pages (one read-only transaction each; the
@@ -374,16 +372,17 @@ export function auditService(options: AuditServiceOptions): AuditServiceImplemen
           tenantId,
           origin: logOrigin(tenantId),
           startSize,
-          startFrontier: await frontierHashes(tx, tenantId, startSize),
+          startFrontier: await orDataLoss(storedFrontier(tx, tenantId, startSize)),
           startChainHash: before?.chainHash ?? Buffer.alloc(32),
           endSize: toSize,
           purgedThroughSeq: await purgedThrough(tx, tenantId),
           verifierKeys: [...keys.values()],
+          keys,
         };
       });
-      yield { record: { $case: 'header', value: header } } satisfies ExportLogResponse;
+      const { keys: keyOf, ...headerRecord } = header;
+      yield { record: { $case: 'header', value: headerRecord } } satisfies ExportLogResponse;
       if (header.endSize === 0) return;
-      const keyOf = await ctx.unitOfWork.run((tx) => auditVerifierKeys(tx, tenantId));
       let previous: number | undefined;
       for await (const item of walkLog(ctx, header.startSize + 1, header.endSize)) {
         if ('entry' in item) {

@@ -3,8 +3,8 @@ import type { Logger } from '../platform/observability/logger';
 import type { Metrics } from '../platform/observability/metrics';
 import type { AuditSigner } from './audit-key';
 import { ENTRY_COLUMNS, entryFromRow, leafData, type EntryRow } from './log-entry';
-import { CompactRange, frontierNodes, hashChain, hashLeaf, nodeKey, type NodeId } from './merkle';
-import { logHead, storedNodes } from './tree-store';
+import { CompactRange, hashChain, hashLeaf, type NodeId } from './merkle';
+import { logHead, storedFrontier } from './tree-store';
 
 /**
  * Integrates committed audit events into the tenants' logs, in batches, after commit.
@@ -125,16 +125,7 @@ export class AuditIntegrator {
   private async rightEdge(sql: Sql, tenantId: string, size: number): Promise<CompactRange> {
     const known = this.frontiers.get(tenantId);
     if (known && known.size === size) return new CompactRange(size, known.frontier);
-    const ids = frontierNodes(size);
-    const found = await storedNodes(sql, tenantId)(ids);
-    return new CompactRange(
-      size,
-      ids.map((id) => {
-        const hash = found.get(nodeKey(id));
-        if (!hash) throw new Error(`the audit log of tenant ${tenantId} lacks Merkle node ${nodeKey(id)}: the tree tables were altered`);
-        return hash;
-      }),
-    );
+    return new CompactRange(size, await storedFrontier(sql, tenantId, size));
   }
 
   /**

@@ -1,5 +1,5 @@
 import type { Sql } from '../platform/database/database';
-import { CHAIN_START, nodeKey, type NodeId, type NodeSource } from './merkle';
+import { CHAIN_START, frontierNodes, MissingNodeError, nodeKey, type NodeId, type NodeSource } from './merkle';
 
 /**
  * Reads stored tree nodes of the transaction's tenant: leaves (level 0) from
@@ -42,4 +42,15 @@ export async function logHead(sql: Sql, tenantId: string): Promise<LogHead> {
     [tenantId],
   );
   return row ? { size: Number(row.seq), chain: row.chain_hash } : { size: 0, chain: CHAIN_START };
+}
+
+/** The stored right edge of the tenant's tree of `size` leaves (frontierNodes order); MissingNodeError if the tree tables lack a node. */
+export async function storedFrontier(sql: Sql, tenantId: string, size: number): Promise<Buffer[]> {
+  const ids = frontierNodes(size);
+  const found = await storedNodes(sql, tenantId)(ids);
+  return ids.map((id) => {
+    const hash = found.get(nodeKey(id));
+    if (!hash) throw new MissingNodeError(id);
+    return hash;
+  });
 }
