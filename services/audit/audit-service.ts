@@ -104,8 +104,12 @@ const listSchema = z.object({
 const exportSchema = z
   .object({ fromSeq: z.number().int().min(0, 'must be ≥ 0'), toSize: z.number().int().min(0, 'must be ≥ 0') })
   .refine((r) => r.toSize === 0 || Math.max(1, r.fromSeq) <= r.toSize + 1, { path: ['fromSeq'], message: 'must not be beyond to_size + 1' });
+/** Longest retention a policy may name (100 years): beyond it, "keep forever" is the honest setting. */
+const MAX_RETENTION_SECONDS = 100 * 366 * 86_400;
 const retentionSchema = z.object({
-  retention: z.object({ seconds: z.number().int(), nanos: z.number().int() }).optional(),
+  retention: z
+    .object({ seconds: z.number().int().max(MAX_RETENTION_SECONDS, 'at most 100 years; leave retention unset to keep forever'), nanos: z.number().int() })
+    .optional(),
 });
 const legalHoldSchema = z
   .object({ hold: z.boolean(), reason: z.string().max(500, 'at most 500 characters') })

@@ -550,6 +550,9 @@ describe('EVI048 Audit immutability (K-W1)', () => {
     expect(await reasonOf(client.getCheckpoint({ treeSize: -1 }))).toEqual([Status.INVALID_ARGUMENT, 'TREE_SIZE_INVALID']);
     expect(await reasonOf(client.getEvent({ selector: undefined }))).toEqual([Status.INVALID_ARGUMENT, 'SELECTOR_REQUIRED']);
     expect(await reasonOf(client.verifyLog({ trustedCheckpoint: 'not a note' }))).toEqual([Status.INVALID_ARGUMENT, 'CHECKPOINT_INVALID']);
+    // Retention: below the kernel's minimum, or beyond 100 years (an unbounded value once answered INTERNAL).
+    expect(await reasonOf(client.setRetentionPolicy({ retention: { seconds: 0, nanos: 0 } }))).toEqual([Status.INVALID_ARGUMENT, 'RETENTION_TOO_SHORT']);
+    expect(await reasonOf(client.setRetentionPolicy({ retention: { seconds: Number.MAX_SAFE_INTEGER, nanos: 6 } }))).toEqual([Status.INVALID_ARGUMENT, 'FIELD_INVALID']);
     // A tenant that never logged anything has an empty log.
     const unknown = await auditClient(`unknown-${randomUUID().slice(0, 8)}`);
     expect(await reasonOf(unknown.getCheckpoint({}))).toEqual([Status.NOT_FOUND, 'CHECKPOINT_NOT_FOUND']);

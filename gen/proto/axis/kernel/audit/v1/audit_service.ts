@@ -181,7 +181,7 @@ export interface GetRetentionPolicyResponse {
 }
 
 export interface SetRetentionPolicyRequest {
-  /** Unset: keep forever. */
+  /** Unset: keep forever. At most 100 years (FIELD_INVALID beyond). */
   retention: Duration | undefined;
 }
 
