@@ -43,10 +43,20 @@ export type AuditCheckpoint = Prisma.AuditCheckpointModel
  */
 export type AuditPolicy = Prisma.AuditPolicyModel
 /**
- * Model AuditCursor
- * How far the integrator has come: every event before (last_txid, last_event_id) is in the log.
+ * Model AuditHead
+ * The seq a tenant's next entry gets; its row lock, held by a writer until COMMIT, puts positions in commit order.
  */
-export type AuditCursor = Prisma.AuditCursorModel
+export type AuditHead = Prisma.AuditHeadModel
+/**
+ * Model AuditPosition
+ * Each entry's gap-free per-tenant position, given by the transaction that wrote it.
+ */
+export type AuditPosition = Prisma.AuditPositionModel
+/**
+ * Model AuditIntegration
+ * How far each tenant's log is integrated (hashes, tree, checkpoint).
+ */
+export type AuditIntegration = Prisma.AuditIntegrationModel
 /**
  * Model BatchRun
  * A batch and its checkpoint (next_index).

@@ -1,7 +1,7 @@
 import { randomBytes, type KeyObject } from 'node:crypto';
 import { SYSTEM_PRINCIPAL, type AuditLog } from '../platform/audit/audit-log';
 import type { Envelope } from '../platform/crypto/envelope';
-import type { Sql, TenantTransaction } from '../platform/database/database';
+import type { TenantTransaction } from '../platform/database/database';
 import { KernelError } from '../platform/kernel-error';
 import type { Logger } from '../platform/observability/logger';
 import type { Metrics } from '../platform/observability/metrics';
@@ -40,14 +40,18 @@ export class AuditSigner {
   ) {}
 
   /**
-   * Signs a checkpoint of `tenantId`'s log in the caller's transaction (whose tenant setting is
-   * `tenantId`), creating the audit key first if the tenant has none — that creation is itself
-   * an audit entry.
+   * Signs a checkpoint of the transaction's tenant's log, creating the audit key first if the
+   * tenant has none — that creation is itself an audit entry, recorded only once the signature
+   * exists (the caller runs this behind a savepoint and rolls the key back if signing fails).
    */
-  async sign(sql: Sql, tenantId: string, checkpoint: Omit<Checkpoint, 'extensions' | 'origin' | 'time'>): Promise<SignedCheckpoint> {
-    const tx = scopedSql(sql, tenantId);
+  async sign(tx: TenantTransaction, checkpoint: Omit<Checkpoint, 'extensions' | 'origin' | 'time'>): Promise<SignedCheckpoint> {
+    const tenantId = tx.tenantId;
     let [material] = await loadSigningMaterial(tx, [{ alias: AUDIT_KEY_ALIAS, version: 0 }]);
-    if (material instanceof KernelError && material.reason === 'KEY_NOT_FOUND') material = await this.createKey(tx);
+    let created = false;
+    if (material instanceof KernelError && material.reason === 'KEY_NOT_FOUND') {
+      material = await this.createKey(tx);
+      created = true;
+    }
     if (material instanceof KernelError) throw material;
     if (material.state !== 'ENABLED' || !material.sealed || material.algorithm !== 'ED25519') {
       throw new Error(`the audit key of tenant ${tenantId} (version ${material.version}) cannot sign: ${material.state} ${material.algorithm}`);
@@ -56,6 +60,18 @@ export class AuditSigner {
     const origin = logOrigin(tenantId);
     const body = checkpointBody({ origin, size: checkpoint.size, root: checkpoint.root, time: time.toISOString() });
     const note = signNote(body, origin, this.privateKey(tenantId, material), ed25519RawPublicKey(material.publicKey));
+    if (created) {
+      this.audit.append(tx, {
+        tenantId,
+        principal: SYSTEM_PRINCIPAL,
+        action: 'kernel.audit/CreateAuditKey',
+        resource: `keys/${AUDIT_KEY_ALIAS}`,
+        outcome: 'OK',
+        traceId: randomBytes(16).toString('hex'),
+        detail: { algorithm: 'ED25519', version: 1 },
+      });
+      this.log.info({ tenant: tenantId }, 'audit key created for the tenant\'s first checkpoint');
+    }
     return { note, keyVersion: material.version, time };
   }
 
@@ -80,35 +96,9 @@ export class AuditSigner {
     try {
       const sealed = this.envelope.seal(pair.privateKeyDer, signingKeyBinding(tx.tenantId, AUDIT_KEY_ALIAS, 1));
       await insertKey(tx, AUDIT_KEY_ALIAS, 'ED25519', pair.publicKeyDer, sealed);
-      await this.audit.append(tx, {
-        tenantId: tx.tenantId,
-        principal: SYSTEM_PRINCIPAL,
-        action: 'kernel.audit/CreateAuditKey',
-        resource: `keys/${AUDIT_KEY_ALIAS}`,
-        outcome: 'OK',
-        traceId: randomBytes(16).toString('hex'),
-        detail: { algorithm: 'ED25519', version: 1 },
-      });
-      this.log.info({ tenant: tx.tenantId }, 'audit key created for the tenant\'s first checkpoint');
       return { algorithm: 'ED25519', version: 1, state: 'ENABLED', minSignVersion: 1, minVerifyVersion: 1, publicKey: pair.publicKeyDer, sealed };
     } finally {
       pair.privateKeyDer.fill(0);
     }
   }
-}
-
-/** The integrator's system transaction, seen as one tenant's (its tenant setting is already that tenant). */
-function scopedSql(sql: Sql, tenantId: string): TenantTransaction {
-  return {
-    tenantId,
-    query: (text, params) => sql.query(text, params),
-    prefixNextQuery: () => {
-      throw new Error('not supported in the audit integrator');
-    },
-    dropPendingPrefix: () => false,
-    onCommit: () => {
-      throw new Error('not supported in the audit integrator');
-    },
-    scoped: (_key, create) => create(),
-  };
 }

@@ -1,5 +1,5 @@
 import type { AuditLog } from '../platform/audit/audit-log';
-import type { Database, TenantTransaction } from '../platform/database/database';
+import type { Database, TenantTransaction, TransactionControl } from '../platform/database/database';
 import type { Logger } from '../platform/observability/logger';
 import type { TraceContext } from '../platform/trace-context';
 import { BATCH_COLUMNS, batchFromRow, batchResource, type BatchRecord } from './batch-store';
@@ -150,7 +150,7 @@ const LOCK = `pg_try_advisory_xact_lock(hashtextextended('kernel.batch|' || curr
 async function processChunk(
   deps: ChunkRunnerDependencies,
   job: ChunkExecution,
-  tx: TenantTransaction,
+  tx: TransactionControl,
   known: Known | undefined,
   isolated: boolean,
   handOver: boolean,
@@ -227,7 +227,7 @@ async function processChunk(
   if (!row) throw new Rollback('stale');
   const committed = batchFromRow(row);
   if (completes) {
-    await deps.audit.append(tx, {
+    deps.audit.append(tx, {
       tenantId,
       principal: SYSTEM_PRINCIPAL,
       action: `${BATCH_SERVICE}/CompleteBatch`,
@@ -285,7 +285,7 @@ function chunkCommitStatement(results: ItemResult[], errors: ItemResult[]): stri
 
 /** One item behind its own savepoint: retried after transient failures, skipped after permanent ones. */
 async function runIsolated(
-  tx: TenantTransaction,
+  tx: TransactionControl,
   handler: BatchItemHandler,
   item: BatchItem,
   ctx: (attempt: number) => Parameters<BatchItemHandler>[1],
@@ -353,7 +353,7 @@ async function failBatch(deps: ChunkRunnerDependencies, job: ChunkExecution, fro
         [tenantId, payload.batchId, item.index, item.attempts, item.message ?? ''],
       );
     }
-    await deps.audit.append(tx, {
+    deps.audit.append(tx, {
       tenantId,
       principal: SYSTEM_PRINCIPAL,
       action: `${BATCH_SERVICE}/FailBatch`,

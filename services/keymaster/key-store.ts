@@ -1,6 +1,6 @@
 import { Status } from 'nice-grpc-common';
 import type { SealedValue } from '../platform/crypto/envelope';
-import type { Sql, TenantTransaction } from '../platform/database/database';
+import type { Sql, StatementBatcher, TenantTransaction } from '../platform/database/database';
 import { failedPrecondition, KernelError, notFound } from '../platform/kernel-error';
 import type { AlgorithmName } from './signing-algorithms';
 
@@ -80,12 +80,18 @@ export const keyNotFound = (alias: string) => notFound('KEY_NOT_FOUND', `no key 
 export const versionNotFound = (alias: string, version: number) =>
   notFound('KEY_VERSION_NOT_FOUND', `key "${alias}" has no version ${version}`, { resource: versionResource(alias, version) });
 
-/** Reads a key with every version (metadata and public keys). `forUpdate` locks the key row. */
+/**
+ * Reads a key with every version (metadata and public keys). `forUpdate` locks the key row first,
+ * in a statement of its own: a statement that waited for the lock keeps its old snapshot for
+ * everything but the locked row itself (READ COMMITTED), so its version list would predate the
+ * change of the transaction it waited for. The read after the lock sees that change.
+ */
 export async function findKey(sql: Sql & { tenantId: string }, alias: string, options: { forUpdate?: boolean } = {}): Promise<KeyRecord> {
-  const [row] = await sql.query<KeyRow>(`${KEY_SELECT} WHERE k.tenant_id = $1 AND k.alias = $2${options.forUpdate ? ' FOR UPDATE OF k' : ''}`, [
-    sql.tenantId,
-    alias,
-  ]);
+  if (options.forUpdate) {
+    const locked = await sql.query('SELECT 1 FROM keymaster_key WHERE tenant_id = $1 AND alias = $2 FOR UPDATE', [sql.tenantId, alias]);
+    if (locked.length === 0) throw keyNotFound(alias);
+  }
+  const [row] = await sql.query<KeyRow>(`${KEY_SELECT} WHERE k.tenant_id = $1 AND k.alias = $2`, [sql.tenantId, alias]);
   if (!row) throw keyNotFound(alias);
   return keyRecord(row);
 }
@@ -171,7 +177,7 @@ export interface SigningMaterial {
  * Sign calls of one commit group share it. Version 0 means the key's primary version. Each ask
  * gets its material, or the NOT_FOUND error that names what is missing.
  */
-export async function loadSigningMaterial(sql: Sql & { tenantId: string }, asks: Array<{ alias: string; version: number }>): Promise<Array<SigningMaterial | KernelError>> {
+export async function loadSigningMaterial(sql: Sql & { tenantId: string }, asks: ReadonlyArray<{ alias: string; version: number }>): Promise<Array<SigningMaterial | KernelError>> {
   const rows = await sql.query<{
     key_found: boolean;
     algorithm: AlgorithmName;
@@ -208,37 +214,16 @@ export async function loadSigningMaterial(sql: Sql & { tenantId: string }, asks:
   });
 }
 
-/** Batches the signing-material reads of one transaction's concurrent calls into one statement. */
-export class SigningMaterialLoader {
-  private asks: Array<{ alias: string; version: number; resolve(m: SigningMaterial): void; reject(e: unknown): void }> = [];
-  private scheduled = false;
-
-  constructor(private readonly tx: TenantTransaction) {}
-
-  load(alias: string, version: number): Promise<SigningMaterial> {
-    return new Promise((resolve, reject) => {
-      this.asks.push({ alias, version, resolve, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => this.flush());
-      }
-    });
-  }
-
-  private flush(): void {
-    this.scheduled = false;
-    const asks = this.asks;
-    this.asks = [];
-    loadSigningMaterial(this.tx, asks).then(
-      (results) =>
-        results.forEach((result, i) => {
-          if (result instanceof KernelError) asks[i].reject(result);
-          else asks[i].resolve(result);
-        }),
-      (error) => asks.forEach((ask) => ask.reject(error)),
-    );
-  }
-}
+/**
+ * The signing-material reads of a commit group's Sign calls, in one statement. Reads only: a Sign
+ * refused after it (a disabled version, say) is answered alone, its group is not re-run.
+ */
+export const SIGNING_MATERIAL: StatementBatcher<{ alias: string; version: number }, SigningMaterial> = {
+  name: 'keymaster signing material',
+  key: () => '',
+  changesNothing: true,
+  run: (tx, asks) => loadSigningMaterial(tx, asks),
+};
 
 /** Refuses use of a version that is not enabled, naming its state. */
 export function requireEnabled(alias: string, version: number, state: KeyVersionStateName): void {

@@ -24,7 +24,7 @@ import {
   RESERVED_ALIAS_PREFIX,
   requireEnabled,
   setVersionState,
-  SigningMaterialLoader,
+  SIGNING_MATERIAL,
   updatePolicy,
   versionOf,
   versionResource,
@@ -264,7 +264,7 @@ export function keymasterService(options: KeymasterOptions): KeymasterServiceImp
         throw new KernelError(Status.PERMISSION_DENIED, 'KEY_RESERVED', `keys under "${RESERVED_ALIAS_PREFIX}" sign for the kernel only`, { metadata: { resource: keyResource(input.alias) } });
       }
       const result = await ctx.unitOfWork.run(async (tx) => {
-        const material = await tx.scoped(SigningMaterialLoader, () => new SigningMaterialLoader(tx)).load(input.alias, input.version);
+        const material = await tx.batch(SIGNING_MATERIAL, { alias: input.alias, version: input.version });
         if (input.input.kind === 'digest' && !supportsDigest(material.algorithm)) {
           throw invalidArgument('DIGEST_UNSUPPORTED', `${material.algorithm} signs messages only`, [{ field: 'digest', description: 'send the message instead' }]);
         }

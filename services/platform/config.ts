@@ -29,6 +29,18 @@ const configSchema = z
     KERNEL_AUTH_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
     KERNEL_JWKS_FILE: z.string().min(1).optional(),
     KERNEL_DB_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
+    /** At most this many of the pool's connections serve one tenant at once (default half the pool). */
+    KERNEL_DB_CONNECTIONS_PER_TENANT: z.coerce.number().int().min(1).max(200).optional(),
+    /** Every database statement of the request path and of background work is cancelled past this. */
+    KERNEL_DB_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
+    /** Every lock wait fails past this (answered ABORTED, retryable). */
+    KERNEL_DB_LOCK_TIMEOUT_MS: z.coerce.number().int().min(10).max(600_000).default(1000),
+    /** Longest wait for a database connection (then UNAVAILABLE DATABASE_BUSY with RetryInfo). */
+    KERNEL_DB_ACQUIRE_TIMEOUT_MS: z.coerce.number().int().min(10).max(600_000).default(2000),
+    /** Longest a mutating call's handler may run inside its commit group (then DEADLINE_EXCEEDED). */
+    KERNEL_CALL_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
+    /** Mutating calls of one tenant a node queues behind its running commit group (then RESOURCE_EXHAUSTED). */
+    KERNEL_COMMIT_QUEUE_PER_TENANT: z.coerce.number().int().min(1).max(1_000_000).default(2000),
     KERNEL_IDEMPOTENCY_RETENTION_HOURS: z.coerce.number().positive().max(24 * 90).default(24),
     /** Per-RPC latency budgets: JSON object of method path (or "*") to milliseconds. */
     KERNEL_RPC_BUDGETS_MS: z
@@ -84,6 +96,12 @@ const configSchema = z
     }
     if (c.KERNEL_MASTER_KEYS && c.KERNEL_MASTER_KEY_ACTIVE !== undefined && !c.KERNEL_MASTER_KEYS.has(c.KERNEL_MASTER_KEY_ACTIVE)) {
       ctx.addIssue({ code: 'custom', path: ['KERNEL_MASTER_KEY_ACTIVE'], message: 'names a version that KERNEL_MASTER_KEYS does not hold' });
+    }
+    if (c.KERNEL_DB_CONNECTIONS_PER_TENANT !== undefined && c.KERNEL_DB_CONNECTIONS_PER_TENANT > c.KERNEL_DB_POOL_SIZE) {
+      ctx.addIssue({ code: 'custom', path: ['KERNEL_DB_CONNECTIONS_PER_TENANT'], message: 'cannot exceed KERNEL_DB_POOL_SIZE' });
+    }
+    if (c.KERNEL_DB_LOCK_TIMEOUT_MS > c.KERNEL_DB_STATEMENT_TIMEOUT_MS) {
+      ctx.addIssue({ code: 'custom', path: ['KERNEL_DB_LOCK_TIMEOUT_MS'], message: 'must not exceed KERNEL_DB_STATEMENT_TIMEOUT_MS (a lock wait is part of a statement)' });
     }
     if (c.KERNEL_ENV === 'production' && !c.KERNEL_JWKS_FILE && !c.KERNEL_AUTH_SECRET) {
       ctx.addIssue({ code: 'custom', path: ['KERNEL_JWKS_FILE'], message: 'production needs KERNEL_JWKS_FILE or KERNEL_AUTH_SECRET' });

@@ -129,11 +129,18 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
     const { envelope, requestDigestKey } = await openEnvelope(config, ownerUrl, log);
 
     // The embedded database is one session: more connections only queue, so keep the pool small.
-    const db = new Database({
-      connectionString: config.KERNEL_APP_DATABASE_URL ?? ownerUrl,
-      max: embedded ? Math.min(4, config.KERNEL_DB_POOL_SIZE) : config.KERNEL_DB_POOL_SIZE,
-      application_name: 'axis-kernel',
-    }, log);
+    const poolSize = embedded ? Math.min(4, config.KERNEL_DB_POOL_SIZE) : config.KERNEL_DB_POOL_SIZE;
+    const db = new Database(
+      { connectionString: config.KERNEL_APP_DATABASE_URL ?? ownerUrl, application_name: 'axis-kernel' },
+      {
+        poolSize,
+        connectionsPerTenant: Math.min(poolSize, config.KERNEL_DB_CONNECTIONS_PER_TENANT ?? Math.max(1, Math.ceil(poolSize / 2))),
+        statementTimeoutMs: config.KERNEL_DB_STATEMENT_TIMEOUT_MS,
+        lockTimeoutMs: config.KERNEL_DB_LOCK_TIMEOUT_MS,
+        acquireTimeoutMs: config.KERNEL_DB_ACQUIRE_TIMEOUT_MS,
+        log,
+      },
+    );
     cleanups.push(() => db.close());
 
     const { verifier, developmentSecret } = tokenVerifier(config, log);
@@ -151,7 +158,7 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
       budgetsMs,
       idempotencyRetentionHours: config.KERNEL_IDEMPOTENCY_RETENTION_HOURS,
       requestDigestKey,
-      committer: new MutationCommitter(db),
+      committer: new MutationCommitter(db, { callTimeoutMs: config.KERNEL_CALL_TIMEOUT_MS, maxQueuedPerTenant: config.KERNEL_COMMIT_QUEUE_PER_TENANT }),
     });
 
     // One LISTEN connection per node (scheduler wake-ups, cross-node cache invalidation).

@@ -1,8 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { context as otelContext, SpanKind, SpanStatusCode, trace as otelTrace, TraceFlags, type Span } from '@opentelemetry/api';
-import { APP_ROLE, TENANT_SETTING, type Database } from '../platform/database/database';
-import { inlineParameters } from '../platform/database/inline-parameters';
+import type { Database } from '../platform/database/database';
 import type { NotificationHub } from '../platform/database/notification-hub';
 import type { Logger } from '../platform/observability/logger';
 import type { Metrics } from '../platform/observability/metrics';
@@ -50,33 +49,19 @@ export interface ClaimedJob {
   lease_expire_time: Date;
 }
 
-const BEGIN_SYSTEM = `BEGIN; SELECT set_config('role', '${APP_ROLE}', true), set_config('${TENANT_SETTING}', '', true)`;
-
 /**
- * Calls a SECURITY DEFINER system function as the application role in ONE round trip
- * (BEGIN, role, statement and COMMIT in one simple-protocol message) — what db.asSystem does,
- * minus the second round trip for COMMIT, on the scheduler's hot path.
+ * Scheduler bookkeeping runs as one system statement per round trip (Database.systemCall).
  *
- * `asyncCommit` (claims, completions, lease renewals and releases only) commits without waiting
- * for the WAL flush: a crash of PostgreSQL itself can lose the last few hundred milliseconds of
- * that bookkeeping, which only means a job runs again — the at-least-once contract every
- * handler already has (a lost claim leaves the job QUEUED; a lost completion leaves it RUNNING
- * until its lease is rescued; the fencing token refuses the stale holder). Enqueues, failures,
- * dead letters and cron ticks always commit synchronously.
+ * `asyncCommit` (completions, lease renewals and releases only) commits without waiting for the
+ * WAL flush: a crash of PostgreSQL itself can lose the last few hundred milliseconds of that
+ * bookkeeping, which only means a job runs again — the at-least-once contract every handler
+ * already has (a lost completion leaves the job RUNNING until its lease is rescued; the fencing
+ * token refuses the stale holder). Claims commit durably: a fencing token handed to a worker must
+ * never be handed out again, and a lost claim would let the token sequence rewind after a crash.
+ * Enqueues, failures, dead letters and cron ticks always commit synchronously.
  */
-async function systemCall<Row>(db: Database, text: string, params: readonly unknown[], options: { asyncCommit?: boolean } = {}): Promise<Row[]> {
-  const client = await db.pool.connect();
-  let broken = false;
-  try {
-    const commitMode = options.asyncCommit ? '; SET LOCAL synchronous_commit = off' : '';
-    const results = (await client.query(`${BEGIN_SYSTEM}${commitMode}; ${inlineParameters(text, params)}; COMMIT`)) as unknown as Array<{ rows: Row[] }>;
-    return results[results.length - 2].rows;
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => (broken = true));
-    throw error;
-  } finally {
-    client.release(broken);
-  }
+function systemCall<Row>(db: Database, text: string, params: readonly unknown[], options: { asyncCommit?: boolean } = {}): Promise<Row[]> {
+  return db.systemCall<Row>(text, params, options);
 }
 
 interface Held {
@@ -204,7 +189,7 @@ export class SchedulerRuntime {
       max,
       this.o.leaseMs,
       this.lastTenant,
-    ], { asyncCommit: true });
+    ]);
     if (rows.length > 0) this.lastTenant = rows[rows.length - 1].tenant_id;
     return rows;
   }
@@ -251,6 +236,7 @@ export class SchedulerRuntime {
     const jobLog = () =>
       (log ??= this.o.log.child({ trace_id: trace.traceId, span_id: trace.spanId, tenant: job.tenant_id, job_id: job.job_id, job_type: job.type, attempt: job.attempt }));
     let timeout: NodeJS.Timeout | undefined;
+    let completing: Promise<void> | undefined;
     try {
       const handler = this.o.handlers.get(job.type);
       if (!handler) throw new Error(`no handler for job type ${job.type} on this node`);
@@ -275,9 +261,10 @@ export class SchedulerRuntime {
       const run = otelContext.with(otelTrace.setSpan(otelContext.active(), span), () => handler(execution));
       await Promise.race([run, stopped]);
       clearTimeout(timeout);
-      // The slot is free at once; the completion travels with the next batch (until it commits
-      // the lease is still held, so a failed flush means the job runs again: at-least-once).
-      void this.complete(job);
+      // The slot is free at once; the completion travels with the next batch. Until it has
+      // committed the lease stays in the renewal set (a slow flush must not let it lapse and the
+      // job run again); a failed flush means the job runs again: at-least-once.
+      completing = this.complete(job);
       span.setStatus({ code: SpanStatusCode.OK });
     } catch (error) {
       clearTimeout(timeout);
@@ -286,7 +273,8 @@ export class SchedulerRuntime {
       await this.fail(job, error, jobLog(), trace);
     } finally {
       span.end();
-      this.held.delete(key(job));
+      if (completing) void completing.then(() => this.held.delete(key(job)));
+      else this.held.delete(key(job));
       this.inFlight -= 1;
       if (this.inFlight === 0) for (const fn of this.idle) fn();
       this.dispatch();

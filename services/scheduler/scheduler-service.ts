@@ -117,8 +117,8 @@ const backfillSchema = z
     startTime: z.date({ message: 'required' }).refine((d) => Number.isFinite(d.getTime()), 'invalid time'),
     endTime: z.date({ message: 'required' }).refine((d) => Number.isFinite(d.getTime()), 'invalid time'),
   })
-  .refine((r) => r.startTime < r.endTime && r.endTime.getTime() <= Date.now() + 366 * 86_400_000, {
-    message: 'start_time must be before end_time, and end_time at most a year ahead',
+  .refine((r) => r.startTime < r.endTime, {
+    message: 'start_time must be before end_time',
     path: ['endTime'],
     params: { reason: 'RANGE_INVALID' },
   });

@@ -262,6 +262,14 @@ export async function triggerSchedule(tx: TenantTransaction, scheduleId: string,
 /** Fires the schedule's cron ticks in (start, end] that were never fired (at most 1000); returns them. */
 export async function backfillSchedule(tx: TenantTransaction, scheduleId: string, start: Date, end: Date, trace: TraceContext): Promise<Tick[]> {
   const s = await findSchedule(tx, scheduleId, true);
+  // Only the past: a backfilled future tick would fire now, and the real tick would then find
+  // its slot taken and never fire at its time. The database's clock is the one ticks use.
+  const [{ now }] = await tx.query<{ now: Date }>('SELECT now() AS now');
+  if (end.getTime() > now.getTime()) {
+    throw invalidArgument('BACKFILL_IN_FUTURE', 'end_time must not be later than now: only past ticks can be backfilled', [
+      { field: 'end_time', description: `at most now (${now.toISOString()})` },
+    ]);
+  }
   const cron = parseCron(s.cron, s.timeZone);
   const times = cron.between(start, end, MAX_TICKS_PER_PASS + 1);
   if (times.length > MAX_TICKS_PER_PASS) {

@@ -1,4 +1,4 @@
-import type { TenantTransaction } from '../platform/database/database';
+import type { StatementBatcher, TenantTransaction } from '../platform/database/database';
 import { failedPrecondition, invalidArgument, notFound } from '../platform/kernel-error';
 import { FIELD_INVALID } from '../platform/request-validation';
 import { isoDate, localDate, parseIsoDate, periodOf, renderNumber } from './series-pattern';
@@ -76,15 +76,15 @@ export interface AllocateRequest {
 export function allocateNumber(tx: TenantTransaction, series: SeriesRecord, request: AllocateRequest): Promise<NumberRecord> {
   // A timestamp inside protobuf's range can still fall outside years 0001–9999 once seen in the
   // series' time zone (9999-12-31T23:00Z is year 10000 in UTC+14): such a date has no period.
-  const { year } = localDate(request.documentTime, series.timeZone);
-  if (year < 1 || year > 9999) {
+  const date = localDate(request.documentTime, series.timeZone);
+  if (date.year < 1 || date.year > 9999) {
     return Promise.reject(
       invalidArgument(FIELD_INVALID, `the document date in ${series.timeZone} must fall within the years 0001–9999`, [
-        { field: 'document_time', description: `in ${series.timeZone} it falls in year ${year}` },
+        { field: 'document_time', description: `in ${series.timeZone} it falls in year ${date.year}` },
       ]),
     );
   }
-  return tx.scoped(AllocationBatcher, () => new AllocationBatcher(tx)).allocate(series, request);
+  return tx.batch(NUMBER_ALLOCATION, { series, period: periodOf(date, series.resetPolicy), documentDate: isoDate(date), request });
 }
 
 interface AllocationAsk {
@@ -92,51 +92,21 @@ interface AllocationAsk {
   period: string;
   documentDate: string;
   request: AllocateRequest;
-  resolve(number: NumberRecord): void;
-  reject(error: unknown): void;
 }
 
 /**
- * Collects the allocations a transaction's calls ask for until the current turn of the event
- * loop ends (every call of a group reaches its allocation within it), then runs one statement
- * per (series, period).
+ * The allocations of a commit group's calls, one statement per (series, period): it advances the
+ * counter by n and records the n numbers, in the order the calls asked. Groups run these
+ * statements in key order, so groups on any nodes lock counter rows in the same order and
+ * cannot deadlock on them.
  */
-class AllocationBatcher {
-  private readonly asks = new Map<string, AllocationAsk[]>();
-  private scheduled = false;
+const NUMBER_ALLOCATION: StatementBatcher<AllocationAsk, NumberRecord> = {
+  name: 'sequence number allocation',
+  key: (ask) => `${ask.series.seriesId}\u0000${ask.period}`,
+  run: (tx, asks) => allocateMany(tx, asks),
+};
 
-  constructor(private readonly tx: TenantTransaction) {}
-
-  allocate(series: SeriesRecord, request: AllocateRequest): Promise<NumberRecord> {
-    const date = localDate(request.documentTime, series.timeZone);
-    const period = periodOf(date, series.resetPolicy);
-    return new Promise((resolve, reject) => {
-      const key = `${series.seriesId}\u0000${period}`;
-      const bucket = this.asks.get(key);
-      const ask = { series, period, documentDate: isoDate(date), request, resolve, reject };
-      if (bucket) bucket.push(ask);
-      else this.asks.set(key, [ask]);
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => this.flush());
-      }
-    });
-  }
-
-  private flush(): void {
-    this.scheduled = false;
-    const buckets = [...this.asks.values()];
-    this.asks.clear();
-    for (const asks of buckets) {
-      allocateMany(this.tx, asks).then(
-        (numbers) => asks.forEach((ask, i) => ask.resolve(numbers[i])),
-        (error) => asks.forEach((ask) => ask.reject(error)),
-      );
-    }
-  }
-}
-
-async function allocateMany(tx: TenantTransaction, asks: AllocationAsk[]): Promise<NumberRecord[]> {
+async function allocateMany(tx: TenantTransaction, asks: readonly AllocationAsk[]): Promise<NumberRecord[]> {
   const { series, period } = asks[0];
   const rows = await tx.query<NumberRow>(
     `WITH counter AS (
@@ -200,7 +170,7 @@ export async function commitReservation(tx: TenantTransaction, series: SeriesRec
   const [row] = await tx.query<NumberRow>(
     `UPDATE sequence_number SET status = 'ISSUED', issue_time = now(), reservation_expire_time = NULL,
             subject_ref = CASE WHEN $5 = '' THEN subject_ref ELSE $5 END
-      WHERE tenant_id = $1 AND series_id = $2 AND period = $3 AND value = $4
+      WHERE tenant_id = $1 AND series_id = $2 AND period = $3 AND value = $4 AND status = 'RESERVED'
       RETURNING ${NUMBER_COLUMNS}`,
     [tx.tenantId, series.seriesId, period, value, subjectRef],
   );
@@ -215,7 +185,7 @@ export async function voidNumber(tx: TenantTransaction, series: SeriesRecord, pe
   }
   const [row] = await tx.query<NumberRow>(
     `UPDATE sequence_number SET status = 'VOIDED', void_reason = $5, void_time = now(), reservation_expire_time = NULL
-      WHERE tenant_id = $1 AND series_id = $2 AND period = $3 AND value = $4
+      WHERE tenant_id = $1 AND series_id = $2 AND period = $3 AND value = $4 AND status <> 'VOIDED'
       RETURNING ${NUMBER_COLUMNS}`,
     [tx.tenantId, series.seriesId, period, value, reason],
   );

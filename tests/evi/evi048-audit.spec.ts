@@ -497,34 +497,47 @@ describe('EVI048 Audit immutability (K-W1)', () => {
   });
 
   // The embedded database runs one transaction at a time: transactions cannot overlap there.
-  (TEST_BACKEND === 'embedded' ? test.skip : test)('transactions that commit out of id order are logged without a skip, and earlier proofs stay valid', async () => {
+  (TEST_BACKEND === 'embedded' ? test.skip : test)('entries take their positions in commit order: a writer waits for the one before it, a rollback leaves no gap, an open transaction holds nothing back', async () => {
     const { client, size: before, checkpoint } = await seededTenant('tenant-order', 5);
-    const first = new Client({ connectionString: db.url });
-    const second = new Client({ connectionString: db.url });
-    await Promise.all([first.connect(), second.connect()]);
+    const clients = [0, 1, 2].map(() => new Client({ connectionString: db.url }));
+    await Promise.all(clients.map((c) => c.connect()));
+    const [early, first, second] = clients;
+    const asApp = (c: Client) => c.query(`SELECT set_config('role', 'axis_kernel_app', true), set_config('axis.tenant_id', 'tenant-order', true)`);
+    const append = (c: Client, label: string) =>
+      c.query(`INSERT INTO kernel_audit_event (tenant_id, principal, action, resource, outcome, trace_id) VALUES ('tenant-order', 'p', 'order.Test', $1, 'OK', $1)`, [label]);
+    const settledOrTimeout = (p: Promise<unknown>, ms: number) => Promise.race([p.then(() => 'settled'), new Promise((r) => setTimeout(() => r('waiting'), ms))]);
     try {
-      const begin = async (c: Client, label: string) => {
-        await c.query('BEGIN');
-        await c.query(`SELECT set_config('role', 'axis_kernel_app', true), set_config('axis.tenant_id', 'tenant-order', true)`);
-        await c.query(`INSERT INTO kernel_audit_event (tenant_id, principal, action, resource, outcome, trace_id) VALUES ('tenant-order', 'p', 'order.Test', $1, 'OK', $1)`, [label]);
-        return (await c.query('SELECT pg_current_xact_id()::text AS x')).rows[0].x as string;
-      };
-      const earlyTxid = await begin(first, 'early-txid');
-      const lateTxid = await begin(second, 'late-txid');
-      expect(BigInt(earlyTxid)).toBeLessThan(BigInt(lateTxid));
-      await second.query('COMMIT'); // the later transaction commits first
-      await new Promise((r) => setTimeout(r, 600)); // several integrator runs
-      const { rows } = await su.query(`SELECT count(*)::int AS n FROM kernel_audit_sequence WHERE tenant_id = 'tenant-order'`);
-      expect(rows[0].n).toBe(before); // held back: an earlier transaction may still add an entry before it
-      await first.query('COMMIT');
+      // An older transaction of the same tenant stays open throughout (it has its xid already).
+      await early.query('BEGIN');
+      await asApp(early);
+      const earlyXid = (await early.query('SELECT pg_current_xact_id()::text AS x')).rows[0].x as string;
+
+      // A writer holds the tenant's audit head until it ends; the next writer waits for it.
+      await first.query('BEGIN');
+      await asApp(first);
+      await append(first, 'rolled-back');
+      await second.query('BEGIN');
+      await asApp(second);
+      const secondAppend = append(second, 'late-txid');
+      expect(await settledOrTimeout(secondAppend, 300)).toBe('waiting');
+      await first.query('ROLLBACK'); // its position is released: no gap
+      await secondAppend;
+      const lateXid = (await second.query('SELECT pg_current_xact_id()::text AS x')).rows[0].x as string;
+      expect(BigInt(earlyXid)).toBeLessThan(BigInt(lateXid));
+      await second.query('COMMIT'); // the later transaction commits first ...
+
+      // ... and is integrated while the earlier one is still open: nothing waits for it.
+      expect(await settled('tenant-order')).toBe(before + 1);
+      await append(early, 'early-txid');
+      await early.query('COMMIT');
     } finally {
-      await Promise.all([first.end(), second.end()]);
+      await Promise.all(clients.map((c) => c.end()));
     }
     const after = await settled('tenant-order');
     const logged = (await client.listEvents({ action: 'order.Test' })).events.map((e) => [e.resource, e.seq]);
     expect(logged).toEqual([
-      ['early-txid', before + 1],
-      ['late-txid', before + 2],
+      ['late-txid', before + 1],
+      ['early-txid', before + 2],
     ]);
     const old = openCheckpoint(checkpoint.note, origin('tenant-order'), await publicKeyPem('tenant-order', checkpoint.keyVersion))!;
     const now = (await client.getCheckpoint({})).checkpoint!;

@@ -402,7 +402,9 @@ export const ModelName = {
   AuditNode: 'AuditNode',
   AuditCheckpoint: 'AuditCheckpoint',
   AuditPolicy: 'AuditPolicy',
-  AuditCursor: 'AuditCursor',
+  AuditHead: 'AuditHead',
+  AuditPosition: 'AuditPosition',
+  AuditIntegration: 'AuditIntegration',
   BatchRun: 'BatchRun',
   BatchItem: 'BatchItem',
   BatchItemResult: 'BatchItemResult',
@@ -436,7 +438,7 @@ export type TypeMap<ExtArgs extends runtime.Types.Extensions.InternalArgs = runt
     omit: GlobalOmitOptions
   }
   meta: {
-    modelProps: "auditEvent" | "auditSequence" | "auditNode" | "auditCheckpoint" | "auditPolicy" | "auditCursor" | "batchRun" | "batchItem" | "batchItemResult" | "batchItemError" | "masterKey" | "sealedKey" | "keymasterKey" | "keymasterKeyVersion" | "idempotencyRecord" | "schedulerJob" | "schedulerDeadLetter" | "schedulerSchedule" | "schedulerScheduleTick" | "secret" | "secretVersion" | "sequenceSeries" | "sequenceCounter" | "sequenceNumber"
+    modelProps: "auditEvent" | "auditSequence" | "auditNode" | "auditCheckpoint" | "auditPolicy" | "auditHead" | "auditPosition" | "auditIntegration" | "batchRun" | "batchItem" | "batchItemResult" | "batchItemError" | "masterKey" | "sealedKey" | "keymasterKey" | "keymasterKeyVersion" | "idempotencyRecord" | "schedulerJob" | "schedulerDeadLetter" | "schedulerSchedule" | "schedulerScheduleTick" | "secret" | "secretVersion" | "sequenceSeries" | "sequenceCounter" | "sequenceNumber"
     txIsolationLevel: TransactionIsolationLevel
   }
   model: {
@@ -810,61 +812,225 @@ export type TypeMap<ExtArgs extends runtime.Types.Extensions.InternalArgs = runt
         }
       }
     }
-    AuditCursor: {
-      payload: Prisma.$AuditCursorPayload<ExtArgs>
-      fields: Prisma.AuditCursorFieldRefs
+    AuditHead: {
+      payload: Prisma.$AuditHeadPayload<ExtArgs>
+      fields: Prisma.AuditHeadFieldRefs
       operations: {
         findUnique: {
-          args: Prisma.AuditCursorFindUniqueArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCursorPayload> | null
+          args: Prisma.AuditHeadFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditHeadPayload> | null
         }
         findUniqueOrThrow: {
-          args: Prisma.AuditCursorFindUniqueOrThrowArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCursorPayload>
+          args: Prisma.AuditHeadFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditHeadPayload>
         }
         findFirst: {
-          args: Prisma.AuditCursorFindFirstArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCursorPayload> | null
+          args: Prisma.AuditHeadFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditHeadPayload> | null
         }
         findFirstOrThrow: {
-          args: Prisma.AuditCursorFindFirstOrThrowArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCursorPayload>
+          args: Prisma.AuditHeadFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditHeadPayload>
         }
         findMany: {
-          args: Prisma.AuditCursorFindManyArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCursorPayload>[]
+          args: Prisma.AuditHeadFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditHeadPayload>[]
+        }
+        create: {
+          args: Prisma.AuditHeadCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditHeadPayload>
+        }
+        createMany: {
+          args: Prisma.AuditHeadCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.AuditHeadCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditHeadPayload>[]
         }
         delete: {
-          args: Prisma.AuditCursorDeleteArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCursorPayload>
+          args: Prisma.AuditHeadDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditHeadPayload>
         }
         update: {
-          args: Prisma.AuditCursorUpdateArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCursorPayload>
+          args: Prisma.AuditHeadUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditHeadPayload>
         }
         deleteMany: {
-          args: Prisma.AuditCursorDeleteManyArgs<ExtArgs>
+          args: Prisma.AuditHeadDeleteManyArgs<ExtArgs>
           result: BatchPayload
         }
         updateMany: {
-          args: Prisma.AuditCursorUpdateManyArgs<ExtArgs>
+          args: Prisma.AuditHeadUpdateManyArgs<ExtArgs>
           result: BatchPayload
         }
         updateManyAndReturn: {
-          args: Prisma.AuditCursorUpdateManyAndReturnArgs<ExtArgs>
-          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditCursorPayload>[]
+          args: Prisma.AuditHeadUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditHeadPayload>[]
+        }
+        upsert: {
+          args: Prisma.AuditHeadUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditHeadPayload>
         }
         aggregate: {
-          args: Prisma.AuditCursorAggregateArgs<ExtArgs>
-          result: runtime.Types.Utils.Optional<Prisma.AggregateAuditCursor>
+          args: Prisma.AuditHeadAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateAuditHead>
         }
         groupBy: {
-          args: Prisma.AuditCursorGroupByArgs<ExtArgs>
-          result: runtime.Types.Utils.Optional<Prisma.AuditCursorGroupByOutputType>[]
+          args: Prisma.AuditHeadGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AuditHeadGroupByOutputType>[]
         }
         count: {
-          args: Prisma.AuditCursorCountArgs<ExtArgs>
-          result: runtime.Types.Utils.Optional<Prisma.AuditCursorCountAggregateOutputType> | number
+          args: Prisma.AuditHeadCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AuditHeadCountAggregateOutputType> | number
+        }
+      }
+    }
+    AuditPosition: {
+      payload: Prisma.$AuditPositionPayload<ExtArgs>
+      fields: Prisma.AuditPositionFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.AuditPositionFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditPositionPayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.AuditPositionFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditPositionPayload>
+        }
+        findFirst: {
+          args: Prisma.AuditPositionFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditPositionPayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.AuditPositionFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditPositionPayload>
+        }
+        findMany: {
+          args: Prisma.AuditPositionFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditPositionPayload>[]
+        }
+        create: {
+          args: Prisma.AuditPositionCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditPositionPayload>
+        }
+        createMany: {
+          args: Prisma.AuditPositionCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.AuditPositionCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditPositionPayload>[]
+        }
+        delete: {
+          args: Prisma.AuditPositionDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditPositionPayload>
+        }
+        update: {
+          args: Prisma.AuditPositionUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditPositionPayload>
+        }
+        deleteMany: {
+          args: Prisma.AuditPositionDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.AuditPositionUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.AuditPositionUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditPositionPayload>[]
+        }
+        upsert: {
+          args: Prisma.AuditPositionUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditPositionPayload>
+        }
+        aggregate: {
+          args: Prisma.AuditPositionAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateAuditPosition>
+        }
+        groupBy: {
+          args: Prisma.AuditPositionGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AuditPositionGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.AuditPositionCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AuditPositionCountAggregateOutputType> | number
+        }
+      }
+    }
+    AuditIntegration: {
+      payload: Prisma.$AuditIntegrationPayload<ExtArgs>
+      fields: Prisma.AuditIntegrationFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.AuditIntegrationFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditIntegrationPayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.AuditIntegrationFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditIntegrationPayload>
+        }
+        findFirst: {
+          args: Prisma.AuditIntegrationFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditIntegrationPayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.AuditIntegrationFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditIntegrationPayload>
+        }
+        findMany: {
+          args: Prisma.AuditIntegrationFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditIntegrationPayload>[]
+        }
+        create: {
+          args: Prisma.AuditIntegrationCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditIntegrationPayload>
+        }
+        createMany: {
+          args: Prisma.AuditIntegrationCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.AuditIntegrationCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditIntegrationPayload>[]
+        }
+        delete: {
+          args: Prisma.AuditIntegrationDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditIntegrationPayload>
+        }
+        update: {
+          args: Prisma.AuditIntegrationUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditIntegrationPayload>
+        }
+        deleteMany: {
+          args: Prisma.AuditIntegrationDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.AuditIntegrationUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.AuditIntegrationUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditIntegrationPayload>[]
+        }
+        upsert: {
+          args: Prisma.AuditIntegrationUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$AuditIntegrationPayload>
+        }
+        aggregate: {
+          args: Prisma.AuditIntegrationAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateAuditIntegration>
+        }
+        groupBy: {
+          args: Prisma.AuditIntegrationGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AuditIntegrationGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.AuditIntegrationCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AuditIntegrationCountAggregateOutputType> | number
         }
       }
     }
@@ -2302,12 +2468,29 @@ export const AuditPolicyScalarFieldEnum = {
 export type AuditPolicyScalarFieldEnum = (typeof AuditPolicyScalarFieldEnum)[keyof typeof AuditPolicyScalarFieldEnum]
 
 
-export const AuditCursorScalarFieldEnum = {
-  id: 'id',
-  lastEventId: 'lastEventId'
+export const AuditHeadScalarFieldEnum = {
+  tenantId: 'tenantId',
+  nextSeq: 'nextSeq'
 } as const
 
-export type AuditCursorScalarFieldEnum = (typeof AuditCursorScalarFieldEnum)[keyof typeof AuditCursorScalarFieldEnum]
+export type AuditHeadScalarFieldEnum = (typeof AuditHeadScalarFieldEnum)[keyof typeof AuditHeadScalarFieldEnum]
+
+
+export const AuditPositionScalarFieldEnum = {
+  tenantId: 'tenantId',
+  seq: 'seq',
+  eventId: 'eventId'
+} as const
+
+export type AuditPositionScalarFieldEnum = (typeof AuditPositionScalarFieldEnum)[keyof typeof AuditPositionScalarFieldEnum]
+
+
+export const AuditIntegrationScalarFieldEnum = {
+  tenantId: 'tenantId',
+  integratedSeq: 'integratedSeq'
+} as const
+
+export type AuditIntegrationScalarFieldEnum = (typeof AuditIntegrationScalarFieldEnum)[keyof typeof AuditIntegrationScalarFieldEnum]
 
 
 export const BatchRunScalarFieldEnum = {
@@ -2916,7 +3099,9 @@ export type GlobalOmitConfig = {
   auditNode?: Prisma.AuditNodeOmit
   auditCheckpoint?: Prisma.AuditCheckpointOmit
   auditPolicy?: Prisma.AuditPolicyOmit
-  auditCursor?: Prisma.AuditCursorOmit
+  auditHead?: Prisma.AuditHeadOmit
+  auditPosition?: Prisma.AuditPositionOmit
+  auditIntegration?: Prisma.AuditIntegrationOmit
   batchRun?: Prisma.BatchRunOmit
   batchItem?: Prisma.BatchItemOmit
   batchItemResult?: Prisma.BatchItemResultOmit

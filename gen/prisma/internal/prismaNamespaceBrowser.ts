@@ -56,7 +56,9 @@ export const ModelName = {
   AuditNode: 'AuditNode',
   AuditCheckpoint: 'AuditCheckpoint',
   AuditPolicy: 'AuditPolicy',
-  AuditCursor: 'AuditCursor',
+  AuditHead: 'AuditHead',
+  AuditPosition: 'AuditPosition',
+  AuditIntegration: 'AuditIntegration',
   BatchRun: 'BatchRun',
   BatchItem: 'BatchItem',
   BatchItemResult: 'BatchItemResult',
@@ -156,12 +158,29 @@ export const AuditPolicyScalarFieldEnum = {
 export type AuditPolicyScalarFieldEnum = (typeof AuditPolicyScalarFieldEnum)[keyof typeof AuditPolicyScalarFieldEnum]
 
 
-export const AuditCursorScalarFieldEnum = {
-  id: 'id',
-  lastEventId: 'lastEventId'
+export const AuditHeadScalarFieldEnum = {
+  tenantId: 'tenantId',
+  nextSeq: 'nextSeq'
 } as const
 
-export type AuditCursorScalarFieldEnum = (typeof AuditCursorScalarFieldEnum)[keyof typeof AuditCursorScalarFieldEnum]
+export type AuditHeadScalarFieldEnum = (typeof AuditHeadScalarFieldEnum)[keyof typeof AuditHeadScalarFieldEnum]
+
+
+export const AuditPositionScalarFieldEnum = {
+  tenantId: 'tenantId',
+  seq: 'seq',
+  eventId: 'eventId'
+} as const
+
+export type AuditPositionScalarFieldEnum = (typeof AuditPositionScalarFieldEnum)[keyof typeof AuditPositionScalarFieldEnum]
+
+
+export const AuditIntegrationScalarFieldEnum = {
+  tenantId: 'tenantId',
+  integratedSeq: 'integratedSeq'
+} as const
+
+export type AuditIntegrationScalarFieldEnum = (typeof AuditIntegrationScalarFieldEnum)[keyof typeof AuditIntegrationScalarFieldEnum]
 
 
 export const BatchRunScalarFieldEnum = {

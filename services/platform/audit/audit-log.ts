@@ -1,4 +1,4 @@
-import type { Database, Sql, TenantTransaction } from '../database/database';
+import type { Database, DeferredWrite, StatementBatcher, TenantTransaction } from '../database/database';
 import type { Logger } from '../observability/logger';
 import type { Metrics } from '../observability/metrics';
 
@@ -19,6 +19,8 @@ export interface AuditEntry {
   /** Hex HMAC-SHA-256 (kernel key) of the request bytes: proves what was asked without storing it. */
   requestDigest?: string;
   detail?: Record<string, unknown>;
+  /** Drawn ahead (EVENT_IDS) when the call answers with it; otherwise drawn by the insert. */
+  eventId?: string;
 }
 
 /** A refused security-relevant attempt. */
@@ -39,9 +41,63 @@ const ANONYMOUS_DENIALS_PER_SECOND = 20;
 const ANONYMOUS_DENIAL_BURST = 100;
 
 /**
- * The write side of the per-tenant audit log (K-W1). Entries are appended inside the business
- * transaction (a rollback leaves none); the audit integrator (services/audit) later gives every
- * committed entry its gap-free seq, leaf and chain hash and signs checkpoints.
+ * The one door to the audit log: every entry — of a mutating call, a denied attempt, a purge,
+ * the kernel's own work — is written by this deferred write, with COMMIT (one statement per
+ * transaction, in the same round trip). A rollback therefore leaves no entry, and the insert's
+ * trigger (kernel_audit_assign_positions) gives the entries their gap-free per-tenant seqs under
+ * the tenant's audit head row, which it locks until COMMIT — the last lock the transaction takes,
+ * so positions follow commit order and no other lock can be waited for while holding it.
+ * Entries may carry event ids drawn ahead (EVENT_IDS); the others draw theirs here.
+ */
+export const AUDIT_ENTRIES: DeferredWrite<AuditEntry> = {
+  name: 'audit entries',
+  order: 100,
+  statement: (_tenantId, entries) => ({
+    text: `INSERT INTO kernel_audit_event (event_id, tenant_id, principal, action, resource, outcome, trace_id, idempotency_key, request_digest, detail)
+           SELECT coalesce(u.event_id, nextval(pg_get_serial_sequence('kernel_audit_event', 'event_id'))),
+                  u.tenant_id, u.principal, u.action, u.resource, u.outcome, u.trace_id, u.idempotency_key, u.request_digest, u.detail::jsonb
+             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
+                  WITH ORDINALITY AS u(event_id, tenant_id, principal, action, resource, outcome, trace_id, idempotency_key, request_digest, detail, ord)
+            ORDER BY u.ord`,
+    params: [
+      entries.map((e) => e.eventId ?? null),
+      entries.map((e) => e.tenantId),
+      entries.map((e) => e.principal),
+      entries.map((e) => e.action),
+      entries.map((e) => e.resource),
+      entries.map((e) => e.outcome),
+      entries.map((e) => e.traceId),
+      entries.map((e) => e.idempotencyKey ?? null),
+      entries.map((e) => e.requestDigest ?? null),
+      entries.map((e) => JSON.stringify(e.detail ?? {})),
+    ],
+  }),
+};
+
+/**
+ * Draws event ids ahead, for a call that must answer with them (AppendEvents): one statement for
+ * every such call of a commit group. Ask: how many ids; answer: that many ids, in order. Drawing
+ * from the sequence is never undone, which is fine: event ids are unique, not gap-free (the seq is).
+ */
+export const EVENT_IDS: StatementBatcher<number, string[]> = {
+  name: 'audit event ids',
+  key: () => '',
+  changesNothing: true,
+  async run(tx, counts) {
+    const total = counts.reduce((a, b) => a + b, 0);
+    const rows = await tx.query<{ id: string }>(
+      `SELECT nextval(pg_get_serial_sequence('kernel_audit_event', 'event_id'))::text AS id FROM generate_series(1, $1::integer)`,
+      [total],
+    );
+    let at = 0;
+    return counts.map((n) => rows.slice(at, (at += n)).map((r) => r.id));
+  },
+};
+
+/**
+ * The audit log's platform side: writes entries in the caller's transaction (AUDIT_ENTRIES) and
+ * records refused security-relevant attempts in their own. The audit integrator (services/audit)
+ * later gives every committed entry its leaf and chain hash and signs checkpoints.
  */
 export class AuditLog {
   private readonly buckets = new Map<string, { tokens: number; at: number; suppressed: number }>();
@@ -52,46 +108,9 @@ export class AuditLog {
     private readonly metrics?: Metrics,
   ) {}
 
-  /** Appends an entry in the caller's transaction. (Mutating RPCs get theirs from the MutationCommitter.) */
-  async append(tx: Sql, entry: AuditEntry): Promise<void> {
-    await this.appendMany(tx, [entry]);
-  }
-
-  /** Appends entries in the caller's transaction, in order; returns their event ids. */
-  async appendMany(tx: Sql, entries: readonly AuditEntry[]): Promise<string[]> {
-    if (entries.length === 0) return [];
-    // nextval in a materialized CTE numbers the rows in input order, so the ids come back in it.
-    const rows = await tx.query<{ id: string }>(
-      `WITH input AS MATERIALIZED (
-         SELECT nextval(pg_get_serial_sequence('kernel_audit_event', 'event_id')) AS id, u.*
-           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
-                WITH ORDINALITY AS u(tenant_id, principal, action, resource, outcome, trace_id, idempotency_key, request_digest, detail, ord)
-       ), inserted AS (
-         INSERT INTO kernel_audit_event (event_id, tenant_id, principal, action, resource, outcome, trace_id, idempotency_key, request_digest, detail)
-         SELECT id, tenant_id, principal, action, resource, outcome, trace_id, idempotency_key, request_digest, detail::jsonb FROM input
-       )
-       SELECT id::text FROM input ORDER BY ord`,
-      [
-        entries.map((e) => e.tenantId),
-        entries.map((e) => e.principal),
-        entries.map((e) => e.action),
-        entries.map((e) => e.resource),
-        entries.map((e) => e.outcome),
-        entries.map((e) => e.traceId),
-        entries.map((e) => e.idempotencyKey ?? null),
-        entries.map((e) => e.requestDigest ?? null),
-        entries.map((e) => JSON.stringify(e.detail ?? {})),
-      ],
-    );
-    return rows.map((r) => r.id);
-  }
-
-  /**
-   * Appends in the transaction shared by a commit group: the entries of every call that asks
-   * within one event-loop turn go in one statement (see MutationCommitter).
-   */
-  appendBatched(tx: TenantTransaction, entries: readonly AuditEntry[]): Promise<string[]> {
-    return tx.scoped(AuditEntryBatcher, () => new AuditEntryBatcher(this, tx)).append(entries);
+  /** Appends entries in the caller's transaction, in order, written with its COMMIT. (Mutating RPCs get theirs from the MutationCommitter.) */
+  append(tx: TenantTransaction, ...entries: AuditEntry[]): void {
+    for (const entry of entries) tx.defer(AUDIT_ENTRIES, entry);
   }
 
   /** Records a refused security-relevant attempt in its own transaction (it must survive the refusal). */
@@ -106,7 +125,7 @@ export class AuditLog {
       if (allowed > 0) detail.suppressed_before = allowed;
     }
     try {
-      await this.db.inTenantTransaction(denial.tenantId, (tx) =>
+      await this.db.inTenantTransaction(denial.tenantId, async (tx) =>
         this.append(tx, {
           tenantId: denial.tenantId,
           principal: denial.principal,
@@ -119,6 +138,7 @@ export class AuditLog {
       );
     } catch (error) {
       // The refusal itself still goes to the caller; a lost denial record is surfaced loudly (law 10).
+      this.metrics?.increment('audit_denials_lost_total');
       this.log.error({ err: error, trace_id: denial.traceId, tenant: denial.tenantId }, 'could not record denied attempt in the audit log');
     }
   }
@@ -140,42 +160,5 @@ export class AuditLog {
     const suppressed = bucket.suppressed;
     bucket.suppressed = 0;
     return suppressed;
-  }
-}
-
-/** Gathers the audit appends of a commit group's concurrent calls into one statement per turn. */
-class AuditEntryBatcher {
-  private pending: Array<{ entries: readonly AuditEntry[]; resolve(ids: string[]): void; reject(error: unknown): void }> = [];
-  private scheduled = false;
-
-  constructor(
-    private readonly audit: AuditLog,
-    private readonly tx: TenantTransaction,
-  ) {}
-
-  append(entries: readonly AuditEntry[]): Promise<string[]> {
-    return new Promise((resolve, reject) => {
-      this.pending.push({ entries, resolve, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => this.flush());
-      }
-    });
-  }
-
-  private flush(): void {
-    this.scheduled = false;
-    const asks = this.pending;
-    this.pending = [];
-    this.audit.appendMany(this.tx, asks.flatMap((a) => a.entries)).then(
-      (ids) => {
-        let at = 0;
-        for (const ask of asks) {
-          ask.resolve(ids.slice(at, at + ask.entries.length));
-          at += ask.entries.length;
-        }
-      },
-      (error) => asks.forEach((ask) => ask.reject(error)),
-    );
   }
 }

@@ -1,76 +1,113 @@
+import { Status } from 'nice-grpc-common';
 import { Pool, type PoolClient, type PoolConfig, type QueryResult } from 'pg';
+import { KernelError } from '../kernel-error';
 import type { Logger } from '../observability/logger';
+import { ConnectionGate } from './connection-gate';
 import { inlineParameters } from './inline-parameters';
 import { translateDatabaseError } from './postgres-errors';
+import type { DeferredWrite, Sql, StatementBatcher, TenantTransaction, TransactionControl, TransactionOptions } from './transaction';
 
-/** The non-owner role every kernel transaction runs as; RLS applies to it (law 2). */
+export type { DeferredWrite, Sql, StatementBatcher, TenantTransaction, TransactionControl, TransactionOptions } from './transaction';
+
+/** The non-owner role every kernel transaction runs as; RLS applies to it (see docs/laws.md, tenant isolation). */
 export const APP_ROLE = 'axis_kernel_app';
 /** The transaction-local setting the RLS policies compare tenant_id with. */
 export const TENANT_SETTING = 'axis.tenant_id';
+/** The gate's key for system work (no tenant). */
+const SYSTEM_GATE_KEY = '\u0000system';
+/**
+ * A transaction left idle this long (a node whose event loop hangs while holding row locks) is
+ * ended by PostgreSQL: its session is closed and its locks are released for everyone else.
+ */
+const IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000;
 
-/** Parameterised SQL on one connection. */
-export interface Sql {
-  query<Row = Record<string, unknown>>(text: string, params?: readonly unknown[]): Promise<Row[]>;
-}
-
-/** A transaction bound to one tenant, running as the application role. */
-export interface TenantTransaction extends Sql {
-  readonly tenantId: string;
-  /**
-   * Queues parameterless statements (SAVEPOINT …) to travel in the same round trip as the next
-   * query. They are never sent if no query follows.
-   */
-  prefixNextQuery(statements: string): void;
-  /** Drops queued statements no query has carried yet; returns whether there were any. */
-  dropPendingPrefix(): boolean;
-  /**
-   * Runs `fn` once the transaction has committed (never if it rolls back): in-memory caches
-   * must only learn facts that are durable.
-   */
-  onCommit(fn: () => void): void;
-  /** State that lives as long as this transaction (e.g. a batcher of its statements), made on first use. */
-  scoped<T>(key: object, create: () => T): T;
-}
-
-export interface TransactionOptions {
-  readOnly?: boolean;
+export interface DatabaseOptions {
+  /** Connections of this node (the pool's size; the gate's capacity). */
+  poolSize: number;
+  /** At most this many transactions of one tenant at once (a stuck tenant never takes the pool). */
+  connectionsPerTenant: number;
+  /** Every statement of every transaction: longer is cancelled (57014). */
+  statementTimeoutMs: number;
+  /** Every lock wait: longer fails (55P03, answered ABORTED and retryable). */
+  lockTimeoutMs: number;
+  /** Longest wait for a connection (then UNAVAILABLE DATABASE_BUSY with RetryInfo). */
+  acquireTimeoutMs: number;
+  log?: Logger;
 }
 
 /**
- * The kernel's only way to the database for request work. Every transaction switches to the
- * application role and sets the tenant with transaction-local settings, in the same round trip
- * as BEGIN, so that nothing can leak between calls sharing a pooled connection — nor between
- * connections of the embedded database, which are one backend session.
+ * The kernel's only way to the database. Every transaction switches to the application role and
+ * sets the tenant, the statement timeout and the lock timeout with transaction-local settings in
+ * the same round trip as BEGIN, so that nothing can leak between calls sharing a pooled
+ * connection — nor between connections of the embedded database, which are one backend session.
+ *
+ * Every checked-out connection has an error listener: a connection PostgreSQL terminates while a
+ * transaction holds it (a restart, pg_terminate_backend) fails that transaction with a retryable
+ * UNAVAILABLE and is discarded; the pool opens fresh connections when the database is back.
  */
 export class Database {
-  readonly pool: Pool;
+  private readonly pool: Pool;
+  private readonly gate: ConnectionGate;
 
-  constructor(config: PoolConfig, log?: Logger) {
-    this.pool = new Pool(config);
+  constructor(
+    config: PoolConfig,
+    readonly options: DatabaseOptions,
+  ) {
+    this.pool = new Pool({ ...config, max: options.poolSize, connectionTimeoutMillis: options.acquireTimeoutMs });
+    this.gate = new ConnectionGate(options.poolSize, options.connectionsPerTenant, options.acquireTimeoutMs);
     // An idle client's connection can drop (server restart): the pool replaces it; that must
-    // not crash the process, and it must not go unnoticed either (law 10).
-    this.pool.on('error', (error) => log?.error({ err: error }, 'idle database connection failed; the pool will replace it'));
+    // not crash the process, and it must not go unnoticed either (nothing fails silently).
+    this.pool.on('error', (error) => options.log?.warn({ err: error }, 'idle database connection failed; the pool will replace it'));
   }
 
   /** Runs `fn` in a transaction scoped to `tenantId`; commits when it resolves, rolls back when it throws. */
-  async inTenantTransaction<T>(tenantId: string, fn: (tx: TenantTransaction) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
-    return this.transaction(tenantId, fn, options);
+  inTenantTransaction<T>(tenantId: string, fn: (tx: TransactionControl) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
+    return this.transaction(tenantId, tenantId, fn, options);
   }
 
   /**
-   * Runs `fn` as the application role with no tenant: RLS hides every tenant row, so this is only
-   * good for calling the SECURITY DEFINER system functions (audit sequencing, reservation expiry).
+   * SYSTEM WORK, BYPASSING NOTHING: runs `fn` as the application role with no tenant, so row-level
+   * security hides every tenant row. Only good for calling the SECURITY DEFINER system functions
+   * (claims, sweeps, discovery of pending work) that decide for themselves what they may touch.
    */
-  async asSystem<T>(fn: (sql: Sql) => Promise<T>): Promise<T> {
-    return this.transaction('', fn, {});
+  asSystem<T>(fn: (sql: Sql) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
+    return this.transaction(SYSTEM_GATE_KEY, '', fn, options);
+  }
+
+  /**
+   * One system statement in ONE round trip (BEGIN, role, statement and COMMIT in one message): the
+   * scheduler's hot path. `asyncCommit` commits without waiting for the WAL flush (bookkeeping a
+   * crash may lose without harm; the caller says why it may).
+   */
+  async systemCall<Row>(text: string, params: readonly unknown[], options: { asyncCommit?: boolean; signal?: AbortSignal } = {}): Promise<Row[]> {
+    const release = await this.gate.acquire(SYSTEM_GATE_KEY, options.signal);
+    let lease: Lease | undefined;
+    try {
+      lease = await this.checkout();
+      const commitMode = options.asyncCommit ? '; SET LOCAL synchronous_commit = off' : '';
+      const results = (await lease.client.query(
+        `${beginStatement('', false, this.options)}${commitMode}; ${inlineParameters(text, params)}; COMMIT`,
+      )) as unknown as Array<{ rows: Row[] }>;
+      return results[results.length - 2].rows;
+    } catch (error) {
+      if (lease && !lease.broken) await lease.client.query('ROLLBACK').catch(() => lease!.markBroken());
+      throw translateDatabaseError(error);
+    } finally {
+      lease?.release();
+      release();
+    }
   }
 
   async close(): Promise<void> {
     await this.pool.end();
   }
 
-  private async transaction<T>(tenantId: string, fn: (tx: TenantTransaction) => Promise<T>, options: TransactionOptions): Promise<T> {
-    const tx = new PooledTransaction(this.pool, tenantId, options.readOnly === true);
+  private async transaction<T>(gateKey: string, tenantId: string, fn: (tx: TransactionControl) => Promise<T>, options: TransactionOptions): Promise<T> {
+    const release = await this.gate.acquire(gateKey, options.signal);
+    const tx = new PooledTransaction(() => this.checkout(), tenantId, options.readOnly === true, {
+      ...this.options,
+      statementTimeoutMs: options.statementTimeoutMs ?? this.options.statementTimeoutMs,
+    });
     try {
       const result = await fn(tx);
       await tx.commit();
@@ -80,44 +117,84 @@ export class Database {
       throw translateDatabaseError(error);
     } finally {
       tx.release();
+      release();
     }
+  }
+
+  /** A pooled connection with an error listener for as long as it is checked out. */
+  private async checkout(): Promise<Lease> {
+    const client = await this.pool.connect().catch((error: unknown) => {
+      // Whatever kept us from a connection (refused, timed out, authentication), the database is
+      // not available to this call: retryable, and surfaced in the error log by the error edge.
+      throw new KernelError(Status.UNAVAILABLE, 'DATABASE_UNAVAILABLE', 'the database is unavailable; retry', { retryDelayMs: 500, cause: error });
+    });
+    return new Lease(client, this.options.log);
   }
 }
 
+/** One checked-out connection. pg-pool removes its own error listener while a client is out. */
+class Lease {
+  broken = false;
+  private readonly onError = (error: Error) => {
+    // The query in flight (if any) rejects on its own; this only keeps the process alive and
+    // makes sure the connection is discarded rather than returned to the pool.
+    this.broken = true;
+    this.log?.warn({ err: error }, 'database connection failed while in use; it will be discarded');
+  };
+
+  constructor(
+    readonly client: PoolClient,
+    private readonly log?: Logger,
+  ) {
+    client.on('error', this.onError);
+  }
+
+  markBroken(): void {
+    this.broken = true;
+  }
+
+  release(): void {
+    this.client.off('error', this.onError);
+    this.client.release(this.broken ? new Error('connection discarded') : undefined);
+  }
+}
+
+function beginStatement(tenantId: string, readOnly: boolean, timeouts: { statementTimeoutMs: number; lockTimeoutMs: number }): string {
+  return (
+    `BEGIN${readOnly ? ' READ ONLY' : ''}; SELECT set_config('role', '${APP_ROLE}', true), ` +
+    `set_config('${TENANT_SETTING}', '${tenantId.replace(/'/g, "''")}', true), ` +
+    `set_config('statement_timeout', '${Math.round(timeouts.statementTimeoutMs)}', true), ` +
+    `set_config('lock_timeout', '${Math.round(timeouts.lockTimeoutMs)}', true), ` +
+    `set_config('idle_in_transaction_session_timeout', '${IDLE_IN_TRANSACTION_TIMEOUT_MS}', true)`
+  );
+}
+
 /**
- * A transaction that takes its connection and sends BEGIN (with the role and tenant settings)
+ * A transaction that takes its connection and sends BEGIN (with the role, tenant and timeouts)
  * only when its first query runs — a call served entirely from memory costs no database round
  * trip — and that sends queued statements (BEGIN, SAVEPOINT) in the same simple-protocol message
  * as the query that follows them, with that query's parameters inlined as literals
- * (inline-parameters.ts). Round trips are what a call waits for here, so each one saved counts.
+ * (inline-parameters.ts). Deferred writes travel with COMMIT. Round trips are what a call waits
+ * for here, so each one saved counts.
  */
-class PooledTransaction implements TenantTransaction {
-  private client?: PoolClient;
-  private connecting?: Promise<PoolClient>;
+class PooledTransaction implements TransactionControl {
+  private lease?: Lease;
+  private connecting?: Promise<Lease>;
   private prefix: string[] = [];
   private committed: Array<() => void> = [];
-  private readonly state = new Map<object, unknown>();
+  private readonly deferred = new Map<DeferredWrite<unknown>, unknown[]>();
   private tail: Promise<unknown> = Promise.resolve();
   private started = false;
-  private broken = false;
 
   constructor(
-    private readonly pool: Pool,
+    private readonly checkout: () => Promise<Lease>,
     readonly tenantId: string,
     private readonly readOnly: boolean,
+    private readonly timeouts: { statementTimeoutMs: number; lockTimeoutMs: number },
   ) {}
 
   prefixNextQuery(statements: string): void {
     this.prefix.push(statements);
-  }
-
-  onCommit(fn: () => void): void {
-    this.committed.push(fn);
-  }
-
-  scoped<T>(key: object, create: () => T): T {
-    if (!this.state.has(key)) this.state.set(key, create());
-    return this.state.get(key) as T;
   }
 
   dropPendingPrefix(): boolean {
@@ -126,10 +203,27 @@ class PooledTransaction implements TenantTransaction {
     return had;
   }
 
+  onCommit(fn: () => void): void {
+    this.committed.push(fn);
+  }
+
+  async batch<Ask, Result>(batcher: StatementBatcher<Ask, Result>, ask: Ask): Promise<Result> {
+    const [result] = await batcher.run(this, [ask]);
+    if (result instanceof Error) throw result;
+    return result;
+  }
+
+  defer<Item>(write: DeferredWrite<Item>, item: Item): void {
+    if (this.readOnly) throw new Error(`${write.name}: a read-only transaction writes nothing`);
+    const items = this.deferred.get(write as DeferredWrite<unknown>);
+    if (items) items.push(item);
+    else this.deferred.set(write as DeferredWrite<unknown>, [item]);
+  }
+
   /**
    * Statements of one transaction run one after another on its connection, in call order, even
-   * when concurrent calls of a commit group issue them at once. The next one is sent from the
-   * previous one's completion (a microtask), before any other I/O is handled.
+   * when several callers issue them at once. The next one is sent from the previous one's
+   * completion (a microtask), before any other I/O is handled.
    */
   query<Row>(text: string, params: readonly unknown[] = []): Promise<Row[]> {
     const run = this.tail.then(() => this.send<Row>(text, params));
@@ -138,13 +232,7 @@ class PooledTransaction implements TenantTransaction {
   }
 
   private async send<Row>(text: string, params: readonly unknown[]): Promise<Row[]> {
-    const client = await (this.connecting ??= this.connect());
-    if (!this.started) {
-      this.started = true;
-      this.prefix.unshift(
-        `BEGIN${this.readOnly ? ' READ ONLY' : ''}; SELECT set_config('role', '${APP_ROLE}', true), set_config('${TENANT_SETTING}', ${client.escapeLiteral(this.tenantId)}, true)`,
-      );
-    }
+    const { client } = await this.connection();
     if (this.prefix.length === 0) {
       const result = await client.query(text, params as unknown[]);
       return result.rows as Row[];
@@ -155,10 +243,32 @@ class PooledTransaction implements TenantTransaction {
     return (Array.isArray(results) ? results[results.length - 1] : results).rows as Row[];
   }
 
+  private async connection(): Promise<Lease> {
+    const lease = await (this.connecting ??= this.checkout().then((l) => (this.lease = l)));
+    if (!this.started) {
+      this.started = true;
+      this.prefix.unshift(beginStatement(this.tenantId, this.readOnly, this.timeouts));
+    }
+    return lease;
+  }
+
+  /** Sends the deferred writes and COMMIT in one message (BEGIN too, if nothing was sent yet). */
   async commit(): Promise<void> {
     await this.tail;
-    this.prefix = [];
-    if (this.started) await this.client!.query('COMMIT');
+    const writes = [...this.deferred.entries()].sort(([a], [b]) => a.order - b.order);
+    if (writes.length === 0 && !this.started) {
+      this.prefix = [];
+    } else {
+      const statements = writes.map(([write, items]) => {
+        const { text, params } = write.statement(this.tenantId, items);
+        return inlineParameters(text, params);
+      });
+      const { client } = await this.connection();
+      const message = [...this.prefix, ...statements, 'COMMIT'].join(';\n');
+      this.prefix = [];
+      this.deferred.clear();
+      await client.query(message);
+    }
     for (const fn of this.committed) fn();
   }
 
@@ -166,21 +276,17 @@ class PooledTransaction implements TenantTransaction {
     await this.tail;
     this.prefix = [];
     this.committed = [];
-    if (!this.started) return;
+    this.deferred.clear();
+    if (!this.started || !this.lease || this.lease.broken) return;
     try {
-      await this.client!.query('ROLLBACK');
+      await this.lease.client.query('ROLLBACK');
     } catch {
-      this.broken = true;
+      this.lease.markBroken();
     }
   }
 
   release(): void {
-    this.client?.release(this.broken);
-    this.client = undefined;
-  }
-
-  private async connect(): Promise<PoolClient> {
-    this.client = await this.pool.connect();
-    return this.client;
+    this.lease?.release();
+    this.lease = undefined;
   }
 }

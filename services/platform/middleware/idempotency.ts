@@ -1,7 +1,7 @@
 import { createHash, createHmac } from 'node:crypto';
 import { Status, type CallContext, type ServerMiddleware, type ServerMiddlewareCall } from 'nice-grpc-common';
 import type { AuditEventDraft, AuthenticationContext, TenantContext, TracingContext, UnitOfWork, UnitOfWorkContext } from '../call-context';
-import type { AuditEntry, AuditLog } from '../audit/audit-log';
+import { EVENT_IDS, type AuditEntry, type AuditLog } from '../audit/audit-log';
 import type { Database } from '../database/database';
 import { invalidArgument, KernelError } from '../kernel-error';
 import type { MutationCommitter } from '../unit-of-work/mutation-committer';
@@ -24,7 +24,7 @@ export function idempotencyMiddleware(deps: { db: Database; committer: MutationC
     const { method, tenantId } = context;
     if (method.readOnly && !method.auditedRead) {
       const unitOfWork: UnitOfWork = {
-        run: (fn) => deps.db.inTenantTransaction(tenantId, fn, { readOnly: true }),
+        run: (fn) => deps.db.inTenantTransaction(tenantId, fn, { readOnly: true, signal: context.signal }),
         describeChange: () => undefined,
         recordAuditEvents: () => Promise.reject(new Error('a read-only call records no audit events')),
       };
@@ -60,9 +60,10 @@ export function idempotencyMiddleware(deps: { db: Database; committer: MutationC
       idempotencyKey: key,
       requestHash,
       retentionHours: deps.retentionHours,
+      signal: context.signal,
       decode: (bytes) => method.responseType.decode(bytes),
       execute: async (tx) => {
-        const change = { resource: '', detail: {} as Record<string, unknown>, recordedItself: false };
+        const change = { resource: '', detail: {} as Record<string, unknown>, recorded: undefined as AuditEntry[] | undefined };
         const entry = (draft: AuditEventDraft): AuditEntry => ({
           tenantId,
           principal: context.principal.subject,
@@ -80,16 +81,17 @@ export function idempotencyMiddleware(deps: { db: Database; committer: MutationC
             change.resource = resource;
             if (detail) Object.assign(change.detail, detail);
           },
-          recordAuditEvents: (events) => {
-            change.recordedItself = true;
-            return deps.audit.appendBatched(tx, events.map(entry));
+          recordAuditEvents: async (events) => {
+            const ids = await tx.batch(EVENT_IDS, events.length);
+            change.recorded = events.map((draft, i) => ({ ...entry(draft), eventId: ids[i] }));
+            return ids;
           },
         };
         const response = await runUnary(call, { ...context, unitOfWork, idempotencyKey: key });
         return {
           response,
           responseBytes: method.responseType.encode(response).finish(),
-          audit: change.recordedItself ? [] : [entry({ action: method.action, resource: change.resource, outcome: 'OK', detail: change.detail })],
+          audit: change.recorded ?? [entry({ action: method.action, resource: change.resource, outcome: 'OK', detail: change.detail })],
         };
       },
     });

@@ -1,8 +1,10 @@
 import { Status } from 'nice-grpc-common';
-import type { AuditEntry } from '../audit/audit-log';
-import type { Database, TenantTransaction } from '../database/database';
+import { AUDIT_ENTRIES, type AuditEntry } from '../audit/audit-log';
+import type { Database, TransactionControl } from '../database/database';
 import { translateDatabaseError } from '../database/postgres-errors';
 import { invalidArgument, KernelError } from '../kernel-error';
+import { runSerially, type CallOutcome, type GroupCall } from './group-run';
+import { IDEMPOTENCY_RECORDS, IDEMPOTENCY_STORE_CONFLICT } from './idempotency-records';
 
 /** What one mutating call asks of the committer. */
 export interface Mutation<T> {
@@ -18,8 +20,10 @@ export interface Mutation<T> {
   /** SHA-256 binding principal, method and request bytes: the same key with anything else is refused. */
   requestHash: Buffer;
   retentionHours: number;
-  /** Runs the change inside the group's transaction; returns the response, its bytes and the audit entry. */
-  execute(tx: TenantTransaction): Promise<ExecutedMutation<T>>;
+  /** The call's cancellation (client cancel or deadline): a cancelled call is not started. */
+  signal?: AbortSignal;
+  /** Runs the change inside the group's transaction; returns the response, its bytes and the audit entries. */
+  execute: GroupCall<ExecutedMutation<T>>['execute'];
   /** Turns a stored response back into the call's response (a replay). */
   decode(bytes: Buffer): T;
 }
@@ -27,7 +31,7 @@ export interface Mutation<T> {
 export interface ExecutedMutation<T> {
   response: T;
   responseBytes: Uint8Array;
-  /** The call's audit entries still to write: normally its one entry; none when the call wrote its own (AppendEvents). */
+  /** The call's audit entries (normally one; AppendEvents has one per event), written with COMMIT. */
   audit: readonly AuditEntry[];
 }
 
@@ -36,11 +40,17 @@ export interface MutationOutcome<T> {
   replayed: boolean;
 }
 
+export interface CommitterOptions {
+  /** Longest a call's handler may run inside its group (then DEADLINE_EXCEEDED, rolled back alone). */
+  callTimeoutMs: number;
+  /** Calls of one tenant waiting on this node beyond the running group (then RESOURCE_EXHAUSTED). */
+  maxQueuedPerTenant: number;
+}
+
 interface Pending {
   mutation: Mutation<unknown>;
   /** Absent for an audited read (no idempotency key). */
   lockKey?: string;
-  /** Answered already (refused at claim time, or failed before touching the database). */
   settled: boolean;
   resolve(outcome: MutationOutcome<unknown>): void;
   reject(error: unknown): void;
@@ -65,6 +75,8 @@ const keyReused = () =>
     { field: 'idempotency-key', description: 'already used with a different request' },
   ]);
 
+const cancelled = () => new KernelError(Status.CANCELLED, 'CANCELLED', 'the call was cancelled (or its deadline passed) before it started');
+
 /**
  * The unit of work of every mutating call, committed in groups (group commit).
  *
@@ -73,37 +85,53 @@ const keyReused = () =>
  *   1. one statement takes every call's transaction-scoped advisory lock (held by another
  *      node ⇒ IDEMPOTENCY_KEY_IN_USE) and reads any stored responses (⇒ replay, or
  *      IDEMPOTENCY_KEY_REUSED for a different request);
- *   2. the remaining calls run their handlers — first all at once (see runGroup); if one of
- *      them fails after touching the database, the attempt is rolled back and they run again
- *      one at a time, each behind its own SAVEPOINT, so a failing call is rolled back alone
- *      and answered with its own error;
- *   3. one statement stores every call's response (idempotency record) and its audit entry;
- *   4. COMMIT — only then is any successful call answered.
+ *   2. the remaining calls run ONE AFTER ANOTHER, each behind its own savepoint (group-run.ts):
+ *      a call sees every earlier call's change, a failing call is rolled back alone, and the
+ *      outcome of the group is the outcome of its calls executed in sequence — whatever the
+ *      handlers do, without any of them having to remember it. Only set-based statements a
+ *      capability declares (StatementBatcher: numbers of one series, signing material) serve
+ *      several calls at once, and only for calls whose whole database work is that statement;
+ *   3. with COMMIT, in the same round trip, one statement stores every call's response
+ *      (idempotency record) and one appends every call's audit entry (deferred writes);
+ *   4. only after COMMIT is any call of the group answered.
  * A call's change, its replay record and its audit entry therefore commit or vanish together,
  * as with one transaction per call, while the commit (its fsync) and the locks on hot rows
  * (a series counter) are held once per group instead of once per call. If COMMIT fails, every
  * call of the group gets the (retryable) failure and none was applied.
  *
- * A second call with a key that is still queued or running on this node is refused with
- * IDEMPOTENCY_KEY_IN_USE at once; on another node the advisory lock says the same.
+ * Bounded everywhere: a call cancelled or past its deadline before its turn is not started; a
+ * handler running longer than `callTimeoutMs` is answered DEADLINE_EXCEEDED and rolled back
+ * alone; every statement has the database's statement and lock timeouts; a tenant's queue on
+ * this node is bounded (RESOURCE_EXHAUSTED with RetryInfo beyond it).
  *
  * Because a call may run in an attempt that is rolled back and then run again, handlers of
- * mutating RPCs must act on the database only (effects elsewhere go through an outbox).
+ * mutating RPCs must act on the database only (effects elsewhere go through the scheduler).
  */
 export class MutationCommitter {
   private readonly queues = new Map<string, Pending[]>();
   private readonly inFlight = new Set<string>();
 
-  constructor(private readonly db: Database) {}
+  constructor(
+    private readonly db: Database,
+    private readonly options: CommitterOptions,
+  ) {}
 
   submit<T>(mutation: Mutation<T>): Promise<MutationOutcome<T>> {
     const lockKey = mutation.idempotencyKey === undefined ? undefined : idempotencyLockKey(mutation.tenantId, mutation.method, mutation.idempotencyKey);
-    if (lockKey !== undefined) {
-      if (this.inFlight.has(lockKey)) return Promise.reject(keyInUse());
-      this.inFlight.add(lockKey);
+    if (lockKey !== undefined && this.inFlight.has(lockKey)) return Promise.reject(keyInUse());
+    const queue = this.queues.get(mutation.tenantId);
+    if (queue && queue.length >= this.options.maxQueuedPerTenant) {
+      return Promise.reject(
+        new KernelError(Status.RESOURCE_EXHAUSTED, 'COMMIT_QUEUE_FULL', `this node already queues ${queue.length} calls of the tenant; retry`, {
+          retryDelayMs: 100,
+          quotaViolations: [{ subject: `tenant:${mutation.tenantId}`, description: `at most ${this.options.maxQueuedPerTenant} queued mutating calls per node` }],
+        }),
+      );
     }
+    if (lockKey !== undefined) this.inFlight.add(lockKey);
     return new Promise<MutationOutcome<T>>((resolve, reject) => {
       const settle = <A>(fn: (a: A) => void) => (a: A) => {
+        if (pending.settled) return;
         if (lockKey !== undefined) this.inFlight.delete(lockKey);
         pending.settled = true;
         fn(a);
@@ -115,22 +143,20 @@ export class MutationCommitter {
         resolve: settle(resolve as (o: MutationOutcome<unknown>) => void),
         reject: settle(reject),
       };
-      const queue = this.queues.get(mutation.tenantId);
       if (queue) {
         queue.push(pending);
       } else {
-        this.queues.set(mutation.tenantId, [pending]);
-        void this.drain(mutation.tenantId);
+        this.queues.set(mutation.tenantId, []);
+        void this.drain(mutation.tenantId, [pending]);
       }
     });
   }
 
   /** Runs the tenant's groups one after another until its queue is empty. */
-  private async drain(tenantId: string): Promise<void> {
+  private async drain(tenantId: string, first: Pending[]): Promise<void> {
     const queue = this.queues.get(tenantId)!;
     try {
-      while (queue.length > 0) {
-        const group = queue.splice(0, MAX_GROUP_SIZE);
+      for (let group = first; group.length > 0; group = queue.splice(0, MAX_GROUP_SIZE)) {
         await this.runGroup(tenantId, group).catch((error) => {
           const failure = translateDatabaseError(error);
           for (const pending of group) pending.reject(failure);
@@ -142,177 +168,102 @@ export class MutationCommitter {
   }
 
   /**
-   * Runs one group: first optimistically, every call at once in one transaction without
-   * savepoints — their statements queue on the connection and reach the server back to back,
-   * with no event-loop turn between one call's statement and the next. If a call fails after it
-   * touched the database, its partial work cannot be undone alone: the whole attempt rolls back
-   * and the group runs again isolated, one call at a time behind savepoints. Calls that fail
-   * before touching the database (validation) are simply answered.
+   * Runs one group: first with batching (calls whose only statement is a batched one share it);
+   * if a call fails after a batched statement that changed something — its change cannot be
+   * undone alone — the attempt rolls back and the group runs again without batching.
    */
   private async runGroup(tenantId: string, group: Pending[]): Promise<void> {
-    const optimistic = await this.attempt(tenantId, group, 'concurrent');
-    if (optimistic === 'isolate') await this.attempt(tenantId, group.filter((p) => !p.settled), 'isolated');
+    const live = group.filter((pending) => {
+      if (!pending.mutation.signal?.aborted) return true;
+      pending.reject(cancelled());
+      return false;
+    });
+    if (live.length === 0) return;
+    if ((await this.attempt(tenantId, live, true)) === 'isolate') await this.attempt(tenantId, live, false);
   }
 
-  private async attempt(tenantId: string, group: Pending[], mode: 'concurrent' | 'isolated'): Promise<'done' | 'isolate'> {
-    const committed: Array<{ pending: Pending; outcome: MutationOutcome<unknown> }> = [];
-    try {
-      await this.db.inTenantTransaction(tenantId, async (tx) => {
-        const fresh = await this.claimKeys(tx, group, committed);
-        const executed = mode === 'concurrent' ? await runConcurrently(tx, fresh) : await runIsolated(tx, fresh);
-        if (executed.length > 0) await storeResponsesAndAudit(tx, tenantId, executed);
-        for (const { pending, result } of executed) committed.push({ pending, outcome: { response: result.response, replayed: false } });
-      });
-    } catch (error) {
-      if (error instanceof IsolateGroup) return 'isolate';
-      throw error;
+  private async attempt(tenantId: string, group: Pending[], batching: boolean): Promise<'done' | 'isolate'> {
+    const answers: Array<{ pending: Pending; outcome: MutationOutcome<unknown> | { error: unknown } }> = [];
+    const rerun = await this.db.inTenantTransaction(tenantId, async (tx) => {
+      const fresh = await claimKeys(tx, group, answers);
+      const ran = await runSerially<PendingCall, ExecutedMutation<unknown>>(tx, fresh, { batching, callTimeoutMs: this.options.callTimeoutMs });
+      if (ran === 'isolate') throw new RerunIsolated();
+      for (const { call, outcome } of ran) storeOutcome(tx, call, outcome, answers);
+      return false;
+    }).catch((error: unknown) => {
+      if (error instanceof RerunIsolated) return true;
+      throw sqlState(error) === IDEMPOTENCY_STORE_CONFLICT ? keyInUse() : error;
+    });
+    if (rerun) return 'isolate';
+    // Only now, after COMMIT, does any call of the group learn its outcome.
+    for (const { pending, outcome } of answers) {
+      if ('error' in outcome) pending.reject(translateDatabaseError(outcome.error));
+      else pending.resolve(outcome);
     }
-    // Only now, after COMMIT, does any call of the group learn that it succeeded.
-    for (const { pending, outcome } of committed) pending.resolve(outcome);
     return 'done';
   }
+}
 
-  /**
-   * Locks every call's key and reads stored responses in one statement. Replays and refusals
-   * are settled here (replays only after COMMIT, with the rest); the calls left are returned.
-   */
-  private async claimKeys(tx: TenantTransaction, group: Pending[], committed: Array<{ pending: Pending; outcome: MutationOutcome<unknown> }>): Promise<Pending[]> {
-    const keyless = group.filter((p) => p.lockKey === undefined);
-    group = group.filter((p) => p.lockKey !== undefined);
-    if (group.length === 0) return keyless;
-    const rows = await tx.query<{ locked: boolean; request_hash: Buffer | null; response: Buffer | null }>(
-      `SELECT pg_try_advisory_xact_lock(hashtextextended(k.lock_key, 0)) AS locked, r.request_hash, r.response
-         FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS k(lock_key, method, idempotency_key, ord)
-         LEFT JOIN kernel_idempotency_record r
-           ON r.tenant_id = $1 AND r.method = k.method AND r.idempotency_key = k.idempotency_key AND r.expire_time > now()
-        ORDER BY k.ord`,
-      [
-        tx.tenantId,
-        group.map((p) => p.lockKey!),
-        group.map((p) => p.mutation.method),
-        group.map((p) => p.mutation.idempotencyKey),
-      ],
-    );
-    const fresh: Pending[] = [];
-    rows.forEach((row, i) => {
-      const pending = group[i];
-      if (!row.locked) {
-        pending.reject(keyInUse());
-      } else if (row.request_hash && row.response) {
-        if (!row.request_hash.equals(pending.mutation.requestHash)) pending.reject(keyReused());
-        else committed.push({ pending, outcome: { response: pending.mutation.decode(row.response), replayed: true } });
-      } else {
-        fresh.push(pending);
-      }
+/** Thrown inside a batched attempt to roll it back and run the group without batching. */
+class RerunIsolated extends Error {}
+
+const sqlState = (error: unknown) => (error as { code?: unknown } | null)?.code;
+
+type PendingCall = GroupCall<ExecutedMutation<unknown>> & { pending: Pending };
+
+type Answers = Array<{ pending: Pending; outcome: MutationOutcome<unknown> | { error: unknown } }>;
+
+/** A call that ran: its response and audit entries go with COMMIT; a failure is answered after it. */
+function storeOutcome(tx: TransactionControl, call: PendingCall, outcome: CallOutcome<ExecutedMutation<unknown>>, answers: Answers): void {
+  const { pending } = call;
+  if ('error' in outcome) {
+    answers.push({ pending, outcome });
+    return;
+  }
+  const { mutation } = pending;
+  const result = outcome.result;
+  if (mutation.idempotencyKey !== undefined) {
+    tx.defer(IDEMPOTENCY_RECORDS, {
+      method: mutation.method,
+      idempotencyKey: mutation.idempotencyKey,
+      requestHash: mutation.requestHash,
+      response: Buffer.from(result.responseBytes),
+      retentionSeconds: mutation.retentionHours * 3600,
     });
-    return [...fresh, ...keyless];
   }
-}
-
-type Executed = Array<{ pending: Pending; result: ExecutedMutation<unknown> }>;
-
-/** Thrown inside an optimistic attempt to roll it back and run the group isolated. */
-class IsolateGroup extends Error {}
-
-async function runConcurrently(tx: TenantTransaction, fresh: Pending[]): Promise<Executed> {
-  const outcomes = await Promise.all(
-    fresh.map(async (pending) => {
-      let touched = false;
-      const callTx: TenantTransaction = {
-        tenantId: tx.tenantId,
-        query: (text, params) => {
-          touched = true;
-          return tx.query(text, params);
-        },
-        prefixNextQuery: (statements) => tx.prefixNextQuery(statements),
-        dropPendingPrefix: () => tx.dropPendingPrefix(),
-        onCommit: (fn) => tx.onCommit(fn),
-        // Transaction-scoped state (a statement batcher) may write on this call's behalf.
-        scoped: (key, create) => {
-          touched = true;
-          return tx.scoped(key, create);
-        },
-      };
-      try {
-        return { pending, result: await pending.mutation.execute(callTx) };
-      } catch (error) {
-        return { pending, error, touched };
-      }
-    }),
-  );
-  if (outcomes.some((o) => 'error' in o && o.touched)) throw new IsolateGroup();
-  const executed: Executed = [];
-  for (const outcome of outcomes) {
-    if ('error' in outcome) outcome.pending.reject(translateDatabaseError(outcome.error));
-    else executed.push(outcome);
-  }
-  return executed;
-}
-
-async function runIsolated(tx: TenantTransaction, fresh: Pending[]): Promise<Executed> {
-  const executed: Executed = [];
-  // The savepoint travels with the call's first statement; a call that never reaches the
-  // database gets none and needs no rollback.
-  let savepoint = false;
-  for (const pending of fresh) {
-    tx.prefixNextQuery(savepoint ? 'RELEASE SAVEPOINT call; SAVEPOINT call' : 'SAVEPOINT call');
-    try {
-      const result = await pending.mutation.execute(tx);
-      if (!tx.dropPendingPrefix()) savepoint = true;
-      executed.push({ pending, result });
-    } catch (error) {
-      if (!tx.dropPendingPrefix()) {
-        savepoint = true;
-        await tx.query('ROLLBACK TO SAVEPOINT call');
-      }
-      pending.reject(translateDatabaseError(error));
-    }
-  }
-  return executed;
+  for (const entry of result.audit) tx.defer(AUDIT_ENTRIES, entry);
+  answers.push({ pending, outcome: { response: result.response, replayed: false } });
 }
 
 /**
- * Stores every executed keyed call's response and appends every call's audit entry, in one statement. An
- * expired record under the same key is replaced; a live one means another node's twin
- * committed between our lock check and now — the group fails retryably and the retry replays.
+ * Locks every call's key and reads stored responses in one statement. Refusals are answered at
+ * once (they depend on committed records only); replays after COMMIT, with the rest. Returns
+ * the calls left to run, keyed ones first then audited reads, in arrival order.
  */
-async function storeResponsesAndAudit(tx: TenantTransaction, tenantId: string, executed: Executed): Promise<void> {
-  const calls = executed.map(({ pending, result }) => ({ mutation: pending.mutation, bytes: Buffer.from(result.responseBytes) }));
-  const keyed = calls.filter((c) => c.mutation.idempotencyKey !== undefined);
-  const audit = executed.flatMap(({ result }) => result.audit);
-  const [row] = await tx.query<{ stored: string }>(
-    `WITH stored AS (
-       INSERT INTO kernel_idempotency_record AS r (tenant_id, method, idempotency_key, request_hash, response, expire_time)
-       SELECT $1, u.method, u.idempotency_key, u.request_hash, u.response, now() + make_interval(secs => u.retention_seconds)
-         FROM unnest($2::text[], $14::text[], $4::bytea[], $5::bytea[], $6::float8[]) AS u(method, idempotency_key, request_hash, response, retention_seconds)
-       ON CONFLICT (tenant_id, method, idempotency_key) DO UPDATE
-         SET request_hash = excluded.request_hash, response = excluded.response, create_time = now(), expire_time = excluded.expire_time
-         WHERE r.expire_time <= now()
-       RETURNING 1
-     ), audited AS (
-       INSERT INTO kernel_audit_event (tenant_id, principal, action, resource, outcome, trace_id, idempotency_key, request_digest, detail)
-       SELECT $1, a.principal, a.action, a.resource, a.outcome, a.trace_id, a.idempotency_key, a.request_digest, a.detail::jsonb
-         FROM unnest($7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $3::text[], $12::text[], $13::text[])
-              AS a(principal, action, resource, outcome, trace_id, idempotency_key, request_digest, detail)
-       RETURNING 1
-     )
-     SELECT (SELECT count(*) FROM stored) AS stored, (SELECT count(*) FROM audited) AS audited`,
-    [
-      tenantId,
-      keyed.map((c) => c.mutation.method),
-      audit.map((a) => a.idempotencyKey ?? null),
-      keyed.map((c) => c.mutation.requestHash),
-      keyed.map((c) => c.bytes),
-      keyed.map((c) => c.mutation.retentionHours * 3600),
-      audit.map((a) => a.principal),
-      audit.map((a) => a.action),
-      audit.map((a) => a.resource),
-      audit.map((a) => a.outcome),
-      audit.map((a) => a.traceId),
-      audit.map((a) => a.requestDigest ?? null),
-      audit.map((a) => JSON.stringify(a.detail ?? {})),
-      keyed.map((c) => c.mutation.idempotencyKey!),
-    ],
+async function claimKeys(tx: TransactionControl, group: Pending[], answers: Answers): Promise<PendingCall[]> {
+  const asCall = (pending: Pending): PendingCall => ({ pending, signal: pending.mutation.signal, execute: pending.mutation.execute as GroupCall<ExecutedMutation<unknown>>['execute'] });
+  const keyless = group.filter((p) => p.lockKey === undefined).map(asCall);
+  const keyed = group.filter((p) => p.lockKey !== undefined);
+  if (keyed.length === 0) return keyless;
+  const rows = await tx.query<{ locked: boolean; request_hash: Buffer | null; response: Buffer | null }>(
+    `SELECT pg_try_advisory_xact_lock(hashtextextended(k.lock_key, 0)) AS locked, r.request_hash, r.response
+       FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS k(lock_key, method, idempotency_key, ord)
+       LEFT JOIN kernel_idempotency_record r
+         ON r.tenant_id = $1 AND r.method = k.method AND r.idempotency_key = k.idempotency_key AND r.expire_time > now()
+      ORDER BY k.ord`,
+    [tx.tenantId, keyed.map((p) => p.lockKey!), keyed.map((p) => p.mutation.method), keyed.map((p) => p.mutation.idempotencyKey)],
   );
-  if (Number(row.stored) !== keyed.length) throw keyInUse();
+  const fresh: PendingCall[] = [];
+  rows.forEach((row, i) => {
+    const pending = keyed[i];
+    if (!row.locked) {
+      pending.reject(keyInUse());
+    } else if (row.request_hash && row.response) {
+      if (!row.request_hash.equals(pending.mutation.requestHash)) pending.reject(keyReused());
+      else answers.push({ pending, outcome: { response: pending.mutation.decode(row.response), replayed: true } });
+    } else {
+      fresh.push(asCall(pending));
+    }
+  });
+  return [...fresh, ...keyless];
 }
