@@ -81,6 +81,16 @@ export async function leaseJobs(
   );
 }
 
+/** Gives back leases that never reached their worker: QUEUED again, the attempt not counted. */
+export async function releaseLeases(tx: TenantTransaction, jobs: ReadonlyArray<Pick<JobRow, 'job_id' | 'lease_token'>>): Promise<void> {
+  await tx.query(
+    `UPDATE scheduler_job j SET state = 'QUEUED', attempt = j.attempt - 1, lease_owner = NULL, lease_expire_time = NULL, start_time = NULL
+       FROM unnest($2::text[], $3::bigint[]) AS d(job_id, token)
+      WHERE j.tenant_id = $1 AND j.job_id = d.job_id AND j.lease_token = d.token AND j.state = 'RUNNING'`,
+    [tx.tenantId, jobs.map((j) => j.job_id), jobs.map((j) => j.lease_token)],
+  );
+}
+
 export async function heartbeat(tx: TenantTransaction, jobId: string, token: number, leaseMs: number): Promise<Date> {
   const [row] = await tx.query<{ lease_expire_time: Date }>(
     `UPDATE scheduler_job SET lease_expire_time = now() + make_interval(secs => $4 / 1000.0)

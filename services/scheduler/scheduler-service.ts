@@ -9,13 +9,15 @@ import {
   type ScheduleTick,
 } from '../../gen/proto/axis/kernel/scheduler/v1/job';
 import type { SchedulerServiceImplementation } from '../../gen/proto/axis/kernel/scheduler/v1/scheduler_service';
+import { Status } from 'nice-grpc-common';
 import type { KernelCallContext } from '../platform/call-context';
 import type { Database } from '../platform/database/database';
 import type { NotificationHub } from '../platform/database/notification-hub';
 import { decodePageToken, encodePageToken, pageSize } from '../platform/page-token';
+import { KernelError } from '../platform/kernel-error';
 import { parseRequest } from '../platform/request-validation';
 import { JOB_DEFAULTS, NAME_PATTERN, insertJob, retryDelayMs, validateJobSpec } from './job-api';
-import { cancelJob, completeJob, failJob, findJob, heartbeat, leaseJobs, listJobs, type JobRow, type JobStateName } from './job-store';
+import { cancelJob, completeJob, failJob, findJob, heartbeat, leaseJobs, listJobs, releaseLeases, type JobRow, type JobStateName } from './job-store';
 import { JOBS_CHANNEL } from './scheduler-runtime';
 import {
   backfillSchedule,
@@ -327,7 +329,23 @@ export function schedulerService(deps: { db: Database; notifications: Notificati
       };
       const deadline = Date.now() + (input.wait ?? 0);
       for (;;) {
-        const rows = await deps.db.inTenantTransaction(ctx.tenantId, (tx) => leaseJobs(tx, lease));
+        // A caller that left (its deadline passed, it cancelled) while the claim ran gets no
+        // lease: before COMMIT the claim is rolled back, after it the leases are given back —
+        // QUEUED again, no attempt spent. (A response lost after it was sent cannot be told
+        // apart; that lease lapses and is rescued.)
+        const rows = await deps.db.inTenantTransaction(
+          ctx.tenantId,
+          async (tx) => {
+            const leased = await leaseJobs(tx, lease);
+            if (leased.length > 0 && ctx.signal.aborted) throw callerLeft();
+            return leased;
+          },
+          { signal: ctx.signal },
+        );
+        if (rows.length > 0 && ctx.signal.aborted) {
+          await deps.db.inTenantTransaction(ctx.tenantId, (tx) => releaseLeases(tx, rows));
+          throw callerLeft();
+        }
         if (rows.length > 0 || Date.now() >= deadline || ctx.signal.aborted) {
           if (rows.length > 0) ctx.log.info({ jobs: rows.map((r) => r.job_id), worker: lease.workerId }, 'leased jobs to a remote worker');
           return { leases: rows.map((r) => ({ job: jobMessage(r), leaseToken: Number(r.lease_token), leaseExpireTime: r.lease_expire_time! })) };
@@ -363,6 +381,8 @@ export function schedulerService(deps: { db: Database; notifications: Notificati
     },
   };
 }
+
+const callerLeft = () => new KernelError(Status.CANCELLED, 'CANCELLED', 'the caller left before its leases could be handed over; they were given back');
 
 /** Resolves on a job notification, after `ms`, or when the call is cancelled. */
 function wakeUp(notifications: NotificationHub, ms: number, signal: AbortSignal): Promise<void> {

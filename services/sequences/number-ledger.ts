@@ -2,7 +2,7 @@ import type { StatementBatcher, TenantTransaction } from '../platform/database/d
 import { failedPrecondition, invalidArgument, notFound } from '../platform/kernel-error';
 import { FIELD_INVALID } from '../platform/request-validation';
 import { isoDate, localDate, parseIsoDate, periodOf, renderNumber } from './series-pattern';
-import type { SeriesRecord } from './series-store';
+import type { SeriesRecord, SeriesStore } from './series-store';
 
 export type NumberStatusName = 'RESERVED' | 'ISSUED' | 'VOIDED';
 
@@ -58,33 +58,12 @@ function toNumber(series: SeriesRecord, row: NumberRow): NumberRecord {
 }
 
 export interface AllocateRequest {
+  seriesId: string;
   documentTime: Date;
   subjectRef: string;
   traceId: string;
-  /** Set for ReserveNumber: the number is RESERVED until then. */
-  reserveForSeconds?: number;
-}
-
-/**
- * Takes the next value of the document's period and records it. The counter row's lock
- * orders concurrent callers: they queue, none fails (no NOWAIT), and a rolled-back caller
- * returns its value with its transaction, so there is never a gap.
- *
- * Calls that share a transaction (a commit group) and a period are allocated together: one
- * statement advances the counter by n and records the n numbers, in the order the calls asked.
- */
-export function allocateNumber(tx: TenantTransaction, series: SeriesRecord, request: AllocateRequest): Promise<NumberRecord> {
-  // A timestamp inside protobuf's range can still fall outside years 0001–9999 once seen in the
-  // series' time zone (9999-12-31T23:00Z is year 10000 in UTC+14): such a date has no period.
-  const date = localDate(request.documentTime, series.timeZone);
-  if (date.year < 1 || date.year > 9999) {
-    return Promise.reject(
-      invalidArgument(FIELD_INVALID, `the document date in ${series.timeZone} must fall within the years 0001–9999`, [
-        { field: 'document_time', description: `in ${series.timeZone} it falls in year ${date.year}` },
-      ]),
-    );
-  }
-  return tx.batch(NUMBER_ALLOCATION, { series, period: periodOf(date, series.resetPolicy), documentDate: isoDate(date), request });
+  /** ReserveNumber: the number is RESERVED for this long (0: the series' default ttl). */
+  reserve?: { ttlSeconds: number };
 }
 
 interface AllocationAsk {
@@ -92,19 +71,59 @@ interface AllocationAsk {
   period: string;
   documentDate: string;
   request: AllocateRequest;
+  reserveForSeconds?: number;
 }
 
 /**
- * The allocations of a commit group's calls, one statement per (series, period): it advances the
- * counter by n and records the n numbers, in the order the calls asked. Groups run these
- * statements in key order, so groups on any nodes lock counter rows in the same order and
- * cannot deadlock on them.
+ * Number allocation as a set-based statement (see StatementBatcher): takes the next value of the
+ * document's period and records it. The counter row's lock orders concurrent callers: they
+ * queue, none fails (no NOWAIT), and a rolled-back caller returns its value with its
+ * transaction, so there is never a gap.
+ *
+ * The calls of a commit group that ask for numbers of one series are served together: the series
+ * definition (immutable; cached once committed) is read once, and one statement per period
+ * advances the counter by n and records the n numbers, in the order the calls asked. Series are
+ * served in id order and periods in order, so groups on any nodes lock counter rows in one
+ * global order and never deadlock on them.
  */
-const NUMBER_ALLOCATION: StatementBatcher<AllocationAsk, NumberRecord> = {
-  name: 'sequence number allocation',
-  key: (ask) => `${ask.series.seriesId}\u0000${ask.period}`,
-  run: (tx, asks) => allocateMany(tx, asks),
-};
+export function numberAllocation(store: SeriesStore): StatementBatcher<AllocateRequest, NumberRecord> {
+  return {
+    name: 'sequence number allocation',
+    key: (request) => request.seriesId,
+    async run(tx, requests) {
+      let series: SeriesRecord;
+      try {
+        series = await store.find(tx, requests[0].seriesId);
+      } catch (error) {
+        return requests.map(() => error as Error);
+      }
+      const results: Array<NumberRecord | Error> = new Array(requests.length);
+      const byPeriod = new Map<string, Array<AllocationAsk & { at: number }>>();
+      requests.forEach((request, at) => {
+        // A timestamp inside protobuf's range can still fall outside years 0001–9999 once seen in
+        // the series' time zone (9999-12-31T23:00Z is year 10000 in UTC+14): it has no period.
+        const date = localDate(request.documentTime, series.timeZone);
+        if (date.year < 1 || date.year > 9999) {
+          results[at] = invalidArgument(FIELD_INVALID, `the document date in ${series.timeZone} must fall within the years 0001–9999`, [
+            { field: 'document_time', description: `in ${series.timeZone} it falls in year ${date.year}` },
+          ]);
+          return;
+        }
+        const period = periodOf(date, series.resetPolicy);
+        const ask = { series, period, documentDate: isoDate(date), request, at, reserveForSeconds: request.reserve && (request.reserve.ttlSeconds || series.defaultReservationTtlSeconds) };
+        const bucket = byPeriod.get(period);
+        if (bucket) bucket.push(ask);
+        else byPeriod.set(period, [ask]);
+      });
+      for (const period of [...byPeriod.keys()].sort()) {
+        const asks = byPeriod.get(period)!;
+        const numbers = await allocateMany(tx, asks);
+        asks.forEach((ask, i) => (results[ask.at] = numbers[i]));
+      }
+      return results;
+    },
+  };
+}
 
 async function allocateMany(tx: TenantTransaction, asks: readonly AllocationAsk[]): Promise<NumberRecord[]> {
   const { series, period } = asks[0];
@@ -128,10 +147,10 @@ async function allocateMany(tx: TenantTransaction, asks: readonly AllocationAsk[
       period,
       series.startValue,
       asks.length,
-      asks.map((a) => (a.request.reserveForSeconds === undefined ? 'ISSUED' : 'RESERVED')),
+      asks.map((a) => (a.reserveForSeconds === undefined ? 'ISSUED' : 'RESERVED')),
       asks.map((a) => a.request.subjectRef),
       asks.map((a) => a.documentDate),
-      asks.map((a) => a.request.reserveForSeconds ?? null),
+      asks.map((a) => a.reserveForSeconds ?? null),
       asks.map((a) => a.request.traceId),
     ],
   );

@@ -10,10 +10,10 @@ import type { KernelCallContext } from '../platform/call-context';
 import { decodePageToken, encodePageToken, pageSize } from '../platform/page-token';
 import { parseRequest } from '../platform/request-validation';
 import {
-  allocateNumber,
   commitReservation,
   gapReport,
   listNumbers,
+  numberAllocation,
   numberResource,
   voidNumber,
   type NumberRecord,
@@ -136,6 +136,7 @@ function numberMessage(n: NumberRecord): SequenceNumber {
  * work, names the changed resource for the audit entry, and encodes.
  */
 export function sequenceService(store = new SeriesStore()): SequenceServiceImplementation<KernelCallContext> {
+  const allocation = numberAllocation(store);
   return {
     async createSeries(request, ctx) {
       const { series: input } = parseRequest(createSeriesSchema, request);
@@ -174,12 +175,8 @@ export function sequenceService(store = new SeriesStore()): SequenceServiceImple
 
     async issueNumber(request, ctx) {
       const input = parseRequest(issueSchema, request);
-      const number = await ctx.unitOfWork.run(async (tx) =>
-        allocateNumber(tx, await store.find(tx, input.seriesId), {
-          documentTime: input.documentTime ?? new Date(),
-          subjectRef: input.subjectRef,
-          traceId: ctx.trace.traceId,
-        }),
+      const number = await ctx.unitOfWork.run((tx) =>
+        tx.batch(allocation, { seriesId: input.seriesId, documentTime: input.documentTime ?? new Date(), subjectRef: input.subjectRef, traceId: ctx.trace.traceId }),
       );
       ctx.unitOfWork.describeChange(numberResource(number.seriesId, number.period, number.value), { status: 'ISSUED' });
       return { number: numberMessage(number) };
@@ -187,15 +184,15 @@ export function sequenceService(store = new SeriesStore()): SequenceServiceImple
 
     async reserveNumber(request, ctx) {
       const input = parseRequest(reserveSchema, request);
-      const number = await ctx.unitOfWork.run(async (tx) => {
-        const series = await store.find(tx, input.seriesId);
-        return allocateNumber(tx, series, {
+      const number = await ctx.unitOfWork.run((tx) =>
+        tx.batch(allocation, {
+          seriesId: input.seriesId,
           documentTime: input.documentTime ?? new Date(),
           subjectRef: input.subjectRef,
           traceId: ctx.trace.traceId,
-          reserveForSeconds: input.ttl ?? series.defaultReservationTtlSeconds,
-        });
-      });
+          reserve: { ttlSeconds: input.ttl ?? 0 },
+        }),
+      );
       ctx.unitOfWork.describeChange(numberResource(number.seriesId, number.period, number.value), { status: 'RESERVED' });
       return { number: numberMessage(number) };
     },

@@ -143,3 +143,29 @@ BEGIN
 END $$;
 REVOKE EXECUTE ON FUNCTION kernel_idempotency_store(text, text[], text[], bytea[], bytea[], float8[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION kernel_idempotency_store(text, text[], text[], bytea[], bytea[], float8[]) TO axis_kernel_app;
+
+-- Scheduler: renewing a node's leases never waits on a job row another transaction holds (its
+-- completion being written, a rescue looking at it): such a lease is reported as still held and
+-- renewed on the next round, instead of the whole renewal statement waiting — past the lock
+-- timeout, which would have left every other lease of the node unrenewed. Returns the jobs whose
+-- lease is still held: renewed now, or busy.
+CREATE OR REPLACE FUNCTION scheduler_extend_leases(tenant_ids text[], job_ids text[], tokens bigint[], lease_ms integer)
+RETURNS TABLE (tenant_id text, job_id text)
+LANGUAGE sql SECURITY DEFINER SET search_path = public AS $$
+  WITH wanted AS (
+    SELECT d.tenant_id, d.job_id, d.token FROM unnest(tenant_ids, job_ids, tokens) AS d(tenant_id, job_id, token)
+  ), free AS (
+    SELECT j.tenant_id, j.job_id FROM scheduler_job j JOIN wanted w ON j.tenant_id = w.tenant_id AND j.job_id = w.job_id
+     WHERE j.lease_token = w.token AND j.state = 'RUNNING'
+       FOR UPDATE OF j SKIP LOCKED
+  ), renewed AS (
+    UPDATE scheduler_job j SET lease_expire_time = now() + make_interval(secs => lease_ms / 1000.0)
+      FROM free f WHERE j.tenant_id = f.tenant_id AND j.job_id = f.job_id
+    RETURNING j.tenant_id, j.job_id
+  )
+  SELECT r.tenant_id, r.job_id FROM renewed r
+  UNION ALL
+  SELECT w.tenant_id, w.job_id FROM wanted w
+   WHERE NOT EXISTS (SELECT 1 FROM free f WHERE f.tenant_id = w.tenant_id AND f.job_id = w.job_id)
+     AND EXISTS (SELECT 1 FROM scheduler_job j WHERE j.tenant_id = w.tenant_id AND j.job_id = w.job_id AND j.lease_token = w.token AND j.state = 'RUNNING')
+$$;

@@ -23,8 +23,10 @@ export interface StatementBatcher<Ask, Result> {
    */
   key(ask: Ask): string;
   /**
-   * Answers every ask (all with the same key) with ONE atomic statement, in ask order. An ask the
-   * statement cannot serve is answered with an Error in its place (the others are unaffected).
+   * Answers every ask (all with the same key) in ask order, with ONE atomic statement (a read of
+   * immutable data may precede it, e.g. a definition the statement needs). An ask it cannot serve
+   * is answered with an Error in its place, and must then have changed nothing; the others are
+   * unaffected. Nothing else of the group runs between its statements.
    */
   run(tx: TenantTransaction, asks: readonly Ask[]): Promise<ReadonlyArray<Result | Error>>;
   /**

@@ -85,7 +85,9 @@ export async function runSerially<C extends GroupCall<R>, R>(
   }
   for (const slot of parked) {
     await slot.finished(options.callTimeoutMs);
-    if ('error' in slot.outcome! && !slot.parkedOn!.batcher.changesNothing) return 'isolate';
+    // A failure after a batched statement that changed something for this call cannot be
+    // undone alone. (An ask answered with an Error changed nothing, by the batcher's contract.)
+    if ('error' in slot.outcome! && !slot.parkedOn!.batcher.changesNothing && !slot.answeredWithError) return 'isolate';
     if ('result' in slot.outcome!) slot.applyDeferred();
     done.push({ call: slot.call, outcome: slot.outcome! });
   }
@@ -101,6 +103,8 @@ class CallSlot<R> implements TenantTransaction {
   touched = false;
   outcome?: CallOutcome<R>;
   parkedOn?: { batcher: StatementBatcher<unknown, unknown>; key: string; ask: unknown; resolve(result: unknown): void; reject(error: unknown): void };
+  /** The batch answered this call's ask with an Error: the statement changed nothing for it. */
+  answeredWithError = false;
   private delivered = false;
   private revoked = false;
   private readonly deferred: Array<[DeferredWrite<unknown>, unknown]> = [];
@@ -160,6 +164,7 @@ class CallSlot<R> implements TenantTransaction {
   /** Hands the batch's result for this call's ask back to it. */
   deliver(result: unknown): void {
     this.delivered = true;
+    this.answeredWithError = result instanceof Error;
     if (result instanceof Error) this.parkedOn!.reject(result);
     else this.parkedOn!.resolve(result);
   }
