@@ -11,7 +11,8 @@ import { applyMigrations, getMigrationStatus, loadMigrations } from './migration
 
 const USAGE = `kernel — the AXIS Kernel operator CLI
 
-  kernel serve                              run a kernel node (embedded PostgreSQL when DATABASE_URL is unset)
+  kernel serve [--print-token]              run a kernel node (embedded PostgreSQL when DATABASE_URL is unset);
+                                            prints a development token when it generated its own secret (or asked)
   kernel token --tenant T [--tenant T2] --sub S --scope "a:read b:write" [--ttl 3600]
                                             mint a development token (HS256, KERNEL_AUTH_SECRET or the dev secret)
   kernel migrate status|apply               show or apply SQL migrations (prisma/migrations)
@@ -30,7 +31,7 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'serve':
-      return serve(loadConfig());
+      return serve(loadConfig(), rest);
     case 'token':
       return token(loadConfig(), rest);
     case 'migrate':
@@ -62,7 +63,8 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-async function serve(config: KernelConfig): Promise<number> {
+async function serve(config: KernelConfig, args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { 'print-token': { type: 'boolean', default: false } } });
   // Listen for the signals before anything starts, so a SIGTERM during start-up still stops
   // cleanly (right after start-up completes) instead of killing the process mid-way.
   const signalled = new Promise<string>((resolve) => {
@@ -72,9 +74,12 @@ async function serve(config: KernelConfig): Promise<number> {
   const kernel = await startKernel(config);
   // Always on stderr, whatever LOG_LEVEL says: operators and supervisors wait for this line.
   process.stderr.write(`AXIS Kernel listening on ${kernel.address}\n`);
-  if (kernel.developmentSecret && config.KERNEL_ENV === 'development') {
+  // A development token lands in whatever collects stderr: print one only for a kernel running on
+  // the secret it generated for itself, or when asked (--print-token, HS256 secrets only).
+  const secret = kernel.developmentSecret ?? (values['print-token'] ? config.KERNEL_AUTH_SECRET : undefined);
+  if (config.KERNEL_ENV === 'development' && secret) {
     const devToken = await mintDevelopmentToken({
-      secret: kernel.developmentSecret,
+      secret,
       subject: 'developer',
       tenants: ['demo'],
       scope: kernel.scopes.join(' '),

@@ -74,7 +74,7 @@ export interface RunningKernel {
   readonly address: string;
   readonly port: number;
   readonly databaseUrl: string;
-  /** Set when no KERNEL_AUTH_SECRET/JWKS was configured (development): tokens can be minted with it. */
+  /** The secret the kernel generated for itself (development, no KERNEL_AUTH_SECRET or JWKS): tokens can be minted with it. */
   readonly developmentSecret?: string;
   readonly metrics: Metrics;
   readonly log: Logger;
@@ -267,7 +267,8 @@ export async function migrate(ownerUrl: string, log: Logger): Promise<void> {
 
 function tokenVerifier(config: KernelConfig, log: Logger): { verifier: TokenVerifier; developmentSecret?: string } {
   if (config.KERNEL_JWKS_FILE) return { verifier: jwksFileVerifier(config.KERNEL_JWKS_FILE) };
-  if (config.KERNEL_AUTH_SECRET) return { verifier: hs256Verifier(config.KERNEL_AUTH_SECRET), developmentSecret: config.KERNEL_AUTH_SECRET };
+  // A secret the operator configured is theirs: the kernel never mints tokens with it by itself.
+  if (config.KERNEL_AUTH_SECRET) return { verifier: hs256Verifier(config.KERNEL_AUTH_SECRET) };
   const { secret, created } = loadOrCreateDevelopmentSecret(config.KERNEL_DATA_DIR);
   if (created) log.warn({ dir: config.KERNEL_DATA_DIR }, 'generated a development token secret (set KERNEL_AUTH_SECRET or KERNEL_JWKS_FILE outside development)');
   return { verifier: hs256Verifier(secret), developmentSecret: secret };

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { ErrorInfo } from 'nice-grpc-error-details';
+import { spawnKernel } from '../support/kernel-process';
 import { startTestKernel, type TestKernel } from '../support/test-kernel';
 
 const run = promisify(execFile);
@@ -82,5 +83,18 @@ describe('operator surface', () => {
     const minted = stdout.trim();
     const listed = await bufCurl('axis.kernel.sequences.v1.SequenceService/ListSeries', {}, [`authorization: Bearer ${minted}`, 'x-tenant-id: ops']);
     expect(listed.series.map((s: { seriesId: string }) => s.seriesId)).toEqual(['inv']);
+  });
+
+  test('a development token is printed only for a kernel on its own generated secret, or on request', async () => {
+    const jwt = /eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+/;
+    const printed = async (env: Record<string, string>, args: string[] = []) => {
+      const node = await spawnKernel({ DATABASE_URL: kernel.databaseUrl, KERNEL_ENV: 'development', ...env }, 60_000, args);
+      await new Promise((r) => setTimeout(r, 300)); // the banner follows the listening line
+      await node.stop();
+      return jwt.test(node.errors.join('\n')) && node.errors.some((l) => l.includes('Development token'));
+    };
+    expect(await printed({ KERNEL_AUTH_SECRET: kernel.secret })).toBe(false);
+    expect(await printed({ KERNEL_AUTH_SECRET: kernel.secret }, ['--print-token'])).toBe(true);
+    expect(await printed({})).toBe(true); // no secret configured: the kernel generates its own
   });
 });

@@ -13,6 +13,8 @@ export interface KernelProcess {
   readonly child: ChildProcess;
   /** Every stdout line (JSON logs) seen so far. */
   readonly output: string[];
+  /** Every stderr line (the listening line, banners) seen so far. */
+  readonly errors: string[];
   /** SIGTERM and wait for a clean exit; returns the exit code. */
   stop(): Promise<number | null>;
   /** SIGKILL: no clean-up at all. */
@@ -20,10 +22,10 @@ export interface KernelProcess {
 }
 
 /** Spawns `kernel serve` with the given environment and waits for its "AXIS Kernel listening on" line. */
-export async function spawnKernel(env: Record<string, string>, timeoutMs = 60_000): Promise<KernelProcess> {
+export async function spawnKernel(env: Record<string, string>, timeoutMs = 60_000, args: string[] = []): Promise<KernelProcess> {
   // tsx as a loader inside the one node process (not the tsx CLI, which would run the kernel in
   // a second process and relay signals): SIGTERM and SIGKILL reach the kernel itself.
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'services/platform/cli.ts'), 'serve'], {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'services/platform/cli.ts'), 'serve', ...args], {
     cwd: ROOT,
     env: {
       ...process.env,
@@ -65,6 +67,7 @@ export async function spawnKernel(env: Record<string, string>, timeoutMs = 60_00
     address,
     child,
     output,
+    errors: stderr,
     async stop() {
       child.kill('SIGTERM');
       return exited;
