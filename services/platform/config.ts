@@ -103,6 +103,9 @@ const configSchema = z
     if (c.KERNEL_DB_LOCK_TIMEOUT_MS > c.KERNEL_DB_STATEMENT_TIMEOUT_MS) {
       ctx.addIssue({ code: 'custom', path: ['KERNEL_DB_LOCK_TIMEOUT_MS'], message: 'must not exceed KERNEL_DB_STATEMENT_TIMEOUT_MS (a lock wait is part of a statement)' });
     }
+    if (c.KERNEL_ENV === 'production' && !c.DATABASE_URL) {
+      ctx.addIssue({ code: 'custom', path: ['DATABASE_URL'], message: 'production needs a PostgreSQL server (the embedded database is for development)' });
+    }
     if (c.KERNEL_ENV === 'production' && !c.KERNEL_JWKS_FILE && !c.KERNEL_AUTH_SECRET) {
       ctx.addIssue({ code: 'custom', path: ['KERNEL_JWKS_FILE'], message: 'production needs KERNEL_JWKS_FILE or KERNEL_AUTH_SECRET' });
     }

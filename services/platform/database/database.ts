@@ -21,6 +21,17 @@ const SYSTEM_GATE_KEY = '\u0000system';
  */
 const IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000;
 
+/** The role a pool logs in as, and what it could do without the kernel's per-transaction switch. */
+export interface LoginRole {
+  name: string;
+  superuser: boolean;
+  bypassRls: boolean;
+  /** Member of the application role (it must be: every transaction switches to it). */
+  mayActAsApp: boolean;
+  /** Owns kernel tables (an owner can turn row-level security off). */
+  ownsTables: boolean;
+}
+
 export interface DatabaseOptions {
   /** Connections of this node (the pool's size; the gate's capacity). */
   poolSize: number;
@@ -95,6 +106,22 @@ export class Database {
     } finally {
       lease?.release();
       release();
+    }
+  }
+
+  /** Who the pool logs in as, before any transaction switches role: what least privilege is checked against. */
+  async loginRole(): Promise<LoginRole> {
+    const lease = await this.checkout();
+    try {
+      const { rows } = await lease.client.query<LoginRole>(
+        `SELECT r.rolname AS name, r.rolsuper AS superuser, r.rolbypassrls AS "bypassRls",
+                pg_has_role(r.oid, '${APP_ROLE}', 'MEMBER') AS "mayActAsApp",
+                EXISTS (SELECT 1 FROM pg_class c WHERE c.relowner = r.oid AND c.relnamespace = 'public'::regnamespace) AS "ownsTables"
+           FROM pg_roles r WHERE r.rolname = current_user`,
+      );
+      return rows[0];
+    } finally {
+      lease.release();
     }
   }
 
