@@ -36,11 +36,22 @@ interface JestReport {
 }
 
 /**
- * Runs the EVI suites that exist (all, or those named) in one jest run and prints one line per
- * EVI and the seal line. An EVI passes only when each of its five proofs [A]–[E] has a test
- * and every test of the suite passed. Exit code 1 when an implemented EVI fails.
+ * Prints one line per EVI and the seal line. An EVI passes only when each of its five proofs
+ * [A]–[E] has a test and every test of its suite passed. Exit code 1 when an implemented EVI
+ * fails.
+ *
+ * Either runs the EVI suites that exist (all, or those named) in one jest run, or — with
+ * `--results FILE` — reads the JSON report of a jest run that already included them (CI runs
+ * the whole suite once and certifies from its report instead of running the EVIs again).
  */
-export function certify(selection: string[] = []): number {
+export function certify(args: string[] = []): number {
+  const resultsAt = args.indexOf('--results');
+  const resultsFile = resultsAt >= 0 ? args[resultsAt + 1] : undefined;
+  if (resultsAt >= 0 && !resultsFile) {
+    process.stderr.write('--results needs the path of a jest --json report\n');
+    return 2;
+  }
+  const selection = resultsAt >= 0 ? args.filter((_, i) => i !== resultsAt && i !== resultsAt + 1) : args;
   const wanted = selection.length ? EVIS.filter((e) => selection.map((s) => s.toUpperCase()).includes(e.id)) : EVIS;
   if (selection.length && wanted.length !== selection.length) {
     process.stderr.write(`unknown EVI in ${selection.join(' ')}; known: ${EVIS.map((e) => e.id).join(' ')}\n`);
@@ -49,7 +60,20 @@ export function certify(selection: string[] = []): number {
   const present = wanted.filter((e) => existsSync(path.join(SUITES, e.suite)));
   const results = new Map<string, JestAssertion[]>();
   let runFailure = '';
-  if (present.length) {
+  const read = (file: string) => {
+    const report = JSON.parse(readFileSync(file, 'utf8')) as JestReport;
+    for (const result of report.testResults) {
+      results.set(path.basename(result.name), result.assertionResults);
+      if (result.assertionResults.length === 0 && result.message) runFailure += result.message;
+    }
+  };
+  if (resultsFile) {
+    if (!existsSync(resultsFile)) {
+      process.stderr.write(`no jest report at ${resultsFile}\n`);
+      return 2;
+    }
+    read(resultsFile);
+  } else if (present.length) {
     const dir = mkdtempSync(path.join(tmpdir(), 'axis-certify-'));
     const outputFile = path.join(dir, 'report.json');
     process.stdout.write(`Running ${present.length} EVI suite(s)…\n`);
@@ -58,15 +82,8 @@ export function certify(selection: string[] = []): number {
       [require.resolve('jest/bin/jest'), '--json', `--outputFile=${outputFile}`, '--runInBand', ...present.map((e) => path.join('tests/evi', e.suite))],
       { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', env: process.env },
     );
-    if (existsSync(outputFile)) {
-      const report = JSON.parse(readFileSync(outputFile, 'utf8')) as JestReport;
-      for (const file of report.testResults) {
-        results.set(path.basename(file.name), file.assertionResults);
-        if (file.assertionResults.length === 0 && file.message) runFailure += file.message;
-      }
-    } else {
-      runFailure = run.stderr;
-    }
+    if (existsSync(outputFile)) read(outputFile);
+    else runFailure = run.stderr;
     rmSync(dir, { recursive: true, force: true });
   }
 
