@@ -174,6 +174,75 @@ describe('permanent input errors are answered as permanent (issue 11 §2)', () =
     });
   });
 
+  describe('token claims', () => {
+    const denialsOf = async (tenant: string, reason: string) => {
+      const db = new Client({ connectionString: kernel.databaseUrl });
+      await db.connect();
+      try {
+        const { rows } = await db.query(`SELECT count(*)::int AS n FROM kernel_audit_event WHERE tenant_id = $1 AND outcome = 'DENIED' AND detail->>'reason' = $2`, [tenant, reason]);
+        return rows[0].n as number;
+      } finally {
+        await db.end();
+      }
+    };
+
+    test.each([
+      ['sub holding U+0000', { sub: 'mallory\u0000' }],
+      ['sub with a bidi override', { sub: 'admin\u202egpj' }],
+      ['sub with a line break', { sub: 'a\nb' }],
+      ['sub with a space', { sub: 'a b' }],
+      ['sub of 256 characters', { sub: 's'.repeat(256) }],
+      ['a tenant entry outside the tenant id pattern', { tenants: [TENANT, 'Perm'] }],
+      ['a tenant entry holding U+0000', { tenants: [TENANT, 'x\u0000'] }],
+      ['scope holding U+0000', { scope: 'sequences:write\u0000' }],
+      ['scope with a control character', { scope: 'sequences:write\u001b[31m' }],
+      ['scope beyond 4096 characters', { scope: `sequences:write ${'x'.repeat(4096)}` }],
+    ])('a signed token with %s is UNAUTHENTICATED TOKEN_CLAIMS_INVALID (IssueNumber), and the denial is audited', async (_label, claims) => {
+      const before = await denialsOf(TENANT, 'TOKEN_CLAIMS_INVALID');
+      const hostile = await mintDevelopmentToken({
+        secret: kernel.secret,
+        subject: 'sub' in claims ? claims.sub : 'perm-tester',
+        tenants: 'tenants' in claims ? claims.tenants : [TENANT],
+        scope: 'scope' in claims ? claims.scope : kernel.kernel.scopes.join(' '),
+      });
+      const refused = await call(ISSUE_NUMBER, encode(ISSUE_NUMBER, { seriesId: 'inv' }), metadataFor({ authorization: `Bearer ${hostile}` }));
+      expect(summary(refused)).toEqual(refusedWith(Status.UNAUTHENTICATED, 'TOKEN_CLAIMS_INVALID'));
+      expect(await denialsOf(TENANT, 'TOKEN_CLAIMS_INVALID')).toBe(before + 1);
+      expect(kernel.logs.entries().filter((e) => String(e.msg).includes('could not record denied attempt'))).toEqual([]);
+    });
+
+    test('the operator wildcard and printable subjects are still accepted', async () => {
+      for (const [sub, tenants] of [
+        ['user@example.com', ['*']],
+        ['auth0|5f7c8ec7c33c6c004bbafe82', [TENANT]],
+        ['system:billing-worker', [TENANT, OTHER_TENANT]],
+      ] as const) {
+        const good = await mintDevelopmentToken({ secret: kernel.secret, subject: sub, tenants: [...tenants], scope: kernel.kernel.scopes.join(' ') });
+        expect(summary(await call(LIST_SERIES, encode(LIST_SERIES, {}), metadataFor({ authorization: `Bearer ${good}` })))).toEqual({ code: 'OK', reason: undefined, retryInfo: false, breaches: [] });
+      }
+    });
+  });
+
+  describe('ambiguous metadata', () => {
+    const twice = (key: string, a: string, b: string) => {
+      const metadata = metadataFor();
+      metadata.delete(key);
+      metadata.append(key, a);
+      metadata.append(key, b);
+      return metadata;
+    };
+
+    test('two x-tenant-id entries are INVALID_ARGUMENT TENANT_AMBIGUOUS', async () => {
+      expect(summary(await call(LIST_SERIES, encode(LIST_SERIES, {}), twice('x-tenant-id', TENANT, OTHER_TENANT)))).toEqual(refusedWith(Status.INVALID_ARGUMENT, 'TENANT_AMBIGUOUS'));
+      expect(summary(await call(LIST_SERIES, encode(LIST_SERIES, {}), twice('x-tenant-id', TENANT, TENANT)))).toEqual(refusedWith(Status.INVALID_ARGUMENT, 'TENANT_AMBIGUOUS'));
+    });
+
+    test('two idempotency-key entries are INVALID_ARGUMENT IDEMPOTENCY_KEY_AMBIGUOUS', async () => {
+      const refused = await call(ISSUE_NUMBER, encode(ISSUE_NUMBER, { seriesId: 'inv' }), twice('idempotency-key', randomUUID(), randomUUID()));
+      expect(summary(refused)).toEqual(refusedWith(Status.INVALID_ARGUMENT, 'IDEMPOTENCY_KEY_AMBIGUOUS'));
+    });
+  });
+
 });
 
 /** Middleware-level checks: inputs the HTTP/2 transport never delivers to the kernel as such. */
@@ -185,6 +254,26 @@ describe('middleware (no transport in between)', () => {
       return { error };
     }
   };
+
+  test('two authorization entries are UNAUTHENTICATED TOKEN_AMBIGUOUS, whichever comes first', async () => {
+    // Node's HTTP/2 server keeps only the first `authorization` header (a single-value header
+    // to it), so over the wire the kernel never sees two; any transport that does deliver both
+    // must not let the first silently win.
+    const verified: string[] = [];
+    const middleware = authenticationMiddleware({
+      verifier: { verify: async (t) => (verified.push(t), { subject: t, tenants: ['*'], scopes: new Set<string>() }) },
+      audit: { recordDenial: async () => undefined } as never,
+    });
+    const metadata = Metadata();
+    metadata.append('authorization', 'Bearer a.b.c');
+    metadata.append('authorization', 'Bearer d.e.f');
+    const context = { metadata, method: { action: 'x/Y' }, trace: { traceId: '0'.repeat(32) }, parties: {} };
+    const call = { request: {}, next: async function* () { return 'handled'; } };
+    const outcome = await drive(middleware(call as never, context as never) as AsyncGenerator<unknown, unknown, unknown>);
+    expect(outcome.error).toBeInstanceOf(KernelError);
+    expect([Status[(outcome.error as KernelError).code], (outcome.error as KernelError).reason]).toEqual(['UNAUTHENTICATED', 'TOKEN_AMBIGUOUS']);
+    expect(verified).toEqual([]);
+  });
 
   test('VALUE_REJECTED is logged at error level (a validation gap must not pass silently)', async () => {
     const logged: Array<{ level: string; fields: Record<string, unknown>; msg: string }> = [];

@@ -14,7 +14,13 @@ export const TENANT_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
  */
 export function tenantMiddleware(deps: { audit: AuditLog }): ServerMiddleware<TenantContext, TracingContext & AuthenticationContext> {
   return async function* tenant(call, context) {
-    const tenantId = context.metadata.get('x-tenant-id')?.trim();
+    const entries = context.metadata.getAll('x-tenant-id');
+    const tenantId = entries[0]?.trim();
+    // Two entries (or, as Node's HTTP/2 server delivers repeated headers, one joined with ", ")
+    // name two tenants: refused rather than picking one.
+    if (entries.length > 1 || tenantId?.includes(',')) {
+      throw invalidArgument('TENANT_AMBIGUOUS', 'the call names more than one x-tenant-id', [{ field: 'x-tenant-id', description: 'exactly one tenant' }]);
+    }
     if (!tenantId) throw invalidArgument('TENANT_MISSING', 'the x-tenant-id metadata is required', [{ field: 'x-tenant-id', description: 'required' }]);
     if (!TENANT_ID_PATTERN.test(tenantId)) {
       throw invalidArgument('TENANT_INVALID', 'x-tenant-id must match [a-z0-9][a-z0-9_-]{0,62}', [
