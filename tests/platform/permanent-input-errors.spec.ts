@@ -174,6 +174,128 @@ describe('permanent input errors are answered as permanent (issue 11 §2)', () =
     });
   });
 
+  describe('the request guard', () => {
+    test('a Struct key holding U+0000 (AppendEvents detail) is FIELD_INVALID naming the field, not INTERNAL', async () => {
+      const refused = await call(APPEND_EVENTS, encode(APPEND_EVENTS, { events: [{ action: 'app.thing', resource: 'r', detail: { 'a\u0000b': 1 } }] }));
+      expect(summary(refused)).toEqual(refusedWith(Status.INVALID_ARGUMENT, 'FIELD_INVALID'));
+      expect(refused.fields).toEqual(['events.0.detail']);
+    });
+
+    test('a Struct key holding U+0000 at depth (EnqueueJob payload) is FIELD_INVALID', async () => {
+      const refused = await call(ENQUEUE_JOB, encode(ENQUEUE_JOB, { type: 'perm.job', payload: { list: [{ ok: { 'x\u0000': true } }] } }));
+      expect(summary(refused)).toEqual(refusedWith(Status.INVALID_ARGUMENT, 'FIELD_INVALID'));
+      expect(refused.fields).toEqual(['payload.list.0.ok']);
+    });
+
+    test.each([
+      ['NaN', Number.NaN],
+      ['Infinity', Number.POSITIVE_INFINITY],
+      ['-Infinity', Number.NEGATIVE_INFINITY],
+    ])('%s in a Struct number (AppendEvents detail) is FIELD_INVALID, not stored as null', async (_label, value) => {
+      const refused = await call(APPEND_EVENTS, encode(APPEND_EVENTS, { events: [{ action: 'app.thing', resource: 'r', detail: { nested: { n: value } } }] }));
+      expect(summary(refused)).toEqual(refusedWith(Status.INVALID_ARGUMENT, 'FIELD_INVALID'));
+      expect(refused.fields).toEqual(['events.0.detail.nested.n']);
+    });
+
+    test('NaN as a job payload (a bare google.protobuf.Value) is FIELD_INVALID', async () => {
+      const refused = await call(ENQUEUE_JOB, encode(ENQUEUE_JOB, { type: 'perm.job', payload: Number.NaN }));
+      expect(summary(refused)).toEqual(refusedWith(Status.INVALID_ARGUMENT, 'FIELD_INVALID'));
+      expect(refused.fields).toEqual(['payload']);
+    });
+  });
+
+  describe('decode time: invalid UTF-8, out-of-range Timestamp and Duration, oversized requests', () => {
+    const INVALID_UTF8 = [
+      ['a lone continuation byte', [0x61, 0x80]],
+      ['a truncated sequence', [0xe2, 0x82]],
+      ['an overlong NUL', [0xc0, 0x80]],
+      ['a UTF-16 surrogate (CESU-8)', [0xed, 0xa0, 0x80]],
+      ['a code point beyond U+10FFFF', [0xf4, 0x90, 0x80, 0x80]],
+      ['0xFF', [0xff]],
+    ] as const;
+
+    test.each(INVALID_UTF8)('IssueNumber subject_ref with %s is FIELD_INVALID naming subject_ref, not stored as U+FFFD', async (_label, bytes) => {
+      const request = new BinaryWriter().tag(1, WireType.LengthDelimited).string('inv').tag(3, WireType.LengthDelimited).bytes(Uint8Array.from(bytes)).finish();
+      const refused = await call(ISSUE_NUMBER, request);
+      expect(summary(refused)).toEqual(refusedWith(Status.INVALID_ARGUMENT, 'FIELD_INVALID'));
+      expect(refused.fields).toEqual(['subject_ref']);
+    });
+
+    test('invalid UTF-8 in a nested string (CreateSeries series.pattern) names the nested field', async () => {
+      const series = new BinaryWriter().tag(1, WireType.LengthDelimited).string('utf8').tag(3, WireType.LengthDelimited).bytes(Uint8Array.from([0x7b, 0xff, 0x7d])).finish();
+      const refused = await call(CREATE_SERIES, new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(series).finish());
+      expect(summary(refused)).toEqual(refusedWith(Status.INVALID_ARGUMENT, 'FIELD_INVALID'));
+      expect(refused.fields).toEqual(['series.pattern']);
+    });
+
+    test('invalid UTF-8 in a Struct key (AppendEvents detail) names the Struct field', async () => {
+      // AppendEventsRequest.events[0] = AuditEventInput{action, detail: Struct{fields: {<bad key>: Value{bool_value: true}}}}
+      const value = new BinaryWriter().tag(4, WireType.Varint).bool(true).finish();
+      const entry = new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(Uint8Array.from([0x6b, 0xc3])).tag(2, WireType.LengthDelimited).bytes(value).finish();
+      const struct = new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(entry).finish();
+      const event = new BinaryWriter().tag(1, WireType.LengthDelimited).string('app.thing').tag(4, WireType.LengthDelimited).bytes(struct).finish();
+      const refused = await call(APPEND_EVENTS, new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(event).finish());
+      expect(summary(refused)).toEqual(refusedWith(Status.INVALID_ARGUMENT, 'FIELD_INVALID'));
+      expect(refused.fields).toEqual(['events.0.detail']);
+    });
+
+    const withDocumentTime = (seconds: number, nanos: number) =>
+      new BinaryWriter().tag(1, WireType.LengthDelimited).string('inv').tag(2, WireType.LengthDelimited).bytes(secondsNanos(seconds, nanos)).finish();
+
+    test.each([
+      ['nanos 2e9 (was numbered in 1970)', 0, 2_000_000_000],
+      ['nanos -1', 1_700_000_000, -1],
+      ['nanos 1e9', 1_700_000_000, 1_000_000_000],
+      ['seconds before 0001-01-01', -62_135_596_801, 0],
+      ['seconds after 9999-12-31', 253_402_300_800, 0],
+    ])('IssueNumber document_time with %s is FIELD_INVALID naming document_time', async (_label, seconds, nanos) => {
+      const refused = await call(ISSUE_NUMBER, withDocumentTime(seconds, nanos));
+      expect(summary(refused)).toEqual(refusedWith(Status.INVALID_ARGUMENT, 'FIELD_INVALID'));
+      expect(refused.fields).toEqual(['document_time']);
+    });
+
+    test('the edges of the Timestamp range are accepted (to the millisecond: ts-proto rounds the last nanoseconds of 9999 into 10000)', async () => {
+      for (const [seconds, nanos] of [
+        [-62_135_596_800, 0],
+        [253_402_300_799, 999_000_000],
+      ]) {
+        const answered = await call(ISSUE_NUMBER, withDocumentTime(seconds, nanos));
+        // NEVER series: any date inside the range is numbered.
+        expect(summary(answered)).toEqual({ code: 'OK', reason: undefined, retryInfo: false, breaches: [] });
+      }
+      // Valid on the wire, but the generated decoder's floating-point conversion makes it 10000-01-01: refused by the decoded check.
+      const last = await call(ISSUE_NUMBER, withDocumentTime(253_402_300_799, 999_999_999));
+      expect(summary(last)).toEqual(refusedWith(Status.INVALID_ARGUMENT, 'FIELD_INVALID'));
+      expect(last.fields).toEqual(['document_time']);
+    });
+
+    test.each([
+      ['seconds and nanos of opposite signs', 60, -1],
+      ['negative seconds with positive nanos', -60, 1],
+      ['nanos 1e9', 60, 1_000_000_000],
+      ['nanos -1e9', -60, -1_000_000_000],
+      ['seconds beyond ±315,576,000,000', 315_576_000_001, 0],
+    ])('ReserveNumber ttl with %s is FIELD_INVALID naming ttl', async (_label, seconds, nanos) => {
+      const request = new BinaryWriter().tag(1, WireType.LengthDelimited).string('inv').tag(4, WireType.LengthDelimited).bytes(secondsNanos(seconds, nanos)).finish();
+      const refused = await call(RESERVE_NUMBER, request);
+      expect(summary(refused)).toEqual(refusedWith(Status.INVALID_ARGUMENT, 'FIELD_INVALID'));
+      expect(refused.fields).toEqual(['ttl']);
+    });
+
+    test('a request above the kernel limit but below the transport cap is RESOURCE_EXHAUSTED REQUEST_TOO_LARGE with ErrorInfo and x-trace-id', async () => {
+      const big = new BinaryWriter().tag(1, WireType.LengthDelimited).string('inv').tag(3, WireType.LengthDelimited).bytes(new Uint8Array(5 * 1024 * 1024).fill(0x61)).finish();
+      expect(summary(await call(ISSUE_NUMBER, big))).toEqual(refusedWith(Status.RESOURCE_EXHAUSTED, 'REQUEST_TOO_LARGE'));
+      expect((await call(LIST_SERIES, encode(LIST_SERIES, {}))).ok).toBe(true);
+    });
+
+    test('beyond the transport cap grpc-js answers RESOURCE_EXHAUSTED itself (documented: no ErrorInfo) and the kernel keeps serving', async () => {
+      const huge = new BinaryWriter().tag(3, WireType.LengthDelimited).bytes(new Uint8Array(17 * 1024 * 1024)).finish();
+      const refused = await call(ISSUE_NUMBER, huge);
+      expect(Status[refused.code]).toBe('RESOURCE_EXHAUSTED');
+      expect((await call(LIST_SERIES, encode(LIST_SERIES, {}))).ok).toBe(true);
+    });
+  });
+
   describe('token claims', () => {
     const denialsOf = async (tenant: string, reason: string) => {
       const db = new Client({ connectionString: kernel.databaseUrl });
@@ -243,6 +365,26 @@ describe('permanent input errors are answered as permanent (issue 11 §2)', () =
     });
   });
 
+  describe('transport errors', () => {
+    test('an unknown method is UNIMPLEMENTED from grpc-js itself (documented: no ErrorInfo, no x-trace-id)', async () => {
+      const raw = new grpc.Client(kernel.address, grpc.credentials.createInsecure());
+      try {
+        const code = await new Promise<grpc.status>((resolve) => {
+          const c = raw.makeUnaryRequest('/axis.kernel.sequences.v1.SequenceService/NoSuchMethod', (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), new grpc.Metadata(), () => undefined);
+          c.on('status', (s: grpc.StatusObject) => resolve(s.code));
+        });
+        expect(grpc.status[code]).toBe('UNIMPLEMENTED');
+      } finally {
+        raw.close();
+      }
+    });
+  });
+
+  test('afterwards the kernel never masked an error as INTERNAL', async () => {
+    expect((await call(LIST_SERIES, encode(LIST_SERIES, {}))).ok).toBe(true);
+    const masked = kernel.logs.entries().filter((e) => e.msg === 'unhandled error (masked as INTERNAL)');
+    expect(masked.map((e) => `${e.method}: ${JSON.stringify(e.err).slice(0, 200)}`)).toEqual([]);
+  });
 });
 
 /** Middleware-level checks: inputs the HTTP/2 transport never delivers to the kernel as such. */
