@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import * as grpc from '@grpc/grpc-js';
 import { ClientError, createChannel, createClient, Metadata, Status, type CallOptions, type Channel } from 'nice-grpc';
@@ -6,6 +6,7 @@ import { BadRequest, ErrorInfo, RetryInfo } from 'nice-grpc-error-details';
 import { Status as RpcStatus } from 'nice-grpc-error-details/lib/proto/google/rpc/status';
 import { Client } from 'pg';
 import { AuditServiceDefinition } from '../../gen/proto/axis/kernel/audit/v1/audit_service';
+import { JobState } from '../../gen/proto/axis/kernel/scheduler/v1/job';
 import { SchedulerServiceDefinition } from '../../gen/proto/axis/kernel/scheduler/v1/scheduler_service';
 import { SecretServiceDefinition } from '../../gen/proto/axis/kernel/secrets/v1/secret_service';
 import { ResetPolicy } from '../../gen/proto/axis/kernel/sequences/v1/sequence';
@@ -17,6 +18,7 @@ import { authenticationMiddleware } from '../../services/platform/middleware/aut
 import { errorMappingMiddleware } from '../../services/platform/middleware/error-mapping';
 import { Metrics } from '../../services/platform/observability/metrics';
 import { errorContractBreaches } from '../support/error-contract';
+import { forgeUnsignedPageToken, kernelPageTokenMinter, type PageTokenMinter } from '../support/page-tokens';
 import { rawMethodDefinitions, type TsProtoType } from '../support/hostile-requests';
 import { startTestKernel, type TestKernel } from '../support/test-kernel';
 
@@ -50,6 +52,7 @@ const CREATE_SERIES = rpc(SequenceServiceDefinition, 'CreateSeries');
 const ISSUE_NUMBER = rpc(SequenceServiceDefinition, 'IssueNumber');
 const RESERVE_NUMBER = rpc(SequenceServiceDefinition, 'ReserveNumber');
 const LIST_SERIES = rpc(SequenceServiceDefinition, 'ListSeries');
+const LIST_NUMBERS = rpc(SequenceServiceDefinition, 'ListNumbers');
 
 interface Answer {
   ok: boolean;
@@ -74,12 +77,6 @@ function answer(ok: boolean, code: Status, trailer: Metadata | undefined, respon
     }
   }
   return result;
-}
-
-/** The page tokens the kernel issued before this change: base64url JSON bound by a plain SHA-256 anyone can compute. */
-function forgeUnsignedPageToken(position: unknown, query: unknown): string {
-  const fingerprint = createHash('sha256').update(JSON.stringify(query)).digest('base64url').slice(0, 12);
-  return Buffer.from(JSON.stringify({ p: position, q: fingerprint })).toString('base64url');
 }
 
 /** A google.protobuf.Timestamp or Duration as raw wire bytes (field 1 seconds, field 2 nanos). */
@@ -125,6 +122,111 @@ describe('permanent input errors are answered as permanent (issue 11 §2)', () =
 
   const summary = (a: Answer) => ({ code: Status[a.code], reason: a.reason, retryInfo: a.retryInfo, breaches: a.breaches });
   const refusedWith = (code: Status, reason: string) => ({ code: Status[code], reason, retryInfo: false, breaches: [] });
+
+  describe('page tokens are opaque, tamper-evident and validated', () => {
+    test('ListJobs with a forged token holding U+0000 is PAGE_TOKEN_INVALID, not UNAVAILABLE with RetryInfo', async () => {
+      const forged = forgeUnsignedPageToken('\u0000', { st: 0 });
+      expect(summary(await call(LIST_JOBS, encode(LIST_JOBS, { pageToken: forged })))).toEqual(refusedWith(Status.INVALID_ARGUMENT, 'PAGE_TOKEN_INVALID'));
+    });
+
+    test('ListExpiring with a forged token whose dueMicros exceeds int64 is PAGE_TOKEN_INVALID, not INTERNAL', async () => {
+      const within = { seconds: 30 * 86400, nanos: 0 };
+      const forged = forgeUnsignedPageToken({ dueMicros: '99999999999999999999', secretId: 'a', reason: 'ROTATION_DUE' }, { expiring: within.seconds });
+      expect(summary(await call(LIST_EXPIRING, encode(LIST_EXPIRING, { within, pageToken: forged })))).toEqual(refusedWith(Status.INVALID_ARGUMENT, 'PAGE_TOKEN_INVALID'));
+    });
+
+    test('a valid token is refused when altered, truncated, or sent with another query, tenant or method; untouched it pages on', async () => {
+      for (const seriesId of ['s1', 's2', 's3']) {
+        expect((await call(CREATE_SERIES, encode(CREATE_SERIES, { series: { seriesId, pattern: '{SEQ}', resetPolicy: ResetPolicy.RESET_POLICY_NEVER, timeZone: 'UTC' } }))).ok).toBe(true);
+      }
+      const first = await call(LIST_SERIES, encode(LIST_SERIES, { pageSize: 1 }));
+      const next = (first.response as { nextPageToken: string }).nextPageToken;
+      expect(next).not.toBe('');
+      const listed = await call(LIST_SERIES, encode(LIST_SERIES, { pageSize: 1, pageToken: next }));
+      expect(summary(listed)).toEqual({ code: 'OK', reason: undefined, retryInfo: false, breaches: [] });
+
+      const flip = (t: string, at: number) => t.slice(0, at) + (t[at] === 'A' ? 'B' : 'A') + t.slice(at + 1);
+      const refused = refusedWith(Status.INVALID_ARGUMENT, 'PAGE_TOKEN_INVALID');
+      for (const altered of [flip(next, 0), flip(next, next.length - 1), flip(next, next.length >> 1), next.slice(0, -2), `${next}AA`, `${next}=`, ` ${next}`]) {
+        expect({ altered, ...summary(await call(LIST_SERIES, encode(LIST_SERIES, { pageSize: 1, pageToken: altered }))) }).toEqual({ altered, ...refused });
+      }
+      // The same position and query in another tenant, and another query (ListJobs) of the same tenant.
+      expect(summary(await call(LIST_SERIES, encode(LIST_SERIES, { pageSize: 1, pageToken: next }), metadataFor({ 'x-tenant-id': OTHER_TENANT })))).toEqual(refused);
+      expect(summary(await call(LIST_JOBS, encode(LIST_JOBS, { pageToken: next })))).toEqual(refused);
+    });
+
+    test('a token of one query is refused for another query of the same method; page_size may change', async () => {
+      for (let i = 0; i < 3; i++) expect((await call(ENQUEUE_JOB, encode(ENQUEUE_JOB, { type: 'perm.unhandled', runAt: new Date(Date.now() + 86_400_000) }))).ok).toBe(true);
+      const queued = { state: JobState.JOB_STATE_QUEUED };
+      const first = await call(LIST_JOBS, encode(LIST_JOBS, { ...queued, pageSize: 1 }));
+      const next = (first.response as { nextPageToken: string }).nextPageToken;
+      expect(next).not.toBe('');
+      expect(summary(await call(LIST_JOBS, encode(LIST_JOBS, { ...queued, pageSize: 5, pageToken: next })))).toEqual({ code: 'OK', reason: undefined, retryInfo: false, breaches: [] });
+      for (const state of [JobState.JOB_STATE_UNSPECIFIED, JobState.JOB_STATE_RUNNING]) {
+        expect(summary(await call(LIST_JOBS, encode(LIST_JOBS, { state, pageSize: 1, pageToken: next })))).toEqual(refusedWith(Status.INVALID_ARGUMENT, 'PAGE_TOKEN_INVALID'));
+      }
+    });
+
+    describe('what a genuinely MAC-ed token decodes to is validated like any other input', () => {
+      let minter: PageTokenMinter;
+      beforeAll(async () => {
+        minter = await kernelPageTokenMinter(kernel.databaseUrl);
+      });
+
+      /** Sends `partial` with a page token minted for exactly that request (so the MAC verifies) carrying `position`. */
+      const withPosition = (r: Rpc, partial: Record<string, unknown>, position: unknown) => {
+        const decoded = r.requestType.decode(encode(r, partial)) as { pageToken: string };
+        return call(r, encode(r, { ...partial, pageToken: minter.mint(r, TENANT, decoded, position) }));
+      };
+      const refused = refusedWith(Status.INVALID_ARGUMENT, 'PAGE_TOKEN_INVALID');
+
+      test('the minter makes tokens the kernel accepts (a job id position pages on)', async () => {
+        expect(summary(await withPosition(LIST_JOBS, { pageSize: 1 }, 'ffffffff-ffff-7fff-bfff-ffffffffffff'))).toEqual({ code: 'OK', reason: undefined, retryInfo: false, breaches: [] });
+      });
+
+      test.each([
+        ['U+0000', '\u0000'],
+        ['a UUID with U+0000', '0190b5a0-0000-7000-8000-00000000000\u0000'],
+        ['not a UUID', 'x'],
+        ['a number', 42],
+        ['an object', { id: 'x' }],
+        ['null', null],
+      ])('ListJobs position %s is PAGE_TOKEN_INVALID', async (_label, position) => {
+        expect(summary(await withPosition(LIST_JOBS, { state: JobState.JOB_STATE_QUEUED }, position))).toEqual(refused);
+      });
+
+      const within = { seconds: 30 * 86400, nanos: 0 };
+      test.each([
+        ['dueMicros beyond int64', { dueMicros: '99999999999999999999', secretId: 'a', reason: 'ROTATION_DUE' }],
+        ['dueMicros beyond 9999-12-31', { dueMicros: '253402300800000000', secretId: 'a', reason: 'ROTATION_DUE' }],
+        ['dueMicros before 0001-01-01', { dueMicros: '-62135596800000001', secretId: 'a', reason: 'ROTATION_DUE' }],
+        ['dueMicros as a JSON number', { dueMicros: 1e20, secretId: 'a', reason: 'ROTATION_DUE' }],
+        ['dueMicros "-0"', { dueMicros: '-0', secretId: 'a', reason: 'ROTATION_DUE' }],
+        ['dueMicros with a leading zero', { dueMicros: '01', secretId: 'a', reason: 'ROTATION_DUE' }],
+        ['secretId with U+0000', { dueMicros: '1', secretId: 'a\u0000', reason: 'ROTATION_DUE' }],
+        ['an unknown reason', { dueMicros: '1', secretId: 'a', reason: 'OTHER' }],
+        ['an extra key', { dueMicros: '1', secretId: 'a', reason: 'ROTATION_DUE', extra: true }],
+      ])('ListExpiring position with %s is PAGE_TOKEN_INVALID', async (_label, position) => {
+        expect(summary(await withPosition(LIST_EXPIRING, { within }, position))).toEqual(refused);
+      });
+
+      test.each([
+        ['value 2^62', { period: '', value: 2 ** 62 }],
+        ['value 1.5', { period: '', value: 1.5 }],
+        ['value -1', { period: '', value: -1 }],
+        ['value as a string', { period: '', value: '1' }],
+        ['a period with U+0000', { period: '2026\u0000', value: 1 }],
+      ])('ListNumbers position with %s is PAGE_TOKEN_INVALID', async (_label, position) => {
+        expect(summary(await withPosition(LIST_NUMBERS, { seriesId: 'inv' }, position))).toEqual(refused);
+      });
+
+      test('the same position minted for another tenant is refused', async () => {
+        const decoded = LIST_JOBS.requestType.decode(encode(LIST_JOBS, {})) as { pageToken: string };
+        const foreign = minter.mint(LIST_JOBS, OTHER_TENANT, decoded, 'ffffffff-ffff-7fff-bfff-ffffffffffff');
+        expect(summary(await call(LIST_JOBS, encode(LIST_JOBS, { pageToken: foreign })))).toEqual(refused);
+      });
+    });
+  });
 
   describe('SQLSTATEs that a request caused are not outages', () => {
     let db: Client;
