@@ -263,7 +263,7 @@ export function auditService(options: AuditServiceOptions): AuditServiceImplemen
         traceId: input.traceId || undefined,
         outcome: outcomeNames[input.outcome],
       };
-      const after = decodePageToken(input.pageToken, z.number().int().min(0), filter) ?? 0;
+      const after = decodePageToken(ctx, request, z.number().int().min(0)) ?? 0;
       const { page, purged } = await ctx.unitOfWork.run(async (tx) => {
         const rows = await listLog(tx, tx.tenantId, filter, after, size + 1);
         return { page: rows, purged: rows.some((r) => !r.entry) ? await purgedThrough(tx, tx.tenantId) : 0 };
@@ -271,7 +271,7 @@ export function auditService(options: AuditServiceOptions): AuditServiceImplemen
       const items = page.slice(0, size);
       return {
         events: items.map((s) => eventMessage(s, !s.entry && s.seq <= purged)),
-        nextPageToken: page.length > size ? encodePageToken(items[items.length - 1].seq, filter) : '',
+        nextPageToken: page.length > size ? encodePageToken(ctx, request, items[items.length - 1].seq) : '',
       };
     },
 

@@ -246,8 +246,7 @@ export function batchService(handlers: BatchItemHandlers, queue: ChunkQueue): Ba
     async listBatchItemErrors(request, ctx) {
       const input = parseRequest(listErrorsSchema, request);
       const size = pageSize(input.pageSize);
-      const query = { b: input.batchId };
-      const after = decodePageToken(input.pageToken, z.number().int().min(0), query) ?? -1;
+      const after = decodePageToken(ctx, request, z.number().int().min(0)) ?? -1;
       const page = await ctx.unitOfWork.run(async (tx) => {
         await getBatch(tx, input.batchId);
         return listItemErrors(tx, input.batchId, after, size + 1);
@@ -256,7 +255,7 @@ export function batchService(handlers: BatchItemHandlers, queue: ChunkQueue): Ba
       const items = page.slice(0, size);
       return {
         errors: items.map(itemErrorMessage),
-        nextPageToken: more ? encodePageToken(items[items.length - 1].itemIndex, query) : '',
+        nextPageToken: more ? encodePageToken(ctx, request, items[items.length - 1].itemIndex) : '',
       };
     },
 

@@ -236,10 +236,10 @@ export function keymasterService(options: KeymasterOptions): KeymasterServiceImp
 
     async listKeys(request, ctx) {
       const size = pageSize(request.pageSize);
-      const after = decodePageToken(request.pageToken, alias, 'keys') ?? '';
+      const after = decodePageToken(ctx, request, alias) ?? '';
       const page = await ctx.unitOfWork.run((tx) => listKeys(tx, after, size + 1));
       const items = page.slice(0, size);
-      return { keys: items.map(keyMessage), nextPageToken: page.length > size ? encodePageToken(items[items.length - 1].alias, 'keys') : '' };
+      return { keys: items.map(keyMessage), nextPageToken: page.length > size ? encodePageToken(ctx, request, items[items.length - 1].alias) : '' };
     },
 
     async getPublicKey(request, ctx) {

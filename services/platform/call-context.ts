@@ -3,6 +3,7 @@ import type { Principal } from './auth/principal';
 import type { TenantTransaction } from './database/database';
 import type { KernelMethod } from './method-registry';
 import type { Logger } from './observability/logger';
+import type { PageTokenCodec } from './page-token';
 import type { TraceContext } from './trace-context';
 
 /** Added by the tracing middleware: the call's trace, start time and contextual logger. */
@@ -29,6 +30,16 @@ export interface AuthenticationContext {
 /** Added by the tenant middleware once the tenant is valid and allowed. */
 export interface TenantContext {
   readonly tenantId: string;
+}
+
+/**
+ * Added by the tenant middleware too: the kernel's one page-token codec. Tokens are bound to
+ * the tenant (and method), so it joins the context with the tenant — in the context object the
+ * tenant middleware creates anyway, so it costs no allocation per call. Handlers use it through
+ * encodePageToken / decodePageToken (page-token.ts).
+ */
+export interface PageTokenContext {
+  readonly pageTokens: PageTokenCodec;
 }
 
 /**
@@ -62,4 +73,4 @@ export interface AuditEventDraft {
 }
 
 /** Everything a kernel handler may rely on. */
-export type KernelCallContext = CallContext & TracingContext & AuthenticationContext & TenantContext & UnitOfWorkContext;
+export type KernelCallContext = CallContext & TracingContext & AuthenticationContext & TenantContext & PageTokenContext & UnitOfWorkContext;

@@ -31,7 +31,7 @@ import { Metrics } from './observability/metrics';
 import { openEnvelope } from './crypto/master-key-registry';
 import { PeriodicTask } from './periodic-task';
 import type { KernelDependencies, KernelServiceModule } from './service-module';
-import { guardRequestDecoding } from './request-guard';
+import { guardRequestDecoding, TRANSPORT_MAX_RECEIVE_BYTES } from './request-guard';
 import { MutationCommitter } from './unit-of-work/mutation-committer';
 
 const REPOSITORY_ROOT = path.resolve(__dirname, '../..');
@@ -172,7 +172,7 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
     for (const service of services) {
       for (const [name, ms] of Object.entries(service.budgetsMs ?? {})) budgetsMs[`${service.definition.fullName}/${name}`] ??= ms;
     }
-    const server: Server = createServer({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
+    const server: Server = createServer({ 'grpc.max_receive_message_length': TRANSPORT_MAX_RECEIVE_BYTES });
     for (const service of services) {
       registry.register(service.definition, service.scopes, service.auditedReads);
       server.with(chain).add(guardRequestDecoding(service.definition), service.implementation as never);

@@ -12,6 +12,7 @@ import { idempotencyMiddleware } from './middleware/idempotency';
 import { performanceBudgetMiddleware } from './middleware/performance-budget';
 import { tenantMiddleware } from './middleware/tenant';
 import { tracingMiddleware } from './middleware/tracing';
+import { derivePageTokenKey, PageTokenCodec } from './page-token';
 import { requestGuardMiddleware } from './request-guard';
 import type { Logger } from './observability/logger';
 import type { Metrics } from './observability/metrics';
@@ -40,22 +41,26 @@ export interface ChainDependencies {
  * 3. error mapping — turns KernelError into google.rpc.Status and masks everything else as
  *    INTERNAL; above auth so that authentication failures get the same envelope.
  * 4. authentication — nothing tenant- or data-related runs for an unauthenticated caller.
- * 5. tenant (+ scope) — needs the principal; fixes the one tenant the call runs in.
- * 6. request guard — undecodable bytes, U+0000 in strings and timestamps outside the
- *    protobuf range are refused before anything (the idempotency hash included) reads the
- *    request; after auth, so an anonymous caller learns nothing about its request.
+ * 5. tenant (+ scope) — needs the principal; fixes the one tenant the call runs in (and hands
+ *    handlers the page-token codec, whose tokens are bound to the tenant).
+ * 6. request guard — what the wrapped decode refused (oversized, undecodable, invalid UTF-8,
+ *    Timestamp/Duration out of range), U+0000 in strings and keys and non-finite numbers are
+ *    refused before anything (the idempotency hash included) reads the request; after auth, so
+ *    an anonymous caller learns nothing about its request.
  * 7. idempotency / unit of work — needs the tenant: hands the call to the group committer,
  *    whose tenant transaction holds the replay record, the change and its audit entry.
  * 8. performance budget — innermost, so it measures up to the handler's end without counting
  *    calls refused earlier.
  */
 export function kernelMiddlewareChain(deps: ChainDependencies): ServerMiddleware<KernelCallContext> {
+  // One codec for every call; its key is derived from the request-digest key (nothing stored).
+  const pageTokens = new PageTokenCodec(derivePageTokenKey(deps.requestDigestKey));
   const chain = [
     tracingMiddleware(deps),
     errorDetailsServerMiddleware,
     errorMappingMiddleware(deps),
     authenticationMiddleware(deps),
-    tenantMiddleware(deps),
+    tenantMiddleware({ audit: deps.audit, pageTokens }),
     requestGuardMiddleware(),
     idempotencyMiddleware({ db: deps.db, committer: deps.committer, retentionHours: deps.idempotencyRetentionHours, audit: deps.audit, digestKey: deps.requestDigestKey }),
     performanceBudgetMiddleware(deps),

@@ -110,7 +110,8 @@ const listJobsSchema = z.object({
   pageSize: z.number(),
   pageToken: z.string().max(1000),
 });
-const jobCursor = z.string().max(40);
+/** A ListJobs page token's position: the last job id listed (job ids are UUIDv7). */
+const jobCursor = jobIdField;
 const scheduleRef = z.object({ scheduleId });
 const pauseSchema = z.object({ scheduleId, paused: z.boolean() });
 const backfillSchema = z
@@ -227,14 +228,13 @@ export function schedulerService(deps: { db: Database; notifications: Notificati
     async listJobs(request, ctx) {
       const input = parseRequest(listJobsSchema, request);
       const size = pageSize(input.pageSize);
-      const query = { st: input.state };
-      const after = decodePageToken(input.pageToken, jobCursor, query);
+      const after = decodePageToken(ctx, request, jobCursor);
       const rows = await ctx.unitOfWork.run((tx) => listJobs(tx, STATE_NAMES[input.state], after, size + 1));
       const items = rows.slice(0, size);
       const last = items[items.length - 1];
       return {
         jobs: items.map(jobMessage),
-        nextPageToken: rows.length > size ? encodePageToken(last.job_id, query) : '',
+        nextPageToken: rows.length > size ? encodePageToken(ctx, request, last.job_id) : '',
       };
     },
 
@@ -284,12 +284,12 @@ export function schedulerService(deps: { db: Database; notifications: Notificati
 
     async listSchedules(request, ctx) {
       const size = pageSize(request.pageSize);
-      const after = decodePageToken(request.pageToken, scheduleId, 'schedules') ?? '';
+      const after = decodePageToken(ctx, request, scheduleId) ?? '';
       const rows = await ctx.unitOfWork.run((tx) => listSchedules(tx, after, size + 1));
       const items = rows.slice(0, size);
       return {
         schedules: items.map(scheduleMessage),
-        nextPageToken: rows.length > size ? encodePageToken(items[items.length - 1].scheduleId, 'schedules') : '',
+        nextPageToken: rows.length > size ? encodePageToken(ctx, request, items[items.length - 1].scheduleId) : '',
       };
     },
 

@@ -113,8 +113,19 @@ const listExpiringSchema = z.object({
   pageSize: z.number(),
   pageToken: z.string().max(1000),
 });
-const expiryCursorSchema = z.object({
-  dueMicros: z.string().regex(/^-?\d{1,20}$/),
+/** Due times are timestamps of the protobuf range (0001-01-01..9999-12-31), in epoch microseconds. */
+const MIN_DUE_MICROS = -62_135_596_800_000_000n;
+const MAX_DUE_MICROS = 253_402_300_799_999_999n;
+/**
+ * A ListExpiring page token's position. dueMicros travels as a decimal string (a bigint column;
+ * JSON numbers lose precision beyond 2^53) and must lie within the due times the kernel can
+ * produce — so within int64 and the timestamp column too, never a value PostgreSQL refuses.
+ */
+const expiryCursorSchema = z.strictObject({
+  dueMicros: z
+    .string()
+    .regex(/^(0|-?[1-9]\d{0,17})$/)
+    .refine((micros) => BigInt(micros) >= MIN_DUE_MICROS && BigInt(micros) <= MAX_DUE_MICROS),
   secretId,
   reason: z.enum(['CERTIFICATE_NOT_AFTER', 'ROTATION_DUE']),
 });
@@ -189,12 +200,12 @@ export function secretService(envelope: Envelope): SecretServiceImplementation<K
 
     async listSecrets(request, ctx) {
       const size = pageSize(request.pageSize);
-      const after = decodePageToken(request.pageToken, secretId, 'secrets') ?? '';
+      const after = decodePageToken(ctx, request, secretId) ?? '';
       const page = await ctx.unitOfWork.run((tx) => listSecrets(tx, after, size + 1));
       const items = page.slice(0, size);
       return {
         secrets: items.map(secretMessage),
-        nextPageToken: page.length > size ? encodePageToken(items[items.length - 1].secretId, 'secrets') : '',
+        nextPageToken: page.length > size ? encodePageToken(ctx, request, items[items.length - 1].secretId) : '',
       };
     },
 
@@ -237,13 +248,12 @@ export function secretService(envelope: Envelope): SecretServiceImplementation<K
     async listSecretVersions(request, ctx) {
       const input = parseRequest(listVersionsSchema, request);
       const size = pageSize(input.pageSize);
-      const query = { versions: input.secretId };
-      const before = decodePageToken(input.pageToken, versionNumber, query);
+      const before = decodePageToken(ctx, request, versionNumber);
       const page = await ctx.unitOfWork.run((tx) => listVersions(tx, input.secretId, before, size + 1));
       const items = page.slice(0, size);
       return {
         versions: items.map(versionMessage),
-        nextPageToken: page.length > size ? encodePageToken(items[items.length - 1].version, query) : '',
+        nextPageToken: page.length > size ? encodePageToken(ctx, request, items[items.length - 1].version) : '',
       };
     },
 
@@ -275,8 +285,7 @@ export function secretService(envelope: Envelope): SecretServiceImplementation<K
     async listExpiring(request, ctx) {
       const input = parseRequest(listExpiringSchema, request);
       const size = pageSize(input.pageSize);
-      const query = { expiring: input.within };
-      const after = decodePageToken(input.pageToken, expiryCursorSchema, query);
+      const after = decodePageToken(ctx, request, expiryCursorSchema);
       const page = await ctx.unitOfWork.run((tx) => listExpiring(tx, input.within!, after, size + 1));
       const items = page.slice(0, size);
       return {
@@ -290,7 +299,7 @@ export function secretService(envelope: Envelope): SecretServiceImplementation<K
             overdue: e.overdue,
           }),
         ),
-        nextPageToken: page.length > size ? encodePageToken(items[items.length - 1].cursor, query) : '',
+        nextPageToken: page.length > size ? encodePageToken(ctx, request, items[items.length - 1].cursor) : '',
       };
     },
   };

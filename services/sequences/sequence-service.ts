@@ -97,7 +97,8 @@ const listNumbersSchema = z.object({
   pageSize: z.number(),
   pageToken: z.string().max(1000),
 });
-const numberCursorSchema = z.object({ period, value });
+/** A ListNumbers page token's position; value within JS's safe integers (z.int()). */
+const numberCursorSchema = z.strictObject({ period, value });
 const getSeriesSchema = z.object({ seriesId });
 const commitSchema = numberRefSchema.extend({ subjectRef });
 const gapReportSchema = z.object({ seriesId, period: period.transform((p) => p || undefined) });
@@ -163,13 +164,13 @@ export function sequenceService(store = new SeriesStore()): SequenceServiceImple
 
     async listSeries(request, ctx) {
       const size = pageSize(request.pageSize);
-      const after = decodePageToken(request.pageToken, seriesId, 'series') ?? '';
+      const after = decodePageToken(ctx, request, seriesId) ?? '';
       const page = await ctx.unitOfWork.run((tx) => store.list(tx, after, size + 1));
       const more = page.length > size;
       const items = page.slice(0, size);
       return {
         series: items.map(seriesMessage),
-        nextPageToken: more ? encodePageToken(items[items.length - 1].seriesId, 'series') : '',
+        nextPageToken: more ? encodePageToken(ctx, request, items[items.length - 1].seriesId) : '',
       };
     },
 
@@ -219,8 +220,7 @@ export function sequenceService(store = new SeriesStore()): SequenceServiceImple
     async listNumbers(request, ctx) {
       const input = parseRequest(listNumbersSchema, request);
       const size = pageSize(input.pageSize);
-      const query = { s: input.seriesId, p: input.period, st: input.status };
-      const after = decodePageToken(input.pageToken, numberCursorSchema, query);
+      const after = decodePageToken(ctx, request, numberCursorSchema);
       const page = await ctx.unitOfWork.run(async (tx) =>
         listNumbers(tx, await store.find(tx, input.seriesId), { period: input.period, status: statusNames[input.status] }, after, size + 1),
       );
@@ -229,7 +229,7 @@ export function sequenceService(store = new SeriesStore()): SequenceServiceImple
       const last = items[items.length - 1];
       return {
         numbers: items.map(numberMessage),
-        nextPageToken: more ? encodePageToken({ period: last.period, value: last.value }, query) : '',
+        nextPageToken: more ? encodePageToken(ctx, request, { period: last.period, value: last.value }) : '',
       };
     },
 

@@ -6,7 +6,6 @@ import { Client } from 'pg';
 import { ResetPolicy } from '../../gen/proto/axis/kernel/sequences/v1/sequence';
 import { SequenceServiceDefinition, type GetGapReportResponse } from '../../gen/proto/axis/kernel/sequences/v1/sequence_service';
 import { mintDevelopmentToken } from '../../services/platform/auth/token-verifier';
-import { encodePageToken } from '../../services/platform/page-token';
 import { errorContractBreaches as breaches, reasonOf, type Outcome } from '../support/error-contract';
 import {
   decodes,
@@ -16,13 +15,16 @@ import {
   hostileRequests,
   hostileString,
   HostileRequest,
+  hostilePageTokens,
   loadService,
+  MintedPageToken,
   probeRequests,
   undecodableBytes,
   type CanonicalValues,
   type FieldHints,
   type TsProtoType,
 } from '../support/hostile-requests';
+import { forgeUnsignedPageToken, kernelPageTokenMinter, type PageTokenMinter } from '../support/page-tokens';
 import { startTestKernel, type TestKernel } from '../support/test-kernel';
 
 /**
@@ -89,14 +91,14 @@ const HINTS: FieldHints = {
   pageSize: fc.integer({ min: 0, max: 1001 }),
   pattern: fc.constantFrom('{SEQ}', 'INV-{YYYY}-{SEQ:5}', '{YY}{MM}-{SEQ:18}', '{DD}.{MM}.{YYYY}/{SEQ:2}', '{SEQ:19}', '{SEQ:0}', '{SEQ}{SEQ}', '{YYYY}', '{', 'x'.repeat(101)),
   timeZone: fc.constantFrom('UTC', 'Europe/Berlin', 'Pacific/Kiritimati', 'Etc/GMT+12', 'America/St_Johns', 'Mars/Olympus', 'utc', '+05:30', 'Europe/../UTC'),
+  // Forged tokens (the unsigned pre-MAC format among them) and tokens minted with the kernel's key
+  // for the request they travel with: a hostile position then reaches the handler's schema.
   pageToken: fc.oneof(
-    fc.constant(''),
-    fc.base64String({ maxLength: 64 }),
-    // Tokens with the right fingerprint (it is not a MAC) and a hostile position.
-    hostileString().map((after) => encodePageToken(after, 'series')),
+    hostilePageTokens((position) => forgeUnsignedPageToken(position, 'series')),
     fc
       .tuple(fc.constantFrom(...SERIES.map((s) => s.seriesId)), hostileString(fc.constantFrom('', THIS_YEAR)), fc.integer())
-      .map(([s, period, value]) => encodePageToken({ period, value }, { s, st: 0 })),
+      .map(([s, period, value]) => forgeUnsignedPageToken({ period, value }, { s, st: 0 })),
+    fc.tuple(hostileString(fc.constantFrom('', THIS_YEAR)), fc.oneof(fc.integer(), fc.constantFrom(2 ** 62, 1.5, -1))).map(([period, value]) => new MintedPageToken({ period, value })),
   ),
 };
 
@@ -118,14 +120,16 @@ const CANONICAL: CanonicalValues = {
   pageSize: 0,
   status: 0,
 };
-/** Page tokens with a valid fingerprint (it is not a MAC) carrying a hostile position. */
+/** Page tokens carrying a hostile position: forged in the unsigned pre-MAC format, and minted with the kernel's key (so the schema sees them). */
 const PROBE_EXTRAS: Record<string, unknown[]> = {
   pageToken: [
-    encodePageToken('\u0000', 'series'),
-    encodePageToken({ nested: true }, 'series'),
-    encodePageToken({ period: '\u0000', value: 1 }, { s: PROBE_SERIES, st: 0 }),
-    encodePageToken({ period: '', value: 2 ** 62 }, { s: PROBE_SERIES, st: 0 }),
-    encodePageToken({ period: '', value: 1.5 }, { s: PROBE_SERIES, st: 0 }),
+    forgeUnsignedPageToken('\u0000', 'series'),
+    forgeUnsignedPageToken({ period: '', value: 2 ** 62 }, { s: PROBE_SERIES, st: 0 }),
+    ...['\u0000', { nested: true }, { period: '\u0000', value: 1 }, { period: '', value: 2 ** 62 }, { period: '', value: 1.5 }, { period: '', value: '1' }, 'fz-never\u0000'].map(
+      (position) => new MintedPageToken(position),
+    ),
+    new MintedPageToken({ period: '', value: 1 }, 'flip'),
+    new MintedPageToken({ period: '', value: 1 }, 'other-tenant'),
   ],
 };
 
@@ -141,8 +145,11 @@ describe('hostile input', () => {
   const note = (key: string) => seen.set(key, (seen.get(key) ?? 0) + 1);
   const findings = new Map<string, string>();
 
+  let minter: PageTokenMinter;
+
   beforeAll(async () => {
     kernel = await startTestKernel();
+    minter = await kernelPageTokenMinter(kernel.databaseUrl);
     token = await kernel.token({ tenants: [TENANT], sub: SUBJECT });
     channel = createChannel(kernel.address);
     client = createClient(RAW_DEFINITION, channel) as unknown as typeof client;
@@ -209,8 +216,10 @@ describe('hostile input', () => {
 
   describe.each(METHODS.map((m) => [m.name, m] as const))('%s', (name, m) => {
     /** Sends one hostile request; returns a description of each contract breach (none when the kernel coped). */
+    const mint = (request: unknown, position: unknown, otherTenant: boolean) => minter.mint(m, otherTenant ? `${TENANT}-other` : TENANT, request as { pageToken: string }, position);
+
     async function probe(request: HostileRequest, kind: string): Promise<string | undefined> {
-      const bytes = encodeHostile(m.requestType, m.input, request);
+      const bytes = encodeHostile(m.requestType, m.input, request, mint);
       const outcome = await send(m, bytes);
       note(`${kind.padEnd(8)} ${name.padEnd(17)} ${summary(outcome)}`);
       const problems = breaches(outcome);
@@ -244,7 +253,7 @@ describe('hostile input', () => {
     });
 
     test('garbage bytes are refused with a gRPC error and the server keeps serving', async () => {
-      const valid = hostileRequests(DESCRIPTORS, name, HINTS).map((r) => encodeHostile(m.requestType, m.input, r));
+      const valid = hostileRequests(DESCRIPTORS, name, HINTS).map((r) => encodeHostile(m.requestType, m.input, r, mint));
       const payloads = fc.oneof({ arbitrary: undecodableBytes(m.requestType, valid), weight: 3 }, { arbitrary: fc.uint8Array({ minLength: 1, maxLength: 512 }), weight: 1 });
       await fc.assert(
         fc.asyncProperty(payloads, async (garbage) => {
@@ -330,11 +339,12 @@ describe('hostile input', () => {
       const printable = fc.string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)), maxLength: 600 });
       await fc.assert(
         fc.asyncProperty(printable, printable, async (authorization, tenantId) => {
-          await expectRefusal(`authorization ${JSON.stringify(authorization)}`, { authorization, ...tenant }, U, ['TOKEN_MISSING', 'TOKEN_MALFORMED', 'TOKEN_INVALID']);
+          await expectRefusal(`authorization ${JSON.stringify(authorization)}`, { authorization, ...tenant }, U, ['TOKEN_MISSING', 'TOKEN_MALFORMED', 'TOKEN_AMBIGUOUS', 'TOKEN_INVALID']);
           fc.pre(tenantId !== TENANT);
           // HTTP/2 drops header values with surrounding whitespace, so those arrive as no tenant at all.
           await expectOneOf(`x-tenant-id ${JSON.stringify(tenantId)}`, { authorization: `Bearer ${token}`, 'x-tenant-id': tenantId, ...key }, [
             'INVALID_ARGUMENT TENANT_INVALID',
+            'INVALID_ARGUMENT TENANT_AMBIGUOUS',
             'INVALID_ARGUMENT TENANT_MISSING',
             'PERMISSION_DENIED TENANT_NOT_ALLOWED',
           ]);

@@ -4,21 +4,23 @@ import * as fc from 'fast-check';
 import { ClientError, createChannel, createClient, Metadata, Status, type CallOptions, type Channel } from 'nice-grpc';
 import { SecretKind } from '../../gen/proto/axis/kernel/secrets/v1/secret';
 import { SecretServiceDefinition } from '../../gen/proto/axis/kernel/secrets/v1/secret_service';
-import { encodePageToken } from '../../services/platform/page-token';
 import { CRASH_CODES, errorContractBreaches as breaches, type Outcome } from '../support/error-contract';
 import {
   decodes,
   rawMethodDefinitions,
   describeValue,
   encodeHostile,
+  hostilePageTokens,
   hostileRequests,
   loadService,
+  MintedPageToken,
   probeRequests,
   undecodableBytes,
   type FieldHints,
   type HostileRequest,
   type TsProtoType,
 } from '../support/hostile-requests';
+import { forgeUnsignedPageToken, kernelPageTokenMinter, type PageTokenMinter } from '../support/page-tokens';
 import { startTestKernel, type TestKernel } from '../support/test-kernel';
 import { opensslCertificate } from './secret-fixtures';
 
@@ -60,7 +62,7 @@ const HINTS: FieldHints = {
   version: fc.oneof(fc.integer({ min: 0, max: 6 }), fc.constantFrom(-1, 2 ** 31, 2 ** 53)),
   expectedLatestVersion: fc.oneof(fc.integer({ min: 0, max: 6 }), fc.constantFrom(-1, 2 ** 31)),
   pageSize: fc.integer({ min: 0, max: 1001 }),
-  pageToken: fc.oneof(fc.constant(''), fc.base64String({ maxLength: 64 }), fc.integer().map((v) => encodePageToken(v, { versions: 'fz-opaque' }))),
+  pageToken: fc.oneof(hostilePageTokens((position) => forgeUnsignedPageToken(position, { versions: 'fz-opaque' })), fc.integer().map((v) => new MintedPageToken(v))),
 };
 
 describe('SecretService hostile input', () => {
@@ -89,8 +91,11 @@ describe('SecretService hostile input', () => {
     if (!outcome.ok) throw new Error(`fixture call failed: ${Status[outcome.code]}`);
   }
 
+  let minter: PageTokenMinter;
+
   beforeAll(async () => {
     kernel = await startTestKernel();
+    minter = await kernelPageTokenMinter(kernel.databaseUrl);
     token = await kernel.token({ tenants: [TENANT] });
     channel = createChannel(kernel.address);
     client = createClient(RAW_DEFINITION, channel) as unknown as typeof client;
@@ -116,8 +121,10 @@ describe('SecretService hostile input', () => {
   const options = (runs: number): fc.Parameters<unknown> => ({ numRuns: runs, seed: SEED, plugins: [fc.interruptAfterTimeLimit(40_000)] });
 
   describe.each(METHODS.map((m) => [m.name, m] as const))('%s', (name, m) => {
+    const mint = (request: unknown, position: unknown, otherTenant: boolean) => minter.mint(m, otherTenant ? `${TENANT}-other` : TENANT, request as { pageToken: string }, position);
+
     async function probe(request: HostileRequest): Promise<string | undefined> {
-      const outcome = await send(m, encodeHostile(m.requestType, m.input, request));
+      const outcome = await send(m, encodeHostile(m.requestType, m.input, request, mint));
       const problems = breaches(outcome);
       return problems.length ? `${name}(${describeValue(request.partial)}): ${problems.join('; ')}` : undefined;
     }
@@ -139,7 +146,7 @@ describe('SecretService hostile input', () => {
     });
 
     test('garbage bytes are refused and the server keeps serving', async () => {
-      const valid = hostileRequests(DESCRIPTORS, name, HINTS).map((r) => encodeHostile(m.requestType, m.input, r));
+      const valid = hostileRequests(DESCRIPTORS, name, HINTS).map((r) => encodeHostile(m.requestType, m.input, r, mint));
       await fc.assert(
         fc.asyncProperty(undecodableBytes(m.requestType, valid), async (garbage) => {
           const result = await rawCall(m.path, Buffer.from(garbage));

@@ -3,12 +3,30 @@ import { createLocalJWKSet, errors as joseErrors, jwtVerify, SignJWT, type JWTPa
 import { Status } from 'nice-grpc-common';
 import { z } from 'zod';
 import { KernelError } from '../kernel-error';
+import { TENANT_ID_PATTERN } from '../middleware/tenant';
 import type { Principal } from './principal';
 
+/**
+ * What a verified token may claim. A valid signature proves who issued the claims, not that
+ * they are fit to use: the subject becomes the principal of audit entries, idempotency records
+ * and log lines, tenants and scopes are compared with request metadata. So:
+ *  - `sub`: 1–255 visible ASCII characters (U+0021–U+007E). OpenID Connect already limits `sub`
+ *    to 255 ASCII characters; excluding spaces and controls as well keeps a principal one
+ *    unambiguous word in logs and audit entries — no U+0000 (which PostgreSQL text cannot
+ *    hold), no line breaks, no bidi overrides or look-alike letters that would let one
+ *    principal pose as another when a person reads the log.
+ *  - `tenants`: 1–1000 entries, each `*` (any tenant: operators) or a tenant id
+ *    (TENANT_ID_PATTERN), so that no entry can match anything but the tenant it names.
+ *  - `scope`: printable ASCII (U+0020–U+007E, space-separated scopes), at most 4096 characters.
+ * A token outside this is UNAUTHENTICATED TOKEN_CLAIMS_INVALID.
+ */
 const claimsSchema = z.object({
-  sub: z.string().min(1).max(255),
-  tenants: z.array(z.string().min(1).max(63)).min(1).max(1000),
-  scope: z.string().max(4096).default(''),
+  sub: z.string().regex(/^[\x21-\x7e]{1,255}$/),
+  tenants: z
+    .array(z.string().refine((tenant) => tenant === '*' || TENANT_ID_PATTERN.test(tenant)))
+    .min(1)
+    .max(1000),
+  scope: z.string().regex(/^[\x20-\x7e]{0,4096}$/).default(''),
   exp: z.number(),
 });
 

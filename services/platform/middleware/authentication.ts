@@ -5,6 +5,15 @@ import type { TokenVerifier } from '../auth/token-verifier';
 import { KernelError } from '../kernel-error';
 import { TENANT_ID_PATTERN } from './tenant';
 
+/**
+ * More than one credential: two `authorization` entries, or one holding a comma — the HTTP list
+ * syntax in which proxies (and Node's HTTP/2 server, for most headers) join repeated fields.
+ * Taking the first would let the one this kernel checks differ from the one something in front
+ * of it checked, so the call is refused. (Node's HTTP/2 server itself drops every `authorization`
+ * field after the first before grpc-js sees the call — see the README's error model.)
+ */
+const tokenAmbiguous = () => new KernelError(Status.UNAUTHENTICATED, 'TOKEN_AMBIGUOUS', 'the call carries more than one authorization credential');
+
 /** The principal of an entry recording an authentication failure: nobody was authenticated. */
 export const ANONYMOUS_PRINCIPAL = 'anonymous';
 
@@ -18,9 +27,12 @@ export function authenticationMiddleware(deps: { verifier: TokenVerifier; audit:
   return async function* authentication(call, context) {
     let principal;
     try {
-      const header = context.metadata.get('authorization');
+      const headers = context.metadata.getAll('authorization');
+      if (headers.length > 1) throw tokenAmbiguous();
+      const header = headers[0];
       if (!header) throw new KernelError(Status.UNAUTHENTICATED, 'TOKEN_MISSING', 'the authorization metadata (Bearer token) is required');
       const match = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/.exec(header.trim());
+      if (!match && header.includes(',')) throw tokenAmbiguous();
       if (!match) throw new KernelError(Status.UNAUTHENTICATED, 'TOKEN_MALFORMED', 'authorization must be "Bearer <JWT>"');
       principal = await deps.verifier.verify(match[1]);
     } catch (error) {

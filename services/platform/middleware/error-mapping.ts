@@ -12,6 +12,7 @@ import {
 import type { TracingContext } from '../call-context';
 import { ERROR_DOMAIN, KernelError } from '../kernel-error';
 import type { Metrics } from '../observability/metrics';
+import { VALUE_REJECTED } from '../database/postgres-errors';
 
 /**
  * The edge of the error model (law 6): a KernelError becomes a google.rpc.Status with exactly
@@ -31,6 +32,14 @@ export function errorMappingMiddleware(deps: { metrics: Metrics }): ServerMiddle
         deps.metrics.increment('rpc_internal_errors_total', { method: context.method.action });
       } else if (kernelError.code === Status.UNAVAILABLE || kernelError.code === Status.DATA_LOSS) {
         context.log.error({ err: kernelError.options.cause ?? kernelError, reason: kernelError.reason }, kernelError.message);
+      } else if (kernelError.reason === VALUE_REJECTED) {
+        // The caller gets a permanent INVALID_ARGUMENT, but the kernel's validation let through a
+        // value PostgreSQL refused: a gap to close, which must not pass unnoticed (law 10: nothing silent).
+        context.log.error(
+          { err: kernelError.options.cause ?? kernelError, reason: kernelError.reason, sqlstate: kernelError.options.metadata?.sqlstate },
+          'validation gap: the database refused a value of the request',
+        );
+        deps.metrics.increment('rpc_validation_gaps_total', { method: context.method.action });
       }
       throw toRichServerError(kernelError, context.trace.traceId);
     }

@@ -35,7 +35,15 @@ export function idempotencyMiddleware(deps: { db: Database; committer: MutationC
     }
 
     // An audited read takes no key: nothing is replayed, its response (say, a secret) is never stored.
-    const key = method.auditedRead ? undefined : context.metadata.get('idempotency-key');
+    const keys = method.auditedRead ? [] : context.metadata.getAll('idempotency-key');
+    // Two entries — or one that Node's HTTP/2 server joined from two with ", " (a valid key has
+    // no space) — are two keys: replaying under either one would be a guess.
+    if (keys.length > 1 || keys[0]?.includes(', ')) {
+      throw invalidArgument('IDEMPOTENCY_KEY_AMBIGUOUS', 'the call carries more than one idempotency-key', [
+        { field: 'idempotency-key', description: 'exactly one key' },
+      ]);
+    }
+    const key = keys[0];
     if (!method.auditedRead && (key === undefined || key === '')) {
       throw invalidArgument('IDEMPOTENCY_KEY_MISSING', 'mutating calls need an idempotency-key metadata entry', [
         { field: 'idempotency-key', description: 'required on every mutating RPC' },

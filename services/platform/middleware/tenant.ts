@@ -1,8 +1,9 @@
 import { Status, type ServerMiddleware } from 'nice-grpc-common';
 import { hasScope, mayActForTenant } from '../auth/principal';
-import type { AuthenticationContext, TenantContext, TracingContext } from '../call-context';
+import type { AuthenticationContext, PageTokenContext, TenantContext, TracingContext } from '../call-context';
 import type { AuditLog } from '../audit/audit-log';
 import { invalidArgument, KernelError } from '../kernel-error';
+import type { PageTokenCodec } from '../page-token';
 
 /** Tenant ids: short, lower-case, safe in resource names and logs. */
 export const TENANT_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
@@ -12,9 +13,15 @@ export const TENANT_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
  * one the token allows; then the method's scope must be held. Both refusals are security
  * events, recorded in the tenant's audit log in their own transaction (law 3).
  */
-export function tenantMiddleware(deps: { audit: AuditLog }): ServerMiddleware<TenantContext, TracingContext & AuthenticationContext> {
+export function tenantMiddleware(deps: { audit: AuditLog; pageTokens: PageTokenCodec }): ServerMiddleware<TenantContext & PageTokenContext, TracingContext & AuthenticationContext> {
   return async function* tenant(call, context) {
-    const tenantId = context.metadata.get('x-tenant-id')?.trim();
+    const entries = context.metadata.getAll('x-tenant-id');
+    const tenantId = entries[0]?.trim();
+    // Two entries (or, as Node's HTTP/2 server delivers repeated headers, one joined with ", ")
+    // name two tenants: refused rather than picking one.
+    if (entries.length > 1 || tenantId?.includes(',')) {
+      throw invalidArgument('TENANT_AMBIGUOUS', 'the call names more than one x-tenant-id', [{ field: 'x-tenant-id', description: 'exactly one tenant' }]);
+    }
     if (!tenantId) throw invalidArgument('TENANT_MISSING', 'the x-tenant-id metadata is required', [{ field: 'x-tenant-id', description: 'required' }]);
     if (!TENANT_ID_PATTERN.test(tenantId)) {
       throw invalidArgument('TENANT_INVALID', 'x-tenant-id must match [a-z0-9][a-z0-9_-]{0,62}', [
@@ -41,6 +48,6 @@ export function tenantMiddleware(deps: { audit: AuditLog }): ServerMiddleware<Te
       throw denial;
     }
     context.parties.tenant = tenantId;
-    return yield* call.next(call.request, { ...context, tenantId, log: context.log.child({ tenant: tenantId, principal: principal.subject }) });
+    return yield* call.next(call.request, { ...context, tenantId, pageTokens: deps.pageTokens, log: context.log.child({ tenant: tenantId, principal: principal.subject }) });
   };
 }

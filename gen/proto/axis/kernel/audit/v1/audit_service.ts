@@ -2976,11 +2976,19 @@ export const PurgeExpiredResponse: MessageFns<PurgeExpiredResponse> = {
  * ExportLog file offline with only the public key.
  *
  * Sizes and indexes are int64 so that a negative value is refused by name. Every RPC may also
- * return the platform reasons: UNAUTHENTICATED, PERMISSION_DENIED (SCOPE_MISSING,
- * TENANT_NOT_ALLOWED), INVALID_ARGUMENT (IDEMPOTENCY_KEY_MISSING, IDEMPOTENCY_KEY_REUSED,
- * TENANT_MISSING, FIELD_INVALID, PAGE_TOKEN_INVALID), ABORTED (IDEMPOTENCY_KEY_IN_USE) and
- * INTERNAL. Scopes: audit:read, audit:write (AppendEvents), audit:admin (retention, legal
- * hold, purge). A tenant reads only its own log; a tenant with no entries has an empty log.
+ * return the platform reasons: UNAUTHENTICATED (TOKEN_MISSING, TOKEN_MALFORMED, TOKEN_AMBIGUOUS,
+ * TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_CLAIMS_INVALID), PERMISSION_DENIED (SCOPE_MISSING,
+ * TENANT_NOT_ALLOWED), INVALID_ARGUMENT (TENANT_MISSING, TENANT_INVALID, TENANT_AMBIGUOUS,
+ * IDEMPOTENCY_KEY_MISSING, IDEMPOTENCY_KEY_INVALID, IDEMPOTENCY_KEY_AMBIGUOUS,
+ * IDEMPOTENCY_KEY_REUSED, REQUEST_MALFORMED, FIELD_INVALID, PAGE_TOKEN_INVALID, VALUE_REJECTED),
+ * RESOURCE_EXHAUSTED (REQUEST_TOO_LARGE), ABORTED (IDEMPOTENCY_KEY_IN_USE), UNAVAILABLE
+ * (DATABASE_UNAVAILABLE, with RetryInfo) and INTERNAL. FIELD_INVALID covers, for every RPC, strings
+ * that are not UTF-8 or hold U+0000, Struct keys with U+0000, NaN and ±Infinity in Struct values,
+ * and Timestamps and Durations outside their protobuf range (BadRequest names the field).
+ * VALUE_REJECTED means the database refused a value the kernel's validation let through: permanent
+ * (never retry it), and logged by the kernel as a gap to close. Scopes: audit:read, audit:write
+ * (AppendEvents), audit:admin (retention, legal hold, purge). A tenant reads only its own log; a
+ * tenant with no entries has an empty log.
  */
 export type AuditServiceDefinition = typeof AuditServiceDefinition;
 export const AuditServiceDefinition = {

@@ -1195,10 +1195,17 @@ export const ResumeBatchResponse: MessageFns<ResumeBatchResponse> = {
  * guarded by the expected checkpoint, so a crash resumes from the last checkpoint (the lost
  * node's job is rescued when its lease lapses) and no committed item is processed twice.
  *
- * Every RPC may also return the platform reasons: UNAUTHENTICATED, PERMISSION_DENIED
- * (SCOPE_MISSING, TENANT_NOT_ALLOWED), INVALID_ARGUMENT (IDEMPOTENCY_KEY_MISSING,
- * IDEMPOTENCY_KEY_REUSED, TENANT_MISSING, REQUEST_MALFORMED, FIELD_INVALID), ABORTED
- * (IDEMPOTENCY_KEY_IN_USE) and INTERNAL. Scopes: batch:read for reads, batch:write for changes.
+ * Every RPC may also return the platform reasons: UNAUTHENTICATED (TOKEN_MISSING, TOKEN_MALFORMED,
+ * TOKEN_AMBIGUOUS, TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_CLAIMS_INVALID), PERMISSION_DENIED
+ * (SCOPE_MISSING, TENANT_NOT_ALLOWED), INVALID_ARGUMENT (TENANT_MISSING, TENANT_INVALID,
+ * TENANT_AMBIGUOUS, IDEMPOTENCY_KEY_MISSING, IDEMPOTENCY_KEY_INVALID, IDEMPOTENCY_KEY_AMBIGUOUS,
+ * IDEMPOTENCY_KEY_REUSED, REQUEST_MALFORMED, FIELD_INVALID, VALUE_REJECTED), RESOURCE_EXHAUSTED
+ * (REQUEST_TOO_LARGE), ABORTED (IDEMPOTENCY_KEY_IN_USE), UNAVAILABLE (DATABASE_UNAVAILABLE, with
+ * RetryInfo) and INTERNAL. FIELD_INVALID covers, for every RPC, strings that are not UTF-8 or hold
+ * U+0000, Struct keys with U+0000, NaN and ±Infinity in Struct values, and Timestamps and Durations
+ * outside their protobuf range (BadRequest names the field). VALUE_REJECTED means the database
+ * refused a value the kernel's validation let through: permanent (never retry it), and logged by
+ * the kernel as a gap to close. Scopes: batch:read for reads, batch:write for changes.
  */
 export type BatchServiceDefinition = typeof BatchServiceDefinition;
 export const BatchServiceDefinition = {

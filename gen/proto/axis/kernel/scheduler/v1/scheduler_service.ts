@@ -2735,11 +2735,18 @@ export const FailJobResponse: MessageFns<FailJobResponse> = {
  * kernel code, or on remote workers through LeaseJobs / Heartbeat / CompleteJob / FailJob.
  * Delivery is at least once; every lease carries a fencing token.
  *
- * Every RPC may also return the platform reasons: UNAUTHENTICATED, PERMISSION_DENIED
- * (SCOPE_MISSING, TENANT_NOT_ALLOWED), INVALID_ARGUMENT (IDEMPOTENCY_KEY_MISSING,
- * IDEMPOTENCY_KEY_REUSED, TENANT_MISSING, FIELD_INVALID), ABORTED (IDEMPOTENCY_KEY_IN_USE) and
- * INTERNAL. Scopes: scheduler:read for reads, scheduler:write for changes, scheduler:work for
- * the remote-worker RPCs (LeaseJobs, Heartbeat, CompleteJob, FailJob).
+ * Every RPC may also return the platform reasons: UNAUTHENTICATED (TOKEN_MISSING, TOKEN_MALFORMED,
+ * TOKEN_AMBIGUOUS, TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_CLAIMS_INVALID), PERMISSION_DENIED
+ * (SCOPE_MISSING, TENANT_NOT_ALLOWED), INVALID_ARGUMENT (TENANT_MISSING, TENANT_INVALID,
+ * TENANT_AMBIGUOUS, IDEMPOTENCY_KEY_MISSING, IDEMPOTENCY_KEY_INVALID, IDEMPOTENCY_KEY_AMBIGUOUS,
+ * IDEMPOTENCY_KEY_REUSED, REQUEST_MALFORMED, FIELD_INVALID, VALUE_REJECTED), RESOURCE_EXHAUSTED
+ * (REQUEST_TOO_LARGE), ABORTED (IDEMPOTENCY_KEY_IN_USE), UNAVAILABLE (DATABASE_UNAVAILABLE, with
+ * RetryInfo) and INTERNAL. FIELD_INVALID covers, for every RPC, strings that are not UTF-8 or hold
+ * U+0000, Struct keys with U+0000, NaN and ±Infinity in Struct values, and Timestamps and Durations
+ * outside their protobuf range (BadRequest names the field). VALUE_REJECTED means the database
+ * refused a value the kernel's validation let through: permanent (never retry it), and logged by
+ * the kernel as a gap to close. Scopes: scheduler:read for reads, scheduler:write for changes,
+ * scheduler:work for the remote-worker RPCs (LeaseJobs, Heartbeat, CompleteJob, FailJob).
  */
 export type SchedulerServiceDefinition = typeof SchedulerServiceDefinition;
 export const SchedulerServiceDefinition = {

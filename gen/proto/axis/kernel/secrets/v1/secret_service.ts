@@ -2088,11 +2088,19 @@ export const ListExpiringResponse: MessageFns<ListExpiringResponse> = {
  * master key; the ciphertext is bound to tenant, secret and version). No RPC but
  * AccessSecretVersion returns a value, and no log line or audit entry ever holds one.
  *
- * Every RPC may also return the platform reasons: UNAUTHENTICATED, PERMISSION_DENIED
- * (SCOPE_MISSING, TENANT_NOT_ALLOWED), INVALID_ARGUMENT (IDEMPOTENCY_KEY_MISSING,
- * IDEMPOTENCY_KEY_REUSED, TENANT_MISSING, FIELD_INVALID), ABORTED (IDEMPOTENCY_KEY_IN_USE) and
- * INTERNAL. Scopes: secrets:read for metadata reads, secrets:write for changes, secrets:access
- * for AccessSecretVersion. Another tenant's secret answers NOT_FOUND (SECRET_NOT_FOUND).
+ * Every RPC may also return the platform reasons: UNAUTHENTICATED (TOKEN_MISSING, TOKEN_MALFORMED,
+ * TOKEN_AMBIGUOUS, TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_CLAIMS_INVALID), PERMISSION_DENIED
+ * (SCOPE_MISSING, TENANT_NOT_ALLOWED), INVALID_ARGUMENT (TENANT_MISSING, TENANT_INVALID,
+ * TENANT_AMBIGUOUS, IDEMPOTENCY_KEY_MISSING, IDEMPOTENCY_KEY_INVALID, IDEMPOTENCY_KEY_AMBIGUOUS,
+ * IDEMPOTENCY_KEY_REUSED, REQUEST_MALFORMED, FIELD_INVALID, VALUE_REJECTED), RESOURCE_EXHAUSTED
+ * (REQUEST_TOO_LARGE), ABORTED (IDEMPOTENCY_KEY_IN_USE), UNAVAILABLE (DATABASE_UNAVAILABLE, with
+ * RetryInfo) and INTERNAL. FIELD_INVALID covers, for every RPC, strings that are not UTF-8 or hold
+ * U+0000, Struct keys with U+0000, NaN and ±Infinity in Struct values, and Timestamps and Durations
+ * outside their protobuf range (BadRequest names the field). VALUE_REJECTED means the database
+ * refused a value the kernel's validation let through: permanent (never retry it), and logged by
+ * the kernel as a gap to close. Scopes: secrets:read for metadata reads, secrets:write for changes,
+ * secrets:access for AccessSecretVersion. Another tenant's secret answers NOT_FOUND
+ * (SECRET_NOT_FOUND).
  */
 export type SecretServiceDefinition = typeof SecretServiceDefinition;
 export const SecretServiceDefinition = {
