@@ -2851,8 +2851,10 @@ export const SchedulerServiceDefinition = {
     },
     /**
      * Fires the cron ticks in (start_time, end_time] that were never fired (each tick at most
-     * once, ever); backfilled ticks always enqueue. Reasons: NOT_FOUND (SCHEDULE_NOT_FOUND),
-     * INVALID_ARGUMENT (BACKFILL_TOO_LARGE: more than 1000 ticks, RANGE_INVALID).
+     * once, ever); backfilled ticks always enqueue. Only the past can be backfilled: a future tick
+     * fired now would take the slot of the real one. Reasons: NOT_FOUND (SCHEDULE_NOT_FOUND),
+     * INVALID_ARGUMENT (BACKFILL_TOO_LARGE: more than 1000 ticks, RANGE_INVALID,
+     * BACKFILL_IN_FUTURE: end_time later than now).
      */
     backfillSchedule: {
       name: "BackfillSchedule",
@@ -2972,8 +2974,10 @@ export interface SchedulerServiceImplementation<CallContextExt = {}> {
   ): Promise<DeepPartial<TriggerScheduleResponse>>;
   /**
    * Fires the cron ticks in (start_time, end_time] that were never fired (each tick at most
-   * once, ever); backfilled ticks always enqueue. Reasons: NOT_FOUND (SCHEDULE_NOT_FOUND),
-   * INVALID_ARGUMENT (BACKFILL_TOO_LARGE: more than 1000 ticks, RANGE_INVALID).
+   * once, ever); backfilled ticks always enqueue. Only the past can be backfilled: a future tick
+   * fired now would take the slot of the real one. Reasons: NOT_FOUND (SCHEDULE_NOT_FOUND),
+   * INVALID_ARGUMENT (BACKFILL_TOO_LARGE: more than 1000 ticks, RANGE_INVALID,
+   * BACKFILL_IN_FUTURE: end_time later than now).
    */
   backfillSchedule(
     request: BackfillScheduleRequest,
@@ -3063,8 +3067,10 @@ export interface SchedulerServiceClient<CallOptionsExt = {}> {
   ): Promise<TriggerScheduleResponse>;
   /**
    * Fires the cron ticks in (start_time, end_time] that were never fired (each tick at most
-   * once, ever); backfilled ticks always enqueue. Reasons: NOT_FOUND (SCHEDULE_NOT_FOUND),
-   * INVALID_ARGUMENT (BACKFILL_TOO_LARGE: more than 1000 ticks, RANGE_INVALID).
+   * once, ever); backfilled ticks always enqueue. Only the past can be backfilled: a future tick
+   * fired now would take the slot of the real one. Reasons: NOT_FOUND (SCHEDULE_NOT_FOUND),
+   * INVALID_ARGUMENT (BACKFILL_TOO_LARGE: more than 1000 ticks, RANGE_INVALID,
+   * BACKFILL_IN_FUTURE: end_time later than now).
    */
   backfillSchedule(
     request: DeepPartial<BackfillScheduleRequest>,
