@@ -52,7 +52,7 @@ describe('platform contract', () => {
       const readOnly = await tenantClient('scoped', 'sequences:read');
       const refused = await refusal(readOnly.createSeries({ series: { seriesId: 's', pattern: '{SEQ}', resetPolicy: ResetPolicy.RESET_POLICY_NEVER, timeZone: 'UTC' } }));
       expect([refused.code, refused.reason]).toEqual([Status.PERMISSION_DENIED, 'SCOPE_MISSING']);
-      const rows = await sql(`SELECT outcome, detail->>'reason' AS reason, trace_id FROM kernel_audit_event WHERE tenant_id = 'scoped'`);
+      const rows = await sql(`SELECT outcome, detail->>'reason' AS reason, trace_id FROM kernel_audit_event WHERE tenant_id = 'scoped' AND action NOT LIKE 'kernel.audit/%'`);
       expect(rows).toEqual([{ outcome: 'DENIED', reason: 'SCOPE_MISSING', trace_id: refused.traceId }]);
     });
   });
