@@ -23,7 +23,7 @@ import { Pool } from 'pg';
 import { closeKernelClient, createSchedulerClient } from '../clients/src';
 import { mintDevelopmentToken } from '../services/platform/auth/token-verifier';
 import { loadConfig } from '../services/platform/config';
-import { startKernel } from '../services/platform/kernel';
+import { startKernel } from '../services/kernel/kernel';
 import { createLogger } from '../services/platform/observability/logger';
 import { enqueueJob } from '../services/scheduler/job-api';
 import { createTestDatabase } from '../tests/support/test-database';

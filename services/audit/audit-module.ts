@@ -2,21 +2,24 @@ import { AuditServiceDefinition } from '../../gen/proto/axis/kernel/audit/v1/aud
 import { SYSTEM_PRINCIPAL, type AuditLog } from '../platform/audit/audit-log';
 import type { Database } from '../platform/database/database';
 import type { Logger } from '../platform/observability/logger';
-import type { KernelDependencies, KernelServiceModule } from '../platform/service-module';
+import type { CapabilityModule, KernelDependencies } from '../platform/capability-module';
+import { KernelKeys } from '../keymaster';
 import { AuditSigner } from './audit-key';
 import { auditService, purge } from './audit-service';
 import { PURGE_ACTION } from './audit-store';
 import { AuditIntegrator } from './integrator';
 
 /**
- * K-W1 as the kernel serves it: the AuditService, the integrator that every node offers to run
- * on a short period (one integrates at a time), and the retention sweep as a system job.
+ * K-W1 as the kernel serves it: the AuditService, the integrator that every node runs on a
+ * short period (nodes share the tenants, one integrates each at a time), and the retention
+ * sweep as a system job.
  */
-export function auditModule(deps: KernelDependencies): KernelServiceModule {
-  const integrator = new AuditIntegrator(deps.db, new AuditSigner(deps.envelope, deps.audit, deps.log, deps.metrics), deps.log, deps.metrics, deps.config.KERNEL_AUDIT_BATCH_SIZE);
+export function auditModule(deps: KernelDependencies): CapabilityModule {
+  const signer = new AuditSigner(new KernelKeys(deps.envelope, deps.log, deps.metrics), deps.audit);
+  const integrator = new AuditIntegrator(deps.db, signer, deps.log, deps.metrics, deps.config.KERNEL_AUDIT_BATCH_SIZE);
   return {
     definition: AuditServiceDefinition,
-    implementation: auditService({ minRetentionSeconds: deps.config.KERNEL_AUDIT_MIN_RETENTION_SECONDS }),
+    implementation: auditService({ minRetentionSeconds: deps.config.KERNEL_AUDIT_MIN_RETENTION_SECONDS, signer }),
     scopes: { SetRetentionPolicy: 'audit:admin', SetLegalHold: 'audit:admin', PurgeExpired: 'audit:admin' },
     // VerifyLog reads the whole log; ExportLog streams (exempt from the default budget anyway).
     budgetsMs: { VerifyLog: 120_000 },
@@ -39,7 +42,7 @@ export async function purgeExpiredEverywhere(db: Database, audit: AuditLog, log:
     const purged = await db.inTenantTransaction(t, async (tx) => {
       const result = await purge(tx, 10_000);
       if (result.purged > 0) {
-        await audit.append(tx, { tenantId: t, principal: SYSTEM_PRINCIPAL, action: PURGE_ACTION, resource: 'log', outcome: 'OK', traceId, detail: { purged: result.purged, through_seq: result.throughSeq } });
+        audit.append(tx, { tenantId: t, principal: SYSTEM_PRINCIPAL, action: PURGE_ACTION, resource: 'log', outcome: 'OK', traceId, detail: { purged: result.purged, through_seq: result.throughSeq } });
       }
       return result.purged;
     });

@@ -8,7 +8,6 @@ import { failedPrecondition, invalidArgument, KernelError, notFound } from '../p
 import { decodePageToken, encodePageToken, pageSize } from '../platform/page-token';
 import { parseRequest } from '../platform/request-validation';
 import {
-  auditVerifierKeys,
   findCheckpoint,
   findEvent,
   listCheckpoints,
@@ -19,6 +18,7 @@ import {
   type EventFilter,
   type StoredEntry,
 } from './audit-store';
+import type { AuditSigner } from './audit-key';
 import { leafText } from './log-entry';
 import { LogVerifier, verifiableCheckpoint, type ProblemKind as ProblemKindName } from './log-verifier';
 import { consistencyRanges, inclusionRanges, MissingNodeError, rangeHashes } from './merkle';
@@ -28,6 +28,8 @@ import { logHead, storedFrontier, storedNodes } from './tree-store';
 export interface AuditServiceOptions {
   /** The shortest retention a tenant may set (seconds). */
   minRetentionSeconds: number;
+  /** The tenants' audit keys (their verifier keys are served with checkpoints and proofs). */
+  signer: AuditSigner;
 }
 
 export const EXPORT_FORMAT = 'axis-audit-export/1';
@@ -216,7 +218,7 @@ async function* walkLog(ctx: KernelCallContext, fromSeq: number, toSize: number)
 
 export function auditService(options: AuditServiceOptions): AuditServiceImplementation<KernelCallContext> {
   const verifiersOf = async (tx: TenantTransaction): Promise<{ keys: Map<number, string>; verifiers: NoteVerifier[] }> => {
-    const keys = await auditVerifierKeys(tx, tx.tenantId);
+    const keys = await options.signer.verifierKeys(tx);
     return { keys, verifiers: [...keys.values()].map(parseVerifierKey) };
   };
 
@@ -279,7 +281,7 @@ export function auditService(options: AuditServiceOptions): AuditServiceImplemen
       const input = parseRequest(checkpointSchema, request);
       const result = await ctx.unitOfWork.run(async (tx) => {
         const found = await findCheckpoint(tx, tx.tenantId, input.treeSize);
-        return found && { found, keys: await auditVerifierKeys(tx, tx.tenantId) };
+        return found && { found, keys: await options.signer.verifierKeys(tx) };
       });
       if (!result) {
         throw notFound('CHECKPOINT_NOT_FOUND', input.treeSize === undefined ? 'the log has no checkpoint yet' : `no checkpoint at tree size ${input.treeSize}`);
@@ -293,7 +295,7 @@ export function auditService(options: AuditServiceOptions): AuditServiceImplemen
         await requireSize(tx, tx.tenantId, input.treeSize);
         const hashes = await proofHashes(tx, tx.tenantId, [[input.leafIndex, input.leafIndex + 1], ...inclusionRanges(input.leafIndex, 0, input.treeSize)]);
         const checkpoint = await findCheckpoint(tx, tx.tenantId, input.treeSize);
-        const keys = checkpoint ? await auditVerifierKeys(tx, tx.tenantId) : new Map<number, string>();
+        const keys = checkpoint ? await options.signer.verifierKeys(tx) : new Map<number, string>();
         return {
           leafIndex: input.leafIndex,
           treeSize: input.treeSize,

@@ -1,5 +1,4 @@
 import type { Sql } from '../platform/database/database';
-import { AUDIT_KEY_ALIAS, auditVerifierKey } from './audit-key';
 import { ENTRY_COLUMNS, entryFromRow, type EntryRow, type LogEntry } from './log-entry';
 
 /** The action under which purges are recorded (by the RPC and by the system sweep alike). */
@@ -132,13 +131,3 @@ export async function listCheckpoints(sql: Sql, tenantId: string, fromExclusive:
   ]);
   return rows.map(checkpointRecord);
 }
-
-/** Verifier keys of every version of the tenant's audit key (by version). */
-export async function auditVerifierKeys(sql: Sql, tenantId: string): Promise<Map<number, string>> {
-  const rows = await sql.query<{ version: number; public_key: Buffer }>(
-    'SELECT v.version, v.public_key FROM keymaster_key_version v WHERE v.tenant_id = $1 AND v.alias = $2 ORDER BY v.version',
-    [tenantId, AUDIT_KEY_ALIAS],
-  );
-  return new Map(rows.map((r) => [r.version, auditVerifierKey(tenantId, r.public_key)]));
-}
-

@@ -79,7 +79,11 @@ export function checkpointBody(checkpoint: Omit<Checkpoint, 'extensions'>): stri
 
 /** Signs a body with an Ed25519 private key as a signed note. */
 export function signNote(body: string, name: string, privateKey: KeyObject, rawPublicKey: Buffer): string {
-  const signature = sign(null, Buffer.from(body, 'utf8'), privateKey);
+  return signedNote(body, name, sign(null, Buffer.from(body, 'utf8'), privateKey), rawPublicKey);
+}
+
+/** The signed note of `body` with a signature made elsewhere (an Ed25519 signature of the body's bytes). */
+export function signedNote(body: string, name: string, signature: Buffer, rawPublicKey: Buffer): string {
   return `${body}\n${SIGNATURE_PREFIX}${name} ${Buffer.concat([keyHash(name, rawPublicKey), signature]).toString('base64')}\n`;
 }
 

@@ -1,16 +1,16 @@
 import { BatchServiceDefinition } from '../../gen/proto/axis/kernel/batch/v1/batch_service';
-import type { KernelDependencies, KernelServiceModule } from '../platform/service-module';
-import { enqueueJob } from '../scheduler/job-api';
+import type { CapabilityModule, KernelDependencies } from '../platform/capability-module';
+import type { JobQueue } from '../platform/jobs';
 import { batchService } from './batch-service';
 import { CHUNK_JOB_TYPE, executeChunkJob, type ChunkJobPayload, type ChunkQueue } from './chunk-runner';
 
 /** A job takes chunks for a ~2 s slice, but one chunk may take long (10,000 slow items); a lost node's job is rescued after its lease. */
 const CHUNK_TIMEOUT_MS = 10 * 60_000;
 
-/** Chunk jobs on the scheduler (K-M5): enqueued in the caller's transaction, one job key per link of the batch's job chain. */
-export const schedulerChunkQueue: ChunkQueue = {
+/** Chunk jobs on the platform's job queue: enqueued in the caller's transaction, one job key per link of the batch's job chain. */
+export const chunkQueue = (jobs: JobQueue): ChunkQueue => ({
   async enqueue(tx, payload, trace) {
-    await enqueueJob(
+    await jobs.enqueue(
       tx,
       {
         type: CHUNK_JOB_TYPE,
@@ -23,7 +23,7 @@ export const schedulerChunkQueue: ChunkQueue = {
       trace,
     );
   },
-};
+});
 
 function chunkPayload(value: unknown): ChunkJobPayload {
   const p = value as Partial<ChunkJobPayload> | null;
@@ -37,9 +37,10 @@ function chunkPayload(value: unknown): ChunkJobPayload {
  * K-M13: the BatchService and the chunk job handler every node runs. Item handlers come from
  * `deps.batchItems` (registered by code, or by KERNEL_BATCH_HANDLER_MODULES).
  */
-export function batchServiceModule(deps: KernelDependencies): KernelServiceModule {
+export function batchModule(deps: KernelDependencies): CapabilityModule {
   deps.batchItems.loadModules(deps.config.KERNEL_BATCH_HANDLER_MODULES, deps.log);
-  const runner = { db: deps.db, audit: deps.audit, handlers: deps.batchItems, queue: schedulerChunkQueue };
+  const queue = chunkQueue(deps.jobQueue);
+  const runner = { db: deps.db, audit: deps.audit, handlers: deps.batchItems, queue };
   deps.jobs.register(CHUNK_JOB_TYPE, async (job) => {
     const outcome = await executeChunkJob(runner, {
       tenantId: job.tenantId,
@@ -51,5 +52,5 @@ export function batchServiceModule(deps: KernelDependencies): KernelServiceModul
     });
     job.log.debug({ outcome }, 'batch chunk job');
   });
-  return { definition: BatchServiceDefinition, implementation: batchService(deps.batchItems, schedulerChunkQueue) };
+  return { definition: BatchServiceDefinition, implementation: batchService(deps.batchItems, queue) };
 }

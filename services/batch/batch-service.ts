@@ -18,7 +18,7 @@ import {
   type ItemErrorRecord,
 } from './batch-store';
 import type { ChunkQueue } from './chunk-runner';
-import type { BatchItemHandlers } from './item-handlers';
+import type { BatchItemHandlers } from '../platform/batch-items';
 
 /** Size limits of StartBatch (inline items must also fit the 4 MiB gRPC message limit). */
 export const BATCH_LIMITS = {

@@ -3,7 +3,7 @@ import type { Database, TenantTransaction, TransactionControl } from '../platfor
 import type { Logger } from '../platform/observability/logger';
 import type { TraceContext } from '../platform/trace-context';
 import { BATCH_COLUMNS, batchFromRow, batchResource, type BatchRecord } from './batch-store';
-import { isPermanentItemError, type BatchItem, type BatchItemHandler, type BatchItemHandlers } from './item-handlers';
+import { isPermanentItemError, type BatchItem, type BatchItemHandler, type BatchItemHandlers } from '../platform/batch-items';
 import { SYSTEM_PRINCIPAL } from '../platform/audit/audit-log';
 
 /** The scheduler job type that runs one chunk. */

@@ -1,5 +1,5 @@
 import { Status } from 'nice-grpc-common';
-import type { SealedValue } from '../platform/crypto/envelope';
+import type { EnvelopeBinding, SealedValue } from '../platform/crypto/envelope';
 import type { Sql, StatementBatcher, TenantTransaction } from '../platform/database/database';
 import { failedPrecondition, KernelError, notFound } from '../platform/kernel-error';
 import type { AlgorithmName } from './signing-algorithms';
@@ -34,6 +34,14 @@ export const RESERVED_ALIAS_PREFIX = 'kernel.';
 export const MAX_VERSIONS = 1000;
 
 export const keyResource = (alias: string) => `keys/${alias}`;
+
+/** What a signing key's sealed private key is bound to (envelope associated data). */
+export const signingKeyBinding = (tenantId: string, keyAlias: string, keyVersion: number): EnvelopeBinding => ({
+  tenantId,
+  purpose: 'signing-key',
+  resource: keyResource(keyAlias),
+  version: keyVersion,
+});
 export const versionResource = (alias: string, version: number) => `keys/${alias}/versions/${version}`;
 
 const EFFECTIVE_STATE = `CASE WHEN v.state = 'DESTRUCTION_SCHEDULED' AND v.destroy_time <= now() THEN 'DESTROYED' ELSE v.state END`;

@@ -1,7 +1,7 @@
 import { KeymasterServiceDefinition } from '../../gen/proto/axis/kernel/keymaster/v1/keymaster_service';
 import type { Database } from '../platform/database/database';
 import type { Logger } from '../platform/observability/logger';
-import type { KernelDependencies, KernelServiceModule } from '../platform/service-module';
+import type { KernelDependencies, CapabilityModule } from '../platform/capability-module';
 import { KeyObjectCache } from './key-cache';
 import { KEY_CACHE_CHANNEL, keymasterService } from './keymaster-service';
 
@@ -10,7 +10,7 @@ import { KEY_CACHE_CHANNEL, keymasterService } from './keymaster-service';
  * which drops a version when any node disables or schedules its destruction (NOTIFY), and
  * empties itself when the notification connection was lost (an invalidation may have been missed).
  */
-export function keymasterModule(deps: KernelDependencies): KernelServiceModule {
+export function keymasterModule(deps: KernelDependencies): CapabilityModule {
   const privateKeys = new KeyObjectCache(deps.config.KERNEL_KEY_CACHE_SIZE, deps.config.KERNEL_KEY_CACHE_TTL_MS);
   deps.notifications.subscribe(KEY_CACHE_CHANNEL, (payload) => {
     const [tenantId, alias, version] = JSON.parse(payload) as [string, string, number];

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { Algorithm, KeyVersionState, type Key } from '../../gen/proto/axis/kernel/keymaster/v1/key';
 import type { KeymasterServiceImplementation } from '../../gen/proto/axis/kernel/keymaster/v1/keymaster_service';
 import type { KernelCallContext } from '../platform/call-context';
-import type { Envelope, EnvelopeBinding } from '../platform/crypto/envelope';
+import type { Envelope } from '../platform/crypto/envelope';
 import { ENVELOPE_TABLES } from '../platform/crypto/envelope-tables';
 import { countStaleDataKeys, rewrapTableBatch } from '../platform/crypto/rewrap';
 import type { TenantTransaction } from '../platform/database/database';
@@ -25,6 +25,7 @@ import {
   requireEnabled,
   setVersionState,
   SIGNING_MATERIAL,
+  signingKeyBinding,
   updatePolicy,
   versionOf,
   versionResource,
@@ -123,14 +124,6 @@ function keyMessage(key: KeyRecord): Key {
     updateTime: key.updateTime,
   };
 }
-
-/** What a signing key's sealed private key is bound to (the audit log's key is one too). */
-export const signingKeyBinding = (tenantId: string, keyAlias: string, keyVersion: number): EnvelopeBinding => ({
-  tenantId,
-  purpose: 'signing-key',
-  resource: keyResource(keyAlias),
-  version: keyVersion,
-});
 
 /**
  * K-M4 over gRPC. Private keys are generated here, sealed with the envelope at once and only

@@ -1,40 +1,23 @@
 import { randomUUID } from 'node:crypto';
-import type { Database, TenantTransaction } from '../platform/database/database';
+import type { TenantTransaction } from '../platform/database/database';
+import { NAME_PATTERN, type JobQueue, type JobSpec } from '../platform/jobs';
 import { invalidArgument } from '../platform/kernel-error';
-import type { Logger } from '../platform/observability/logger';
 import { formatTraceparent, newSpanId, newTraceId, type TraceContext } from '../platform/trace-context';
-
-/**
- * The in-process API of the scheduler (K-M5): capabilities enqueue jobs inside their own tenant
- * transaction and register handlers by code. Delivery is AT LEAST ONCE: a handler may run again
- * after a crash, a lease loss or a timeout, so it must be idempotent per job (use the job id or
- * a checkpoint in the same transaction as its effects).
- */
-export interface JobSpec {
-  queue?: string; // default 'default'
-  type: string; // handler type, e.g. 'kernel.batch.chunk'
-  payload: unknown; // JSON-serialisable, at most MAX_PAYLOAD_BYTES
-  runAt?: Date;
-  priority?: number; // higher runs first (within a tenant); -1000..1000
-  maxAttempts?: number; // default 25, 1..100
-  jobKey?: string; // de-duplication key (per tenant): while a job with this key is queued or running, enqueue returns it
-  timeoutMs?: number; // default 5 minutes, at most 24 h
-  /** First retry delay; attempt n waits backoffBaseMs·2^(n-1) (capped at 1 h) with ±50 % jitter. Default 1000. */
-  backoffBaseMs?: number;
-}
 
 export const JOB_DEFAULTS = { queue: 'default', maxAttempts: 25, timeoutMs: 5 * 60_000, backoffBaseMs: 1000, priority: 0 } as const;
 export const MAX_PAYLOAD_BYTES = 64 * 1024;
 /** How far ahead a job may be scheduled. */
 export const MAX_DELAY_MS = 366 * 24 * 3600_000;
 export const MAX_BACKOFF_MS = 3600_000;
-export const NAME_PATTERN = /^[a-z0-9][a-z0-9._:-]{0,99}$/;
 const JOB_KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
 
 /** Enqueues inside the caller's tenant transaction (commits or vanishes with it). */
 export async function enqueueJob(tx: TenantTransaction, spec: JobSpec, trace?: TraceContext): Promise<{ jobId: string; deduplicated: boolean }> {
   return insertJob(tx, spec, trace);
 }
+
+/** The platform's job queue (services/platform/jobs.ts), backed by the scheduler's job table. */
+export const schedulerJobQueue: JobQueue = { enqueue: enqueueJob };
 
 /** A job fired by a schedule tick (the scheduler's own use). */
 export interface ScheduledJobSpec extends JobSpec {
@@ -153,42 +136,4 @@ export function uuidv7(): string {
 export function retryDelayMs(attempt: number, baseMs: number, random = Math.random): number {
   const exponential = Math.min(MAX_BACKOFF_MS, baseMs * 2 ** Math.min(30, Math.max(0, attempt - 1)));
   return Math.round(exponential * (0.5 + random()));
-}
-
-export interface JobExecution {
-  readonly tenantId: string;
-  readonly jobId: string;
-  readonly type: string;
-  readonly payload: unknown;
-  readonly attempt: number;
-  readonly maxAttempts: number;
-  readonly trace: TraceContext; // the enqueuer's trace (a child span of it)
-  readonly log: Logger; // carries trace_id, tenant, job id
-  readonly signal: AbortSignal; // aborted on timeout, lease loss or shutdown
-  readonly db: Database; // run tenant work with db.inTenantTransaction(tenantId, …)
-}
-
-export type JobHandler = (job: JobExecution) => Promise<void>; // throw ⇒ attempt failed
-
-export interface JobHandlerRegistry {
-  register(type: string, handler: JobHandler): void;
-}
-
-/** The node's handlers by job type. Registering a type twice is a programming error. */
-export class JobHandlers implements JobHandlerRegistry {
-  private readonly handlers = new Map<string, JobHandler>();
-
-  register(type: string, handler: JobHandler): void {
-    if (!NAME_PATTERN.test(type)) throw new Error(`job type ${JSON.stringify(type)} must match ${NAME_PATTERN}`);
-    if (this.handlers.has(type)) throw new Error(`a handler for job type ${type} is already registered`);
-    this.handlers.set(type, handler);
-  }
-
-  get(type: string): JobHandler | undefined {
-    return this.handlers.get(type);
-  }
-
-  types(): string[] {
-    return [...this.handlers.keys()];
-  }
 }

@@ -7,7 +7,8 @@ import type { Logger } from '../platform/observability/logger';
 import type { Metrics } from '../platform/observability/metrics';
 import { PeriodicTask } from '../platform/periodic-task';
 import { continueTrace, type TraceContext } from '../platform/trace-context';
-import { retryDelayMs, type JobExecution, type JobHandlers } from './job-api';
+import type { JobExecution, JobHandlers } from '../platform/jobs';
+import { retryDelayMs } from './job-api';
 import { fireDueSchedule } from './schedules';
 
 export const JOBS_CHANNEL = 'axis_scheduler_jobs';

@@ -16,7 +16,8 @@ import type { NotificationHub } from '../platform/database/notification-hub';
 import { decodePageToken, encodePageToken, pageSize } from '../platform/page-token';
 import { KernelError } from '../platform/kernel-error';
 import { parseRequest } from '../platform/request-validation';
-import { JOB_DEFAULTS, NAME_PATTERN, insertJob, retryDelayMs, validateJobSpec } from './job-api';
+import { NAME_PATTERN } from '../platform/jobs';
+import { JOB_DEFAULTS, insertJob, retryDelayMs, validateJobSpec } from './job-api';
 import { cancelJob, completeJob, failJob, findJob, heartbeat, leaseJobs, listJobs, releaseLeases, type JobRow, type JobStateName } from './job-store';
 import { JOBS_CHANNEL } from './scheduler-runtime';
 import {

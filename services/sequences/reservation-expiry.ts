@@ -6,7 +6,7 @@ import { newTraceId } from '../platform/trace-context';
  * Voids lapsed reservations (reason RESERVATION_EXPIRED) across all tenants, with one audit
  * entry each, via the SECURITY DEFINER function sequence_expire_reservations. It runs as the
  * the kernel's system job `kernel.sequences.expire-reservations` (K-M5: one node per tick;
- * declared with the sequence service in services/platform/kernel.ts); SKIP LOCKED keeps overlapping runs apart.
+ * declared in sequences-module.ts); SKIP LOCKED keeps overlapping runs apart.
  */
 export async function expireReservations(db: Database, log: Logger, batchSize = 500): Promise<number> {
   let total = 0;

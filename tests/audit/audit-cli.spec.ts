@@ -23,7 +23,7 @@ type Run = { code: number | null; stdout: string; stderr: string };
 /** Runs the kernel CLI as its own process, stdout and stderr pipes (not terminals). */
 function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'services/platform/cli.ts'), ...args], {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'services/kernel/cli.ts'), ...args], {
       cwd: ROOT,
       env: { ...process.env, AXIS_TOKEN: '', LOG_LEVEL: 'warn', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],

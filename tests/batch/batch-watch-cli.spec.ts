@@ -11,7 +11,7 @@ const HANDLER_MODULE = path.resolve(__dirname, 'support/test-item-handlers.ts');
 /** Runs the kernel CLI as its own process with stdout a pipe (not a terminal). */
 function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'services/platform/cli.ts'), ...args], {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'services/kernel/cli.ts'), ...args], {
       cwd: ROOT,
       env: { ...process.env, AXIS_TOKEN: '' },
       stdio: ['ignore', 'pipe', 'pipe'],

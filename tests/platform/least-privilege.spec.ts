@@ -9,7 +9,7 @@ import { closeKernelClient, createKeymasterClient, createSequenceClient, type Ke
 import { Algorithm, KeyVersionState } from '../../gen/proto/axis/kernel/keymaster/v1/key';
 import { NumberStatus, ResetPolicy } from '../../gen/proto/axis/kernel/sequences/v1/sequence';
 import { ConfigError, loadConfig } from '../../services/platform/config';
-import { startKernel } from '../../services/platform/kernel';
+import { startKernel } from '../../services/kernel/kernel';
 import { createLogger } from '../../services/platform/observability/logger';
 import { enqueueJob } from '../../services/scheduler/job-api';
 import { adminDatabaseUrl } from '../support/test-database';

@@ -77,7 +77,7 @@ describe('operator surface', () => {
   });
 
   test('kernel token mints a token the kernel accepts', async () => {
-    const { stdout } = await run(process.execPath, [path.join(ROOT, 'node_modules/tsx/dist/cli.mjs'), path.join(ROOT, 'services/platform/cli.ts'), 'token', '--tenant', 'ops', '--sub', 'operator', '--scope', 'sequences:read'], {
+    const { stdout } = await run(process.execPath, [path.join(ROOT, 'node_modules/tsx/dist/cli.mjs'), path.join(ROOT, 'services/kernel/cli.ts'), 'token', '--tenant', 'ops', '--sub', 'operator', '--scope', 'sequences:read'], {
       env: { ...process.env, KERNEL_AUTH_SECRET: kernel.secret, DATABASE_URL: '' },
     });
     const minted = stdout.trim();

@@ -7,7 +7,7 @@ const ROOT = path.resolve(__dirname, '../..');
 
 /** Runs the `kernel` CLI as an operator would: its own process, configured by environment. */
 export function kernelCli(args: string[], env: Record<string, string>): Promise<{ stdout: string; stderr: string }> {
-  return run(process.execPath, ['--import', 'tsx', path.join(ROOT, 'services/platform/cli.ts'), ...args], {
+  return run(process.execPath, ['--import', 'tsx', path.join(ROOT, 'services/kernel/cli.ts'), ...args], {
     cwd: ROOT,
     env: { ...process.env, LOG_LEVEL: 'warn', ...env },
   });

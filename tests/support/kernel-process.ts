@@ -25,7 +25,7 @@ export interface KernelProcess {
 export async function spawnKernel(env: Record<string, string>, timeoutMs = 60_000, args: string[] = []): Promise<KernelProcess> {
   // tsx as a loader inside the one node process (not the tsx CLI, which would run the kernel in
   // a second process and relay signals): SIGTERM and SIGKILL reach the kernel itself.
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'services/platform/cli.ts'), 'serve', ...args], {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'services/kernel/cli.ts'), 'serve', ...args], {
     cwd: ROOT,
     env: {
       ...process.env,

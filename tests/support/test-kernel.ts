@@ -6,7 +6,7 @@ import { Writable } from 'node:stream';
 import { mintDevelopmentToken } from '../../services/platform/auth/token-verifier';
 import { loadConfig, type KernelConfig } from '../../services/platform/config';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../services/platform/database/embedded-postgres';
-import { startKernel, type RunningKernel } from '../../services/platform/kernel';
+import { startKernel, type RunningKernel } from '../../services/kernel/kernel';
 import { createLogger } from '../../services/platform/observability/logger';
 import { createTestDatabase, type TestDatabase } from './test-database';
 import { TEST_MASTER_KEYS } from './test-master-keys';

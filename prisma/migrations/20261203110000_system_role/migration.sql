@@ -58,3 +58,34 @@ ALTER FUNCTION scheduler_due_schedules(integer) OWNER TO axis_kernel_system;
 ALTER FUNCTION scheduler_sweep_finished(integer, integer) OWNER TO axis_kernel_system;
 ALTER FUNCTION kernel_audit_pending(integer) OWNER TO axis_kernel_system;
 ALTER FUNCTION kernel_audit_retention_tenants() OWNER TO axis_kernel_system;
+
+-- Master-key rotation across tenants without an RLS bypass: the data keys of every tenant are
+-- counted (start-up checks, `kernel keys status`) and the tenants still holding data keys under
+-- an older master key are listed (`kernel keys rewrap`, which then re-wraps tenant by tenant in
+-- tenant transactions) by these two functions — counts and tenant ids only, never the keys.
+-- They read only the tables axis_kernel_system may read (the sealed tables granted below).
+GRANT SELECT ON secret_version TO axis_kernel_system;
+
+CREATE FUNCTION kernel_data_key_inventory(table_name text)
+RETURNS TABLE (kek_version integer, data_keys bigint)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public AS $$
+BEGIN
+  RETURN QUERY EXECUTE format('SELECT kek_version, count(*) FROM %I WHERE kek_version IS NOT NULL GROUP BY kek_version ORDER BY kek_version', table_name);
+END $$;
+
+CREATE FUNCTION kernel_data_key_tenants(table_name text, active_kek_version integer)
+RETURNS SETOF text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public AS $$
+BEGIN
+  RETURN QUERY EXECUTE format('SELECT DISTINCT tenant_id FROM %I WHERE kek_version IS NOT NULL AND kek_version <> $1 ORDER BY tenant_id', table_name)
+    USING active_kek_version;
+END $$;
+
+ALTER FUNCTION kernel_data_key_inventory(text) OWNER TO axis_kernel_system;
+ALTER FUNCTION kernel_data_key_tenants(text, integer) OWNER TO axis_kernel_system;
+REVOKE EXECUTE ON FUNCTION kernel_data_key_inventory(text), kernel_data_key_tenants(text, integer) FROM PUBLIC;
+DO $$
+BEGIN
+  -- The owner (start-up checks, operator commands) and the application role may call them.
+  EXECUTE format('GRANT EXECUTE ON FUNCTION kernel_data_key_inventory(text), kernel_data_key_tenants(text, integer) TO axis_kernel_app, %I', current_user);
+END $$;

@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { Client } from 'pg';
 import type { KernelConfig } from '../config';
+import type { Sql } from '../database/transaction';
+import { withOwnerConnection } from '../database/owner-connection';
 import type { Logger } from '../observability/logger';
 import { Envelope } from './envelope';
 import { ENVELOPE_TABLES } from './envelope-tables';
+import { dataKeyInventory } from './rewrap';
 import { loadOrCreateDevelopmentMasterKeys, MasterKeyError, masterKeyFingerprint, masterKeyRing, type MasterKey } from './master-keys';
 
 /**
@@ -30,11 +32,9 @@ export async function openEnvelope(config: KernelConfig, ownerUrl: string, log: 
   }
   const ring = masterKeyRing(keys, config.KERNEL_MASTER_KEY_ACTIVE);
 
-  const client = new Client({ connectionString: ownerUrl, application_name: 'axis-kernel-master-keys' });
-  await client.connect();
-  try {
+  return withOwnerConnection(ownerUrl, 'axis-kernel-master-keys', async (owner) => {
     const versions = [...keys.values()];
-    const { rows } = await client.query<{ version: number; fingerprint: Buffer }>(
+    const rows = await owner.query<{ version: number; fingerprint: Buffer }>(
       `WITH configured AS (SELECT * FROM unnest($1::int[], $2::bytea[]) AS c(version, fingerprint))
        , inserted AS (INSERT INTO kernel_master_key (version, fingerprint) SELECT version, fingerprint FROM configured ON CONFLICT (version) DO NOTHING)
        SELECT m.version, m.fingerprint FROM kernel_master_key m JOIN configured c USING (version)`,
@@ -48,26 +48,23 @@ export async function openEnvelope(config: KernelConfig, ownerUrl: string, log: 
         );
       }
     }
+    // Every tenant's data keys count, which row-level security hides from the owner: the
+    // inventory is a system function (it sees every tenant and reveals only counts).
     for (const table of ENVELOPE_TABLES) {
-      const missing = await client.query<{ kek_version: number }>(
-        `SELECT DISTINCT kek_version FROM "${table.table}" WHERE kek_version IS NOT NULL AND kek_version <> ALL($1::int[]) ORDER BY kek_version`,
-        [[...keys.keys()]],
-      );
-      if (missing.rows.length > 0) {
-        const list = missing.rows.map((r) => r.kek_version).join(', ');
+      const inventory = await dataKeyInventory(owner, table);
+      const missing = inventory.filter((row) => !keys.has(row.kekVersion)).map((row) => row.kekVersion);
+      if (missing.length > 0) {
         throw new MasterKeyError(
-          `${table.table} holds data keys wrapped by master key version(s) ${list}, which KERNEL_MASTER_KEYS lacks: ` +
+          `${table.table} holds data keys wrapped by master key version(s) ${missing.join(', ')}, which KERNEL_MASTER_KEYS lacks: ` +
             'configure them again, run `kernel keys rewrap`, and retire them only when `kernel keys status` shows none left',
         );
       }
     }
     const envelope = new Envelope(ring);
-    const requestDigestKey = await kernelKey(client, envelope, 'request-digest', log);
+    const requestDigestKey = await kernelKey(owner, envelope, 'request-digest', log);
     log.info({ kek_versions: [...keys.keys()].sort((a, b) => a - b), active_kek_version: ring.active.version }, 'master keys loaded');
     return { envelope, requestDigestKey };
-  } finally {
-    await client.end();
-  }
+  });
 }
 
 /** The node's envelope and the kernel-wide keys it unsealed at start-up. */
@@ -81,17 +78,16 @@ export interface RootOfTrust {
  * A kernel-wide 256-bit key, created once (the first node to start wins the race) and kept
  * sealed in kernel_sealed_key like every other value, so master-key rotation covers it.
  */
-async function kernelKey(client: Client, envelope: Envelope, name: string, log: Logger): Promise<Buffer> {
+async function kernelKey(sql: Sql, envelope: Envelope, name: string, log: Logger): Promise<Buffer> {
   const binding = { tenantId: '', purpose: 'kernel-key' as const, resource: `kernel-keys/${name}`, version: 1 };
   const fresh = envelope.seal(randomBytes(32), binding);
-  await client.query(
+  await sql.query(
     'INSERT INTO kernel_sealed_key (name, ciphertext, wrapped_key, kek_version) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING',
     [name, fresh.ciphertext, fresh.wrappedKey, fresh.kekVersion],
   );
-  const { rows } = await client.query<{ ciphertext: Buffer; wrapped_key: Buffer; kek_version: number }>(
+  const [row] = await sql.query<{ ciphertext: Buffer; wrapped_key: Buffer; kek_version: number }>(
     'SELECT ciphertext, wrapped_key, kek_version FROM kernel_sealed_key WHERE name = $1',
     [name],
   );
-  const row = rows[0];
   return envelope.open({ ciphertext: row.ciphertext, wrappedKey: row.wrapped_key, kekVersion: row.kek_version }, binding, { traceId: 'start-up', log });
 }

@@ -49,16 +49,25 @@ export async function rewrapTableBatch(sql: Sql, table: EnvelopeTable, envelope:
   return { byTenant, rewrapped: rewrapped.length };
 }
 
-/** How many data keys each table still holds per master-key version. */
-export async function dataKeyInventory(sql: Sql): Promise<Array<{ table: string; kekVersion: number; count: number }>> {
-  const inventory: Array<{ table: string; kekVersion: number; count: number }> = [];
-  for (const table of ENVELOPE_TABLES) {
-    const rows = await sql.query<{ kek_version: number; n: string }>(
-      `SELECT kek_version, count(*) AS n FROM ${quote(table.table)} WHERE kek_version IS NOT NULL GROUP BY kek_version ORDER BY kek_version`,
-    );
-    for (const row of rows) inventory.push({ table: table.table, kekVersion: row.kek_version, count: Number(row.n) });
-  }
-  return inventory;
+/**
+ * How many data keys `table` holds per master-key version, over every tenant. A kernel-wide table
+ * is read directly (its owner reads it); a tenant table through the system function
+ * kernel_data_key_inventory (row-level security hides other tenants' rows from everyone else; the
+ * function reveals counts only).
+ */
+export async function dataKeyInventory(sql: Sql, table: EnvelopeTable): Promise<Array<{ kekVersion: number; count: number }>> {
+  const rows = table.system
+    ? await sql.query<{ kek_version: number; n: string }>(
+        `SELECT kek_version, count(*) AS n FROM ${quote(table.table)} WHERE kek_version IS NOT NULL GROUP BY kek_version ORDER BY kek_version`,
+      )
+    : await sql.query<{ kek_version: number; n: string }>('SELECT kek_version, data_keys AS n FROM kernel_data_key_inventory($1)', [table.table]);
+  return rows.map((row) => ({ kekVersion: row.kek_version, count: Number(row.n) }));
+}
+
+/** The tenants whose data keys in `table` are not all wrapped by master key version `active` (a system function). */
+export async function tenantsWithStaleDataKeys(sql: Sql, table: EnvelopeTable, active: number): Promise<string[]> {
+  const rows = await sql.query<{ tenant_id: string }>('SELECT t AS tenant_id FROM kernel_data_key_tenants($1, $2) AS t', [table.table, active]);
+  return rows.map((r) => r.tenant_id);
 }
 
 /**

@@ -186,14 +186,24 @@ class Lease {
   }
 }
 
-function beginStatement(tenantId: string, readOnly: boolean, timeouts: { statementTimeoutMs: number; lockTimeoutMs: number }): string {
+/**
+ * THE opening statement of every kernel transaction: the application role, the tenant and the
+ * timeouts, transaction-local (`set_config(…, true)`), so nothing outlives the transaction — on a
+ * pooled connection, or on the embedded database whose connections share one session. Every path
+ * to tenant data (this class, the scheduler's system calls, the Prisma client) opens with it.
+ */
+export function transactionSettings(tenantId: string, timeouts: { statementTimeoutMs: number; lockTimeoutMs: number }): string {
   return (
-    `BEGIN${readOnly ? ' READ ONLY' : ''}; SELECT set_config('role', '${APP_ROLE}', true), ` +
+    `SELECT set_config('role', '${APP_ROLE}', true), ` +
     `set_config('${TENANT_SETTING}', '${tenantId.replace(/'/g, "''")}', true), ` +
     `set_config('statement_timeout', '${Math.round(timeouts.statementTimeoutMs)}', true), ` +
     `set_config('lock_timeout', '${Math.round(timeouts.lockTimeoutMs)}', true), ` +
     `set_config('idle_in_transaction_session_timeout', '${IDLE_IN_TRANSACTION_TIMEOUT_MS}', true)`
   );
+}
+
+function beginStatement(tenantId: string, readOnly: boolean, timeouts: { statementTimeoutMs: number; lockTimeoutMs: number }): string {
+  return `BEGIN${readOnly ? ' READ ONLY' : ''}; ${transactionSettings(tenantId, timeouts)}`;
 }
 
 /**

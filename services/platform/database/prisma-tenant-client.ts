@@ -1,6 +1,6 @@
 import { PrismaPg } from '@prisma/adapter-pg';
 import { PrismaClient, type Prisma } from '../../../gen/prisma/client';
-import { APP_ROLE, TENANT_SETTING } from './database';
+import { transactionSettings } from './database';
 
 export type { Prisma };
 
@@ -18,9 +18,15 @@ export function createPrismaClient(connectionString: string): PrismaClient {
  * Runs `fn` in a Prisma interactive transaction scoped to one tenant, as the application role,
  * with the same transaction-local settings as every kernel transaction — so RLS applies.
  */
-export function inTenantPrismaTransaction<T>(prisma: PrismaClient, tenantId: string, fn: (tx: Prisma.TransactionClient) => Promise<T>): Promise<T> {
+export function inTenantPrismaTransaction<T>(
+  prisma: PrismaClient,
+  tenantId: string,
+  fn: (tx: Prisma.TransactionClient) => Promise<T>,
+  timeouts: { statementTimeoutMs: number; lockTimeoutMs: number } = { statementTimeoutMs: 5000, lockTimeoutMs: 1000 },
+): Promise<T> {
   return prisma.$transaction(async (tx) => {
-    await tx.$executeRaw`SELECT set_config('role', ${APP_ROLE}, true), set_config(${TENANT_SETTING}, ${tenantId}, true)`;
+    // The kernel's one opening statement (role, tenant, timeouts); the tenant id is escaped there.
+    await tx.$queryRawUnsafe(transactionSettings(tenantId, timeouts));
     return fn(tx);
   });
 }

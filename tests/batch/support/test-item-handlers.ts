@@ -1,5 +1,5 @@
-import type { BatchItemHandlers } from '../../../services/batch/item-handlers';
-import { PermanentItemError } from '../../../services/batch/item-handlers';
+import type { BatchItemHandlers } from '../../../services/platform/batch-items';
+import { PermanentItemError } from '../../../services/platform/batch-items';
 
 /** The table the test handlers write their effects to (one row per effect; no unique key, so a duplicate would show). */
 export const EFFECT_TABLE = 'batch_test_effect';

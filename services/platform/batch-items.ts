@@ -1,7 +1,7 @@
 import path from 'node:path';
-import type { TenantTransaction } from '../platform/database/database';
-import type { Logger } from '../platform/observability/logger';
-import type { TraceContext } from '../platform/trace-context';
+import type { TenantTransaction } from './database/database';
+import type { Logger } from './observability/logger';
+import type { TraceContext } from './trace-context';
 
 /** One item of a batch as its handler sees it. */
 export interface BatchItem {

@@ -1,33 +1,41 @@
 import type { TsProtoServiceDefinition } from 'nice-grpc';
 import type { AuditLog } from './audit/audit-log';
-import type { BatchItemHandlers } from '../batch/item-handlers';
+import type { BatchItemHandlers } from './batch-items';
 import type { KernelConfig } from './config';
 import type { Envelope } from './crypto/envelope';
 import type { Database } from './database/database';
 import type { NotificationHub } from './database/notification-hub';
-import type { JobExecution, JobHandlerRegistry } from '../scheduler/job-api';
+import type { JobExecution, JobHandlers, JobQueue } from './jobs';
 import type { Logger } from './observability/logger';
 import type { Metrics } from './observability/metrics';
 
-/** What one kernel node shares with the capabilities it serves. */
+/**
+ * What one kernel node shares with the capabilities it serves: the platform's runtime pieces,
+ * built once by the composition root (services/kernel) and handed to every capability module.
+ */
 export interface KernelDependencies {
   readonly config: KernelConfig;
   readonly db: Database;
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly audit: AuditLog;
-  /** Batch item handlers by type (K-M13), registered by code; the chunk jobs of any node run them. */
+  /** Batch item handlers by type, registered by code; the chunk jobs of any node run them. */
   readonly batchItems: BatchItemHandlers;
-  /** In-process job handlers by type (K-M5): register in kernelServices(deps); every node's workers run them. */
-  readonly jobs: JobHandlerRegistry;
-  /** The node's one LISTEN connection (K-M5): cross-node wake-ups and cache invalidation. */
+  /** In-process job handlers by type: every node's workers run them. */
+  readonly jobs: JobHandlers;
+  /** Enqueues jobs in the caller's tenant transaction. */
+  readonly jobQueue: JobQueue;
+  /** The node's one LISTEN connection: cross-node wake-ups and cache invalidation. */
   readonly notifications: NotificationHub;
   /** Envelope encryption under the configured master keys (signing keys, secrets). */
   readonly envelope: Envelope;
 }
 
-/** One capability's gRPC service as the kernel registers it. */
-export interface KernelServiceModule {
+/**
+ * One capability as the kernel serves it — the one shape every `<capability>-module.ts` returns
+ * (docs/adding-a-capability.md): its gRPC service and what the platform needs to know of it.
+ */
+export interface CapabilityModule {
   /** The ts-proto generated definition (nice-grpc generic definitions). */
   readonly definition: TsProtoServiceDefinition;
   /** Its implementation (a `…ServiceImplementation<KernelCallContext>`). */
@@ -45,6 +53,10 @@ export interface KernelServiceModule {
    * itself; the work coordinates across nodes itself (e.g. a row lock). Stopped at shutdown.
    */
   readonly periodicTasks?: readonly PeriodicWork[];
+  /** Runs once the node serves (after every module is built): long-running background work. */
+  start?(): Promise<void>;
+  /** Stops what `start` started, within the grace period; the pool is closed after it. */
+  stop?(graceMs: number): Promise<void>;
 }
 
 /** A capability's sub-second background work (e.g. the audit integrator). */

@@ -3,71 +3,29 @@ import path from 'node:path';
 import { createServer, type Server, type TsProtoServiceDefinition } from 'nice-grpc';
 import { HealthDefinition, HealthServiceImpl, HealthState } from 'nice-grpc-server-health';
 import { ServerReflection, ServerReflectionService } from 'nice-grpc-server-reflection';
-import { Client } from 'pg';
-import { SecretServiceDefinition } from '../../gen/proto/axis/kernel/secrets/v1/secret_service';
-import { SequenceServiceDefinition } from '../../gen/proto/axis/kernel/sequences/v1/sequence_service';
-import { JobHandlers } from '../scheduler/job-api';
-import { installSystemJobs, schedulerModule } from '../scheduler/scheduler-module';
-import { SchedulerRuntime } from '../scheduler/scheduler-runtime';
-import { secretService } from '../secrets/secret-service';
-import { keymasterModule } from '../keymaster/keymaster-module';
-import { auditModule } from '../audit/audit-module';
-import { expireReservations } from '../sequences/reservation-expiry';
-import { sequenceService } from '../sequences/sequence-service';
-import { batchServiceModule } from '../batch/batch-module';
-import { BatchItemHandlers } from '../batch/item-handlers';
-import { AuditLog } from './audit/audit-log';
-import { loadOrCreateDevelopmentSecret } from './auth/development-secret';
-import { hs256Verifier, jwksFileVerifier, type TokenVerifier } from './auth/token-verifier';
-import { ConfigError, type KernelConfig } from './config';
-import { APP_ROLE, Database } from './database/database';
-import { NotificationHub } from './database/notification-hub';
-import { startEmbeddedPostgres, type EmbeddedPostgres } from './database/embedded-postgres';
-import { MethodRegistry } from './method-registry';
-import { kernelMiddlewareChain } from './middleware-chain';
-import { applyMigrations, loadMigrations } from './migrations/migration-runner';
-import { createLogger, type Logger } from './observability/logger';
-import { Metrics } from './observability/metrics';
-import { openEnvelope } from './crypto/master-key-registry';
-import { PeriodicTask } from './periodic-task';
-import type { KernelDependencies, KernelServiceModule } from './service-module';
-import { guardRequestDecoding, TRANSPORT_MAX_RECEIVE_BYTES } from './request-guard';
-import { MutationCommitter } from './unit-of-work/mutation-committer';
+import { AuditLog } from '../platform/audit/audit-log';
+import { loadOrCreateDevelopmentSecret } from '../platform/auth/development-secret';
+import { hs256Verifier, jwksFileVerifier, type TokenVerifier } from '../platform/auth/token-verifier';
+import { BatchItemHandlers } from '../platform/batch-items';
+import type { KernelDependencies } from '../platform/capability-module';
+import { ConfigError, type KernelConfig } from '../platform/config';
+import { APP_ROLE, Database } from '../platform/database/database';
+import { NotificationHub } from '../platform/database/notification-hub';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '../platform/database/embedded-postgres';
+import { JobHandlers } from '../platform/jobs';
+import { MethodRegistry } from '../platform/method-registry';
+import { kernelMiddlewareChain } from '../platform/middleware-chain';
+import { migrate } from '../platform/migrations/migrate';
+import { createLogger, type Logger } from '../platform/observability/logger';
+import { Metrics } from '../platform/observability/metrics';
+import { openEnvelope } from '../platform/crypto/master-key-registry';
+import { PeriodicTask } from '../platform/periodic-task';
+import { guardRequestDecoding, TRANSPORT_MAX_RECEIVE_BYTES } from '../platform/request-guard';
+import { MutationCommitter } from '../platform/unit-of-work/mutation-committer';
+import { schedulerJobQueue } from '../scheduler';
+import { capabilityModules } from './capabilities';
 
-const REPOSITORY_ROOT = path.resolve(__dirname, '../..');
-export const MIGRATIONS_DIR = path.join(REPOSITORY_ROOT, 'prisma/migrations');
-const DESCRIPTOR_SET = path.join(REPOSITORY_ROOT, 'gen/descriptor.binpb');
-
-/**
- * The services this kernel serves. One place to add a capability: its generated definition,
- * its implementation built from the node's shared dependencies, and what the platform needs to
- * know of it (KernelServiceModule): scope overrides, audited reads, latency budgets, system jobs.
- */
-function kernelServices(deps: KernelDependencies): KernelServiceModule[] {
-  return [
-    {
-      definition: SequenceServiceDefinition,
-      implementation: sequenceService(),
-      systemJobs: [
-        {
-          name: 'kernel.sequences.expire-reservations',
-          everySeconds: deps.config.KERNEL_RESERVATION_SWEEP_MS / 1000,
-          run: async (job) => void (await expireReservations(job.db, job.log)),
-        },
-      ],
-    },
-    schedulerModule(deps),
-    batchServiceModule(deps),
-    keymasterModule(deps),
-    auditModule(deps),
-    {
-      definition: SecretServiceDefinition,
-      implementation: secretService(deps.envelope),
-      scopes: { AccessSecretVersion: 'secrets:access' },
-      auditedReads: ['AccessSecretVersion'],
-    },
-  ];
-}
+const DESCRIPTOR_SET = path.resolve(__dirname, '../../gen/descriptor.binpb');
 
 export interface RunningKernel {
   /** host:port actually bound (port 0 resolved). */
@@ -167,8 +125,8 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
     await notifications.start();
     cleanups.push(() => notifications.stop());
     const jobs = new JobHandlers();
-    const deps: KernelDependencies = { config, db, log, metrics, audit, envelope, batchItems: new BatchItemHandlers(), jobs, notifications };
-    const services = kernelServices(deps);
+    const deps: KernelDependencies = { config, db, log, metrics, audit, envelope, batchItems: new BatchItemHandlers(), jobs, jobQueue: schedulerJobQueue, notifications };
+    const services = capabilityModules(deps, { runWorkers: options.backgroundTasks !== false });
     for (const service of services) {
       for (const [name, ms] of Object.entries(service.budgetsMs ?? {})) budgetsMs[`${service.definition.fullName}/${name}`] ??= ms;
     }
@@ -195,28 +153,15 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
     cleanups.push(async () => {
       await Promise.all(tasks.map((task) => task.stop()));
     });
-    // K-M5: in-process job workers, cron, lease rescue. The kernel's own recurring work (e.g.
-    // reservation expiry) runs as system schedules, so only one node runs each tick.
-    await installSystemJobs(jobs, db, log, services.flatMap((s) => s.systemJobs ?? []));
-    const scheduler =
-      options.backgroundTasks === false
-        ? undefined
-        : new SchedulerRuntime({
-            db,
-            log,
-            metrics,
-            notifications,
-            handlers: jobs,
-            concurrency: config.KERNEL_SCHEDULER_CONCURRENCY,
-            prefetch: Math.max(config.KERNEL_SCHEDULER_CONCURRENCY, config.KERNEL_SCHEDULER_PREFETCH ?? Math.min(500, 8 * config.KERNEL_SCHEDULER_CONCURRENCY)),
-            leaseMs: config.KERNEL_SCHEDULER_LEASE_MS,
-            pollMs: config.KERNEL_SCHEDULER_POLL_MS,
-            cronMs: config.KERNEL_SCHEDULER_CRON_MS,
-            retentionSeconds: config.KERNEL_SCHEDULER_RETENTION_SECONDS,
-          });
-    cleanups.push(async () => {
-      await scheduler?.stop(config.KERNEL_SHUTDOWN_GRACE_MS);
-    });
+    // Capabilities' own background work (the scheduler's runtime and the system schedules of
+    // every capability, …), stopped before the pool closes.
+    for (const service of services) {
+      if (!service.start) continue;
+      await service.start();
+      cleanups.push(async () => {
+        await service.stop?.(config.KERNEL_SHUTDOWN_GRACE_MS);
+      });
+    }
 
     const [host] = splitAddress(config.KERNEL_GRPC_ADDR);
     const port = await server.listen(config.KERNEL_GRPC_ADDR);
@@ -226,7 +171,6 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
       await shutdownWithGrace(server, config.KERNEL_SHUTDOWN_GRACE_MS, log);
     });
     for (const task of tasks) task.start();
-    scheduler?.start();
 
     log.info({ address, database: embedded ? 'embedded' : 'postgresql' }, 'kernel listening');
     let stopping: Promise<void> | undefined;
@@ -248,21 +192,6 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
   } catch (error) {
     await cleanup();
     throw error;
-  }
-}
-
-/** Applies pending migrations as the owner (DATABASE_URL), under the runner's advisory lock. */
-export async function migrate(ownerUrl: string, log: Logger): Promise<void> {
-  const client = new Client({ connectionString: ownerUrl, application_name: 'axis-kernel-migrate' });
-  await client.connect();
-  try {
-    const { applied } = await applyMigrations(client, loadMigrations(MIGRATIONS_DIR), {
-      appliedBy: 'kernel start-up',
-      onProgress: (e) => e.state === 'applied' && log.info({ migration: e.file.directory, duration_ms: e.durationMs }, 'migration applied'),
-    });
-    if (applied.length) log.info({ count: applied.length }, 'migrations applied');
-  } finally {
-    await client.end();
   }
 }
 

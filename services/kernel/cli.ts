@@ -2,12 +2,13 @@
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { Client } from 'pg';
-import { loadOrCreateDevelopmentSecret } from './auth/development-secret';
-import { mintDevelopmentToken } from './auth/token-verifier';
-import { ConfigError, loadConfig, type KernelConfig } from './config';
-import { startEmbeddedPostgres } from './database/embedded-postgres';
-import { MIGRATIONS_DIR, startKernel } from './kernel';
-import { applyMigrations, getMigrationStatus, loadMigrations } from './migrations/migration-runner';
+import { loadOrCreateDevelopmentSecret } from '../platform/auth/development-secret';
+import { mintDevelopmentToken } from '../platform/auth/token-verifier';
+import { ConfigError, loadConfig, type KernelConfig } from '../platform/config';
+import { startEmbeddedPostgres } from '../platform/database/embedded-postgres';
+import { MIGRATIONS_DIR } from '../platform/migrations/migrate';
+import { startKernel } from './kernel';
+import { applyMigrations, getMigrationStatus, loadMigrations } from '../platform/migrations/migration-runner';
 
 const USAGE = `kernel — the AXIS Kernel operator CLI
 
@@ -37,7 +38,7 @@ async function main(argv: string[]): Promise<number> {
     case 'migrate':
       return migrateCommand(loadConfig(), rest[0]);
     case 'keys': {
-      const { keysCommand } = await import('../keymaster/keys-command');
+      const { keysCommand } = await import('./keys-command');
       return keysCommand(loadConfig(), rest);
     }
     case 'certify': {
@@ -45,11 +46,11 @@ async function main(argv: string[]): Promise<number> {
       return certify(rest);
     }
     case 'batch': {
-      const { batchCommand } = await import('../batch/batch-command');
+      const { batchCommand } = await import('../batch');
       return batchCommand(loadConfig(), rest);
     }
     case 'audit': {
-      const { auditCommand } = await import('../audit/audit-command');
+      const { auditCommand } = await import('../audit');
       return auditCommand(rest, () => loadConfig());
     }
     case undefined:

@@ -1,0 +1,2 @@
+/** Sequence governance's public face (everything else in this folder is internal). */
+export { sequencesModule } from './sequences-module';
