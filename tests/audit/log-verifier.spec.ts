@@ -100,26 +100,36 @@ describe('LogVerifier', () => {
     const cps = [checkpointAt(log, 10), checkpointAt(log, 20), checkpointAt(log, 30)];
     const without = (seq: number) => log.entries.filter((e) => e.seq !== seq);
     const replaced = (seq: number, entry: VerifiableEntry) => log.entries.map((e) => (e.seq === seq ? entry : e));
-    const cases: Array<[string, Item[], string]> = [
-      ['payload edited', feed(replaced(12, copy(at(12), { data: Buffer.from('{"forged":true}') })), cps), 'PAYLOAD_CHANGED@12'],
-      ['entry deleted', feed(without(7), cps), 'ENTRY_MISSING@7'],
-      ['first entry deleted', feed(without(1), cps), 'ENTRY_MISSING@1'],
-      ['tail cut, a checkpoint beyond it kept', [...feed(log.entries.slice(0, 25), cps.slice(0, 2)), { checkpoint: cps[2] }], 'ENTRY_MISSING@26'],
-      // Whole positions swapped (seq numbers travel with them): seq 15 turns up after 16.
-      ['positions swapped', feed([...log.entries.slice(0, 14), at(16), at(15), ...log.entries.slice(16)], cps), 'ORDER_CHANGED@15'],
-      // Payloads swapped under fixed positions: the entry at 15 is the one the log holds at 16.
-      ['payloads swapped', feed(replaced(16, copy(at(16), { data: at(15).data })).map((e) => (e.seq === 15 ? copy(e, { data: at(16).data }) : e)), cps), 'ORDER_CHANGED@15'],
-      ['a seq repeated', feed([...log.entries.slice(0, 9), at(9), ...log.entries.slice(9)], cps), 'ORDER_CHANGED@9'],
-      ['chain hash rewritten', feed(replaced(22, copy(at(22), { storedChain: Buffer.alloc(32, 7) })), cps), 'CHAIN_BROKEN@22'],
-      ['signed root differs from the entries', feed(log.entries, [cps[0], { size: 20, root: Buffer.alloc(32, 9) }, cps[2]]), 'CHECKPOINT_MISMATCH@11'],
-      ['first checkpoint differs', feed(log.entries, [{ size: 10, root: Buffer.alloc(32, 9) }]), 'CHECKPOINT_MISMATCH@1'],
-      ['checkpoint signature invalid', feed(log.entries, [cps[0], { ...cps[1], invalid: 'bad signature' }]), 'CHECKPOINT_INVALID@20'],
-      ['checkpoint after a later entry', [...feed(log.entries.slice(0, 12)), { checkpoint: cps[0] }], 'ORDER_CHANGED@10'],
+    // An entry slipped in at seq 5: the log's own entries follow it, one seq later, hashes and all.
+    const intruderData = Buffer.from('{"intruder":true}');
+    const slipped = [
+      ...log.entries.slice(0, 4),
+      { seq: 5, data: intruderData, purged: false, storedLeaf: leafOf(intruderData), storedChain: Buffer.alloc(32, 5) },
+      ...log.entries.slice(4).map((e) => copy(e, { seq: e.seq + 1 })),
     ];
-    expect(cases.map(([name, items]) => [name, problemOf(items)])).toEqual(cases.map(([name, , expected]) => [name, expected]));
-    // The detail says what was found.
-    expect(verify(cases[0][1]).problem!.detail).toBe('the entry at seq 12 does not hash to its leaf');
-    expect(verify(cases[10][1]).problem!.detail).toBe('the checkpoint at size 20: bad signature');
+    const cases: Array<[string, Item[], string, string]> = [
+      ['payload edited', feed(replaced(12, copy(at(12), { data: Buffer.from('{"forged":true}') })), cps), 'PAYLOAD_CHANGED@12', 'the entry at seq 12 does not hash to its leaf'],
+      ['entry deleted', feed(without(7), cps), 'ENTRY_MISSING@7', 'no entry with seq 7 (the next one is 8)'],
+      ['first entry deleted', feed(without(1), cps), 'ENTRY_MISSING@1', 'no entry with seq 1 (the next one is 2)'],
+      ['tail cut, a checkpoint beyond it kept', [...feed(log.entries.slice(0, 25), cps.slice(0, 2)), { checkpoint: cps[2] }], 'ENTRY_MISSING@26', 'a signed checkpoint covers 30 entries, the log holds 25'],
+      // Whole positions swapped (seq numbers travel with them): seq 15 turns up after 16.
+      ['positions swapped', feed([...log.entries.slice(0, 14), at(16), at(15), ...log.entries.slice(16)], cps), 'ORDER_CHANGED@15', 'the entry with seq 15 comes after seq 16'],
+      // Payloads swapped under fixed positions: the entry at 15 is the one the log holds at 16.
+      [
+        'payloads swapped',
+        feed(replaced(16, copy(at(16), { data: at(15).data })).map((e) => (e.seq === 15 ? copy(e, { data: at(16).data }) : e)), cps),
+        'ORDER_CHANGED@15',
+        'the entry at seq 15 is the one the log holds at seq 16',
+      ],
+      ['an entry slipped in', feed(slipped), 'ORDER_CHANGED@5', "the log's entry for seq 5 is stored at seq 6"],
+      ['a seq repeated', feed([...log.entries.slice(0, 9), at(9), ...log.entries.slice(9)], cps), 'ORDER_CHANGED@9', 'seq 9 appears again after seq 9'],
+      ['chain hash rewritten', feed(replaced(22, copy(at(22), { storedChain: Buffer.alloc(32, 7) })), cps), 'CHAIN_BROKEN@22', 'the chain hash at seq 22 does not follow from seq 21'],
+      ['signed root differs from the entries', feed(log.entries, [cps[0], { size: 20, root: Buffer.alloc(32, 9) }, cps[2]]), 'CHECKPOINT_MISMATCH@11', 'entries 11–20 do not produce the root signed at size 20'],
+      ['first checkpoint differs', feed(log.entries, [{ size: 10, root: Buffer.alloc(32, 9) }]), 'CHECKPOINT_MISMATCH@1', 'entries 1–10 do not produce the root signed at size 10'],
+      ['checkpoint signature invalid', feed(log.entries, [cps[0], { ...cps[1], invalid: 'bad signature' }]), 'CHECKPOINT_INVALID@20', 'the checkpoint at size 20: bad signature'],
+      ['checkpoint after a later entry', [...feed(log.entries.slice(0, 12)), { checkpoint: cps[0] }], 'ORDER_CHANGED@10', 'the checkpoint at size 10 comes after entry 12'],
+    ];
+    expect(cases.map(([name, items]) => [name, problemOf(items), verify(items).problem?.detail])).toEqual(cases.map(([name, , expected, detail]) => [name, expected, detail]));
   });
 
   test('the result stops at the first problem: counts and root cover the entries before it', () => {

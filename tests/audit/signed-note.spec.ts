@@ -79,22 +79,24 @@ describe('signed notes and checkpoints (C2SP)', () => {
     const typed = Buffer.concat([Buffer.from([1]), KEY.raw]);
     const [hash, b64] = [specKeyHash(NAME, KEY.raw).toString('hex'), typed.toString('base64')];
     expect(parseVerifierKey(`${NAME}+${hash}+${b64}`).name).toBe(NAME);
-    for (const bad of [
-      '',
-      NAME,
-      `${NAME}+${hash}`,
-      `${NAME}+zzzzzzzz+${b64}`, // the hash is hex
-      `${NAME}+${hash}00+${b64}`,
-      `${NAME}+${hash}+${Buffer.concat([Buffer.from([2]), KEY.raw]).toString('base64')}`, // key type 2
-      `${NAME}+${hash}+${typed.subarray(0, 32).toString('base64')}`, // 31-byte key
-      `${NAME}+${hash}+${Buffer.concat([typed, Buffer.from([0])]).toString('base64')}`,
-      `${NAME}+${specKeyHash(NAME, newKey().raw).toString('hex')}+${b64}`, // hash of another key
-      `other+${hash}+${b64}`, // hash of another name
-      `has space+${specKeyHash('has space', KEY.raw).toString('hex')}+${b64}`,
-      `+${specKeyHash('', KEY.raw).toString('hex')}+${b64}`,
-    ]) {
-      expect(noteError(() => parseVerifierKey(bad)).reason).toBe('VERIFIER_KEY_INVALID');
-    }
+    const shape = 'a verifier key is <name>+<hex key hash>+<base64 key>';
+    const kind = 'only Ed25519 (type 0x01) verifier keys with a well-formed name are supported';
+    const mismatch = 'the verifier key hash does not match its name and key';
+    const cases: Array<[string, string]> = [
+      ['', shape],
+      [NAME, shape],
+      [`${NAME}+${hash}`, shape],
+      [`+${specKeyHash('', KEY.raw).toString('hex')}+${b64}`, shape],
+      [`${NAME}+zzzzzzzz+${b64}`, kind], // the hash is hex
+      [`${NAME}+${hash}00+${b64}`, kind],
+      [`${NAME}+${hash}+${Buffer.concat([Buffer.from([2]), KEY.raw]).toString('base64')}`, kind], // key type 2
+      [`${NAME}+${hash}+${typed.subarray(0, 32).toString('base64')}`, kind], // 31-byte key
+      [`${NAME}+${hash}+${Buffer.concat([typed, Buffer.from([0])]).toString('base64')}`, kind],
+      [`has space+${specKeyHash('has space', KEY.raw).toString('hex')}+${b64}`, kind],
+      [`${NAME}+${specKeyHash(NAME, newKey().raw).toString('hex')}+${b64}`, mismatch], // hash of another key
+      [`other+${hash}+${b64}`, mismatch], // hash of another name
+    ];
+    expect(cases.map(([bad]) => [bad, noteError(() => parseVerifierKey(bad))])).toEqual(cases.map(([bad, message]) => [bad, { reason: 'VERIFIER_KEY_INVALID', message }]));
     const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'der', type: 'spki' });
     expect(noteError(() => ed25519RawPublicKey(ec))).toEqual({ reason: 'VERIFIER_KEY_INVALID', message: 'not an Ed25519 public key' });
     const spki = KEY.publicKey.export({ format: 'der', type: 'spki' });
@@ -148,18 +150,22 @@ describe('signed notes and checkpoints (C2SP)', () => {
   test('malformed notes are NOTE_MALFORMED', () => {
     const good = signNote(BODY, NAME, KEY.privateKey, KEY.raw);
     const sigLine = good.slice(BODY.length + 1, -1);
-    for (const [why, bad] of [
-      ['no final newline', good.slice(0, -1)],
-      ['no blank line', `${NAME}\n42\n${sigLine}\n`],
-      ['control character in the body', signNote(BODY.replace('time', 'ti\u0001me'), NAME, KEY.privateKey, KEY.raw)],
-      ['tab in the body', `${BODY.replace('time ', 'time\t')}\n${sigLine}\n`],
-      ['a line that is not a signature', `${BODY}\n${sigLine}\nnot a signature\n`],
-      ['a signature without the em dash', `${BODY}\n${sigLine.replace('\u2014', '-')}\n`],
-      ['a signature too short to hold a key hash', `${BODY}\n\u2014 ${NAME} ${Buffer.from([1, 2, 3, 4]).toString('base64')}\n`],
-      ['no signature line at all', `${BODY}\n\n`],
-    ] as const) {
-      expect([why, noteError(() => openNote(bad, [VERIFIER])).reason]).toEqual([why, 'NOTE_MALFORMED']);
-    }
+    const shape = 'a signed note is a body, a blank line and signature lines';
+    const line = 'a signature line is "\u2014 <name> <base64>"';
+    const cases: Array<[string, string, string]> = [
+      ['no final newline', good.slice(0, -1), shape],
+      ['no blank line', `${NAME}\n42\n${sigLine}\n`, shape],
+      ['control character in the body', signNote(BODY.replace('time', 'ti\u0001me'), NAME, KEY.privateKey, KEY.raw), 'the note body holds control characters'],
+      ['tab in the body', `${BODY.replace('time ', 'time\t')}\n${sigLine}\n`, 'the note body holds control characters'],
+      ['DEL in the body', `${BODY.replace('time ', 'time\u007f')}\n${sigLine}\n`, 'the note body holds control characters'],
+      ['a line that is not a signature', `${BODY}\n${sigLine}\nnot a signature\n`, line],
+      ['a signature without the em dash', `${BODY}\n${sigLine.replace('\u2014', '-')}\n`, line],
+      ['a signature with a second space', `${BODY}\n${sigLine.replace(' ', '  ')}\n`, line],
+      ['a signature with trailing text', `${BODY}\n${sigLine} x\n`, line],
+      ['a signature too short to hold a key hash', `${BODY}\n\u2014 ${NAME} ${Buffer.from([1, 2, 3, 4]).toString('base64')}\n`, 'a signature is a key hash and signature bytes'],
+      ['no signature line at all', `${BODY}\n\n`, line],
+    ];
+    expect(cases.map(([why, bad]) => [why, noteError(() => openNote(bad, [VERIFIER]))])).toEqual(cases.map(([why, , message]) => [why, { reason: 'NOTE_MALFORMED', message }]));
   });
 
   test('parseCheckpoint reads origin, size, root and extensions; the time extension is the signing time', () => {
@@ -171,22 +177,27 @@ describe('signed notes and checkpoints (C2SP)', () => {
 
   test('malformed checkpoint bodies are CHECKPOINT_MALFORMED', () => {
     const root = ROOT.toString('base64');
-    for (const [why, bad] of [
-      ['no final newline', `${NAME}\n42\n${root}`],
-      ['two lines', `${NAME}\n42\n`],
-      ['empty origin', `\n42\n${root}\n`],
-      ['size with a leading zero', `${NAME}\n042\n${root}\n`],
-      ['negative size', `${NAME}\n-1\n${root}\n`],
-      ['size not decimal', `${NAME}\n0x2a\n${root}\n`],
-      ['size beyond 2^53', `${NAME}\n9007199254740993\n${root}\n`],
-      ['seventeen digits', `${NAME}\n10000000000000000\n${root}\n`],
-      ['root of 31 bytes', `${NAME}\n42\n${ROOT.subarray(1).toString('base64')}\n`],
-      ['root in url-safe base64', `${NAME}\n42\n${ROOT.toString('base64url')}\n`],
-      ['root without padding', `${NAME}\n42\n${root.replace(/=+$/, '')}\n`],
-      ['empty extension line', `${NAME}\n42\n${root}\n\nmore\n`],
-    ] as const) {
-      expect([why, noteError(() => parseCheckpoint(bad)).reason]).toEqual([why, 'CHECKPOINT_MALFORMED']);
-    }
+    const lines = 'a checkpoint body is origin, tree size and root hash lines';
+    const size = 'the tree size is not a decimal number';
+    const rootMessage = 'the root hash is not 32 bytes of base64';
+    const cases: Array<[string, string, string]> = [
+      ['no final newline', `${NAME}\n42\n${root}`, lines],
+      ['two lines', `${NAME}\n42\n`, lines],
+      ['empty origin', `\n42\n${root}\n`, 'the origin line is empty'],
+      ['size with a leading zero', `${NAME}\n042\n${root}\n`, size],
+      ['negative size', `${NAME}\n-1\n${root}\n`, size],
+      ['size not decimal', `${NAME}\n0x2a\n${root}\n`, size],
+      ['size with a sign', `${NAME}\n+42\n${root}\n`, size],
+      ['size beyond 2^53', `${NAME}\n9007199254740993\n${root}\n`, size],
+      ['seventeen digits', `${NAME}\n10000000000000000\n${root}\n`, size],
+      ['root of 31 bytes', `${NAME}\n42\n${ROOT.subarray(1).toString('base64')}\n`, rootMessage],
+      ['root of 33 bytes', `${NAME}\n42\n${Buffer.concat([ROOT, Buffer.from([0])]).toString('base64')}\n`, rootMessage],
+      ['root in url-safe base64', `${NAME}\n42\n${ROOT.toString('base64url')}\n`, rootMessage],
+      ['root without padding', `${NAME}\n42\n${root.replace(/=+$/, '')}\n`, rootMessage],
+      ['empty extension line', `${NAME}\n42\n${root}\n\nmore\n`, 'extension lines must not be empty'],
+    ];
+    expect(cases.map(([why, bad]) => [why, noteError(() => parseCheckpoint(bad))])).toEqual(cases.map(([why, , message]) => [why, { reason: 'CHECKPOINT_MALFORMED', message }]));
+    expect(parseCheckpoint(`${NAME}\n9007199254740991\n${root}\n`).size).toBe(Number.MAX_SAFE_INTEGER);
   });
 
   test('property: any checkpoint body round-trips through signNote, openNote and parseCheckpoint', () => {

@@ -150,4 +150,82 @@ describe('cron', () => {
       expect(() => parseCron('* * * * *', zone)).toThrow(CronError);
     }
   });
+
+  test('each refusal names the field and what is wrong (the schedule API passes the message on, and tells a zone from a cron by it)', () => {
+    const message = (expression: string, zone = 'UTC') => {
+      try {
+        parseCron(expression, zone);
+      } catch (error) {
+        expect(error).toBeInstanceOf(CronError);
+        expect((error as CronError).name).toBe('CronError');
+        return (error as Error).message;
+      }
+      return 'accepted';
+    };
+    const cases: Array<[string, string]> = [
+      ['* * *', 'expected 5 or 6 fields, got 3'],
+      ['* * * * * * *', 'expected 5 or 6 fields, got 7'],
+      ['61 * * * * *', 'second: 61 is outside 0–59'],
+      ['60 * * * *', 'minute: 60 is outside 0–59'],
+      ['* 24 * * *', 'hour: 24 is outside 0–23'],
+      ['* * 0 * *', 'day of month: 0 is outside 1–31'],
+      ['* * 32 * *', 'day of month: 32 is outside 1–31'],
+      ['* * * 0 *', 'month: 0 is outside 1–12'],
+      ['* * * 13 *', 'month: 13 is outside 1–12'],
+      ['* * * * 8', 'day of week: 8 is outside 0–7'],
+      ['x * * * *', 'minute: "x" is not a number'],
+      ['1x * * * *', 'minute: "1x" is not a number'],
+      ['100 * * * *', 'minute: "100" is not a number'],
+      ['* * * FOO *', 'month: "FOO" is not a number or name'],
+      ['* * * * FUN', 'day of week: "FUN" is not a number or name'],
+      ['*/0 * * * *', 'minute: step 0 must be 1–59'],
+      ['*/60 * * * *', 'minute: step 60 must be 1–59'],
+      ['* */24 * * *', 'hour: step 24 must be 1–23'],
+      ['5-1 * * * *', 'minute: range 5-1 runs backwards'],
+      ['* * * * MON-SUN', 'day of week: range MON-SUN runs backwards'],
+      ['1,,2 * * * *', 'minute: "" is not a value, range, step or *'],
+      ['1-2-3 * * * *', 'minute: "1-2-3" is not a value, range, step or *'],
+      ['*/5/5 * * * *', 'minute: "*/5/5" is not a value, range, step or *'],
+      ['* * 30 2 *', 'day of month never occurs in the given months'],
+      ['* * 31 4,6,9,11 *', 'day of month never occurs in the given months'],
+    ];
+    expect(cases.map(([expression]) => [expression, message(expression)])).toEqual(cases);
+    expect(message('* * * * *', 'Mars/Olympus')).toBe('unknown IANA time zone "Mars/Olympus"');
+    expect(message('0 0 0 * * *'.padEnd(201))).toBe('expression must be at most 200 characters');
+    expect(message(42 as unknown as string)).toBe('expression must be at most 200 characters');
+    // Accepted at the edges: 200 characters, the largest steps, 29 February, 31 in a list with a long month.
+    for (const ok of ['0 0 0 * * *'.padEnd(200), '*/59 * * * *', '* */23 * * *', '* * */31 * *', '0 0 29 2 *', '0 0 31 4,5 *', '0 0 30 2 MON', '0 0 * * 0-7/7']) {
+      expect([ok, message(ok)]).toEqual([ok, 'accepted']);
+    }
+  });
+
+  test('steps, lists and ranges produce exactly the documented values', () => {
+    const minutes = (field: string) =>
+      parseCron(`${field} * * * *`, 'UTC')
+        .between(new Date('2026-01-01T00:00:00Z'), new Date('2026-01-01T00:59:59Z'), 60)
+        .map((d) => d.getUTCMinutes());
+    expect(minutes('*/15')).toEqual([15, 30, 45]); // 0 is the start itself, not after it
+    expect(minutes('7/20')).toEqual([7, 27, 47]);
+    expect(minutes('10-20/5')).toEqual([10, 15, 20]);
+    expect(minutes('58-59,1,3-4')).toEqual([1, 3, 4, 58, 59]);
+    expect(minutes('59')).toEqual([59]);
+    const weekdays = (field: string) =>
+      parseCron(`0 0 * * ${field}`, 'UTC')
+        .between(new Date('2026-01-03T12:00:00Z'), new Date('2026-01-10T12:00:00Z'), 10)
+        .map((d) => d.getUTCDay());
+    expect(weekdays('*')).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    expect(weekdays('SAT,sun')).toEqual([0, 6]);
+    expect(weekdays('7')).toEqual([0]);
+    expect(weekdays('5-7')).toEqual([0, 5, 6]);
+    expect(weekdays('*/3')).toEqual([0, 3, 6]);
+    expect(weekdays('1/3')).toEqual([0, 1, 4]); // a/n runs to 7, which is Sunday
+    const months = parseCron('0 0 1 */5 *', 'UTC').between(new Date('2026-01-01T12:00:00Z'), new Date('2027-01-02T00:00:00Z'), 10);
+    expect(months.map((d) => d.getUTCMonth() + 1)).toEqual([6, 11, 1]);
+    // Only day of month restricted (day of week '*'): the days of month alone; '*/1' counts as restricted.
+    expect(parseCron('0 0 13 * *', 'UTC').next(new Date('2026-01-01T00:00:00Z')).toISOString()).toBe('2026-01-13T00:00:00.000Z');
+    expect(parseCron('0 0 13 * */1', 'UTC').next(new Date('2026-01-01T00:00:00Z')).toISOString()).toBe('2026-01-02T00:00:00.000Z');
+    expect(parseCron('0 0 13 * FRI', 'UTC').next(new Date('2026-01-01T00:00:00Z')).toISOString()).toBe('2026-01-02T00:00:00.000Z');
+    expect(parseCron('0 0 */1 * FRI', 'UTC').next(new Date('2026-01-03T00:00:00Z')).toISOString()).toBe('2026-01-04T00:00:00.000Z');
+    expect(parseCron('0 0 * * FRI', 'UTC').next(new Date('2026-01-03T00:00:00Z')).toISOString()).toBe('2026-01-09T00:00:00.000Z');
+  });
 });
