@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { createHash, createPrivateKey, createPublicKey, randomUUID } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, randomUUID, verify as verifySignature } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -199,6 +199,21 @@ describe('EVI041 Keymaster / Signing (K-M4)', () => {
 
     const invalid = await refusal(client.updateKeyPolicy({ alias, minSignVersion: 3, minVerifyVersion: 1 }));
     expect([invalid.code, invalid.reason]).toEqual([Status.INVALID_ARGUMENT, 'POLICY_INVALID']);
+
+    // A disabled version neither signs nor verifies (its private key may still sit in this
+    // node's cache: the state is read in the signing transaction); enabled again, it signs again.
+    await client.updateKeyPolicy({ alias, minSignVersion: 1, minVerifyVersion: 1 });
+    expect((await client.sign({ alias, version: 1, input })).version).toBe(1); // warms the cache with v1
+    await client.disableKeyVersion({ alias, version: 1 });
+    const disabled = await refusal(client.sign({ alias, version: 1, input }));
+    expect([disabled.code, disabled.reason]).toEqual([Status.FAILED_PRECONDITION, 'KEY_VERSION_DISABLED']);
+    expect(await client.verify({ alias, version: 1, input, signature: v1.signature })).toEqual({ valid: false, version: 1, refusal: 'KEY_VERSION_DISABLED' });
+    expect((await client.sign({ alias, input })).version).toBe(2); // the primary is untouched
+    await client.enableKeyVersion({ alias, version: 1 });
+    const again = await client.sign({ alias, version: 1, input });
+    expect(again.version).toBe(1);
+    expect(opensslVerifies(Algorithm.ALGORITHM_ECDSA_P256_SHA256, pem1, { message }, again.signature)).toBe(true);
+    expect((await client.verify({ alias, version: 1, input, signature: v1.signature })).valid).toBe(true);
   });
 
   test("[D] tenant B cannot use tenant A's alias (NOT_FOUND), and RLS hides A's keys from raw SQL under the application role", async () => {
@@ -222,6 +237,21 @@ describe('EVI041 Keymaster / Signing (K-M4)', () => {
     expect((await other.listKeys({})).keys).toEqual([]);
     // B may create its own key under the same alias: aliases are tenant-relative.
     await other.createKey({ alias: 'shared-name', algorithm: Algorithm.ALGORITHM_ED25519 });
+    // Each tenant's signatures are made with its own private key, whatever this node has cached
+    // for the other tenant's alias of the same name (A's key was used, and cached, above): each
+    // verifies with its own tenant's public key only, checked here with node:crypto.
+    const message = Buffer.from('same alias, two tenants');
+    const pemOf = async (client: KeymasterClient) => (await client.getPublicKey({ alias: 'shared-name', version: 1 })).pem;
+    const [pemA, pemB] = [await pemOf(owner), await pemOf(other)];
+    expect(pemB).not.toBe(pemA);
+    for (const [signer, own, foreign] of [
+      [other, pemB, pemA],
+      [owner, pemA, pemB],
+    ] as const) {
+      const { signature: sig } = await signer.sign({ alias: 'shared-name', input: { $case: 'message', value: message } });
+      expect(verifySignature(null, message, createPublicKey(own), sig)).toBe(true);
+      expect(verifySignature(null, message, createPublicKey(foreign), sig)).toBe(false);
+    }
 
     const tenantToken = await kernel.token({ tenants: ['tenant-d-a'] });
     const intruder = createKeymasterClient({ address: kernel.address, tenantId: 'tenant-d-b', token: tenantToken });

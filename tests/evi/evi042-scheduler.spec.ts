@@ -148,6 +148,45 @@ describe('EVI042 Scheduler / heartbeat (K-M5)', () => {
     }
   });
 
+  test('[A] a backfill fires only ticks never fired: over ticks the cron already fired, or an earlier backfill fired, it enqueues nothing', async () => {
+    const tenant = 'tenant-a-backfill';
+    const client = await clientFor(tenant);
+    await client.createSchedule({
+      schedule: { scheduleId: 'every-second', cron: '* * * * * *', timeZone: 'UTC', jobType: 'kernel.noop', overlapPolicy: OverlapPolicy.OVERLAP_POLICY_ALLOW_ALL, catchupWindowSeconds: 60 },
+    });
+    const ticks = () =>
+      sql(kernel.databaseUrl, async (c) =>
+        (await c.query(`SELECT tick_time, kind FROM scheduler_schedule_tick WHERE tenant_id = $1 AND schedule_id = 'every-second' ORDER BY tick_time`, [tenant])).rows as Array<{ tick_time: Date; kind: string }>,
+      );
+    const jobsPerTick = () =>
+      sql(kernel.databaseUrl, async (c) =>
+        (await c.query(`SELECT tick_time, count(*)::int AS n FROM scheduler_job WHERE tenant_id = $1 AND schedule_id = 'every-second' GROUP BY tick_time ORDER BY tick_time`, [tenant])).rows as Array<{
+          tick_time: Date;
+          n: number;
+        }>,
+      );
+    await waitFor(async () => (await ticks()).length >= 3);
+    // Paused: the pause waits for any firing in progress (row lock), so the fired ticks are final.
+    await client.pauseSchedule({ scheduleId: 'every-second', paused: true });
+    const fired = await ticks();
+    expect(fired.every((t) => t.kind === 'CRON')).toBe(true);
+    const [first, last] = [fired[0].tick_time.getTime(), fired[fired.length - 1].tick_time.getTime()];
+    expect((await jobsPerTick()).map((j) => [j.tick_time.getTime(), j.n])).toEqual(fired.map((t) => [t.tick_time.getTime(), 1]));
+
+    // (first − 1 s, last] holds exactly the ticks the cron fired: none fires again.
+    const overFired = await client.backfillSchedule({ scheduleId: 'every-second', startTime: new Date(first - 1000), endTime: new Date(last) });
+    expect(overFired.ticks).toEqual([]);
+    // One second further back there is one tick never fired: only it fires, and only once.
+    const window = { scheduleId: 'every-second', startTime: new Date(first - 2000), endTime: new Date(last) };
+    const once = await client.backfillSchedule(window);
+    expect(once.ticks.map((t) => t.tickTime!.getTime())).toEqual([first - 1000]);
+    expect(once.ticks[0].jobId).not.toBe('');
+    expect((await client.backfillSchedule(window)).ticks).toEqual([]);
+    // One job per tick, the backfilled one included, and no other.
+    expect((await jobsPerTick()).map((j) => [j.tick_time.getTime(), j.n])).toEqual([[first - 1000, 1], ...fired.map((t) => [t.tick_time.getTime(), 1])]);
+    expect((await ticks()).map((t) => t.kind)).toEqual(['BACKFILL', ...fired.map(() => 'CRON')]);
+  });
+
   test('[B] a worker process killed with SIGKILL mid-job: the job is re-leased after the lease expires and the old worker\'s CompleteJob is refused (fencing)', async () => {
     const client = await clientFor('tenant-b');
     const { job } = await client.enqueueJob({ type: 'remote.crash', queue: 'crash', maxAttempts: 3, payload: { doc: 42 } });

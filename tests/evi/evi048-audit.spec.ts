@@ -1,4 +1,7 @@
-import { createHash, createPublicKey, randomBytes, randomUUID, verify as verifySignature } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync, randomBytes, randomUUID, sign as signBytes, verify as verifySignature, type KeyObject } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { Status, Metadata } from 'nice-grpc-common';
 import { Client } from 'pg';
 import { closeKernelClient, createKernelClient, createKeymasterClient, createSequenceClient, type KernelClient } from '../../clients/src';
@@ -6,6 +9,7 @@ import { AuditOutcome, ProblemKind } from '../../gen/proto/axis/kernel/audit/v1/
 import { AuditServiceDefinition } from '../../gen/proto/axis/kernel/audit/v1/audit_service';
 import { Algorithm } from '../../gen/proto/axis/kernel/keymaster/v1/key';
 import { ResetPolicy } from '../../gen/proto/axis/kernel/sequences/v1/sequence';
+import { kernelCli } from '../support/kernel-cli';
 import { refusal } from '../support/refusal';
 import { createBackendDatabase, startTestKernel, TEST_BACKEND, type TestBackendDatabase, type TestKernel } from '../support/test-kernel';
 import { waitFor } from '../support/wait-for';
@@ -86,12 +90,24 @@ function consistencyVerifies(first: number, second: number, firstRoot: Buffer, s
   return sn === 0 && fr.equals(firstRoot) && sr.equals(secondRoot);
 }
 
+/** c2sp.org/signed-note: an Ed25519 key's raw 32 bytes, and its key id (SHA-256(name || "\n" || 0x01 || key)[:4]). */
+const rawEd25519 = (key: string | KeyObject) =>
+  Buffer.from((typeof key === 'string' ? createPublicKey(key) : key).export({ format: 'jwk' }).x!, 'base64url');
+const noteKeyId = (name: string, pem: string | KeyObject) => sha256(Buffer.from(`${name}\n`), Buffer.from([0x01]), rawEd25519(pem)).subarray(0, 4);
+/** The golang.org/x/mod/sumdb/note verifier key `<name>+<hex key id>+<base64(0x01 || key)>` of a PEM public key. */
+const noteVerifierKey = (name: string, pem: string) =>
+  `${name}+${noteKeyId(name, pem).toString('hex')}+${Buffer.concat([Buffer.from([0x01]), rawEd25519(pem)]).toString('base64')}`;
+/** A signed note over `body` by a key of the caller's own (an attacker's, in the proofs below). */
+function signedNote(body: string, name: string, privateKey: KeyObject): string {
+  const signature = signBytes(null, Buffer.from(body), privateKey);
+  return `${body}\n\u2014 ${name} ${Buffer.concat([noteKeyId(name, createPublicKey(privateKey)), signature]).toString('base64')}\n`;
+}
+
 /** c2sp.org/signed-note + tlog-checkpoint, Ed25519: returns the checkpoint if the signature by `pem` holds. */
 function openCheckpoint(note: string, name: string, pem: string): { origin: string; size: number; root: Buffer } | undefined {
   const split = note.lastIndexOf('\n\n');
   const body = note.slice(0, split + 1);
-  const raw = Buffer.from(createPublicKey(pem).export({ format: 'jwk' }).x!, 'base64url');
-  const keyId = sha256(Buffer.from(`${name}\n`), Buffer.from([0x01]), raw).subarray(0, 4);
+  const keyId = noteKeyId(name, pem);
   for (const line of note.slice(split + 2).split('\n').filter(Boolean)) {
     const [dash, signer, b64] = line.split(' ');
     const bytes = Buffer.from(b64 ?? '', 'base64');
@@ -303,8 +319,59 @@ describe('EVI048 Audit immutability (K-W1)', () => {
     expect(await problem(chain)).toMatchObject({ seq: 12, kind: ProblemKind.PROBLEM_KIND_CHAIN_BROKEN });
   });
 
+  test('[B] every field of an entry is in its leaf: any one of them changed as the superuser is named at its seq as PAYLOAD_CHANGED, the tenant too', async () => {
+    const { client, size } = await seededTenant('tamper-fields', 12);
+    expect((await client.verifyLog({})).ok).toBe(true);
+    // One field per entry, from the end of the log backwards: each change is then the first bad
+    // seq, so every verdict says which field it caught (a leaf that left a field out lets that
+    // change through and names a later seq, or none).
+    const changes: Array<[field: string, assignment: string]> = [
+      ['principal', `principal = principal || '-forged'`],
+      ['action', `action = action || 'Forged'`],
+      ['resource', `resource = resource || '/forged'`],
+      ['outcome', `outcome = CASE outcome WHEN 'OK' THEN 'FAILED' ELSE 'OK' END`],
+      ['trace_id', `trace_id = md5(trace_id)`],
+      ['idempotency_key', `idempotency_key = md5(coalesce(idempotency_key, 'none'))`],
+      ['request_digest', `request_digest = md5(coalesce(request_digest, 'none'))`],
+      ['event_time', `event_time = event_time + interval '1 microsecond'`],
+      ['detail', `detail = detail || '{"amount_minor": -1}'`],
+    ];
+    let seq = size;
+    for (const [field, assignment] of changes) {
+      const eventId = await eventIdAt('tamper-fields', seq);
+      await tamper((sql) => sql.query(`UPDATE kernel_audit_event SET ${assignment} WHERE tenant_id = 'tamper-fields' AND event_id = $1`, [eventId]));
+      const { ok, problem } = await client.verifyLog({});
+      expect({ field, ok, seq: problem?.seq, kind: problem?.kind }).toEqual({ field, ok: false, seq, kind: ProblemKind.PROBLEM_KIND_PAYLOAD_CHANGED });
+      seq -= 1;
+    }
+
+    // The tenant: a whole log relabelled as another tenant's (every audit row moved, hashes and
+    // checkpoints included) no longer matches its first leaf.
+    const moved = await seededTenant('tamper-tenant', 3);
+    await tamper(async (sql) => {
+      const { rows } = await sql.query(
+        `SELECT DISTINCT table_name AS t FROM information_schema.columns WHERE table_schema = 'public' AND column_name = 'tenant_id' AND table_name LIKE 'kernel_audit%'`,
+      );
+      for (const { t } of rows) await sql.query(`UPDATE ${t} SET tenant_id = 'tamper-tenant-moved' WHERE tenant_id = 'tamper-tenant'`);
+    });
+    expect((await moved.client.verifyLog({})).verifiedSize).toBe(0);
+    const relabelled = await auditClient('tamper-tenant-moved');
+    const { ok, problem } = await relabelled.verifyLog({});
+    expect({ ok, seq: problem?.seq, kind: problem?.kind }).toEqual({ ok: false, seq: 1, kind: ProblemKind.PROBLEM_KIND_PAYLOAD_CHANGED });
+  });
+
   test('[B] retention and legal hold are policies: only the retention role purges, only past retention, never under hold; the purge is recorded and the log still verifies', async () => {
     const { client } = await seededTenant('tenant-retention', 30);
+    // Changing retention or hold, and purging, take audit:admin: read and write are not enough.
+    const writer = await auditClient('tenant-retention', 'audit:read audit:write');
+    for (const call of [
+      () => writer.setRetentionPolicy({ retention: { seconds: 3600, nanos: 0 } }),
+      () => writer.setLegalHold({ hold: true, reason: 'not mine to set' }),
+      () => writer.purgeExpired({}),
+    ]) {
+      const refused = await refusal(call());
+      expect([refused.code, refused.reason]).toEqual([Status.PERMISSION_DENIED, 'SCOPE_MISSING']);
+    }
     const admin = await auditClient('tenant-retention', 'audit:read audit:write audit:admin');
     expect(await refusal(admin.purgeExpired({}))).toMatchObject({ code: Status.FAILED_PRECONDITION, reason: 'NO_RETENTION_POLICY' });
     // The retention role itself may not delete what is within retention or not yet sequenced.
@@ -329,6 +396,7 @@ describe('EVI048 Audit immutability (K-W1)', () => {
 
     const record = await client.listEvents({ action: 'axis.kernel.audit.v1.AuditService/PurgeExpired' });
     expect(record.events.map((e) => e.detail)).toEqual([
+      { reason: 'SCOPE_MISSING' }, // the refused call above, a denied security event
       { purged: 0, through_seq: 0 },
       { purged: 20, through_seq: 20 },
     ]);
@@ -376,6 +444,45 @@ describe('EVI048 Audit immutability (K-W1)', () => {
     const other = await seededTenant('tenant-c2', 3);
     expect(openCheckpoint(other.checkpoint.note, origin('tenant-c'), pem)).toBeUndefined();
     expect(openCheckpoint(checkpoint.note.replace(`\n${size}\n`, `\n${size + 1}\n`), origin('tenant-c'), pem)).toBeUndefined();
+
+    // A note with no signature by a known key — the log's own name, but signed by a key of the
+    // forger's — is refused by the verifier here, by VerifyLog and by `kernel audit verify`,
+    // whether its body is the genuine one or a forged one.
+    const forger = generateKeyPairSync('ed25519').privateKey;
+    const body = checkpoint.note.slice(0, checkpoint.note.lastIndexOf('\n\n') + 1);
+    const forgedBody = body.replace(`\n${size}\n${Buffer.from(checkpoint.rootHash).toString('base64')}\n`, `\n${size + 5}\n${randomBytes(32).toString('base64')}\n`);
+    expect(forgedBody).not.toBe(body);
+    const unknownSigner = [signedNote(body, origin('tenant-c'), forger), signedNote(forgedBody, origin('tenant-c'), forger)];
+    for (const note of unknownSigner) {
+      expect(openCheckpoint(note, origin('tenant-c'), pem)).toBeUndefined();
+      const refused = await refusal(client.verifyLog({ trustedCheckpoint: note }));
+      expect([refused.code, refused.reason]).toEqual([Status.INVALID_ARGUMENT, 'CHECKPOINT_INVALID']);
+    }
+    const dir = mkdtempSync(path.join(tmpdir(), 'evi048-'));
+    try {
+      const exported = path.join(dir, 'log.jsonl');
+      const token = await kernel.token({ tenants: ['tenant-c'], scope: 'audit:read' });
+      await kernelCli(['audit', 'export', '--tenant', 'tenant-c', '--address', kernel.address, '--token', token, '--out', exported], {});
+      const key = noteVerifierKey(origin('tenant-c'), pem);
+      const verifyFile = async (lines: string[]) => {
+        const file = path.join(dir, `${randomUUID()}.jsonl`);
+        writeFileSync(file, `${lines.join('\n')}\n`);
+        return kernelCli(['audit', 'verify', file, '--key', key], {}).then(
+          ({ stdout }) => ({ code: 0, stdout }),
+          (error: { code: number; stdout: string }) => ({ code: error.code, stdout: error.stdout }),
+        );
+      };
+      const lines = readFileSync(exported, 'utf8').trimEnd().split('\n');
+      expect(await verifyFile(lines)).toEqual({ code: 0, stdout: expect.stringMatching(/^OK /) });
+      // The last checkpoint's note swapped for the genuine body signed by the forger's key.
+      const at = lines.map((l) => 'checkpoint' in JSON.parse(l)).lastIndexOf(true);
+      const record = JSON.parse(lines[at]) as { checkpoint: { tree_size: number; note: string } };
+      const forgedNoteLines = [...lines];
+      forgedNoteLines[at] = JSON.stringify({ checkpoint: { ...record.checkpoint, note: signedNote(record.checkpoint.note.slice(0, record.checkpoint.note.lastIndexOf('\n\n') + 1), origin('tenant-c'), forger) } });
+      expect(await verifyFile(forgedNoteLines)).toEqual({ code: 1, stdout: expect.stringMatching(new RegExp(`^FAILED at seq ${record.checkpoint.tree_size}: CHECKPOINT_INVALID`)) });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('[D] a consistency proof between two signed checkpoints verifies; a rewritten history fails', async () => {

@@ -146,6 +146,32 @@ describe('EVI055 Sequence Governance (K-M10)', () => {
     expect(report.periods[0]).toMatchObject({ firstValue: 1, lastValue: 6, issuedCount: 4, voidedCount: 2, reservedCount: 0, missingValues: [] });
   });
 
+  test("[C] the gap report accounts up to each counter, not the highest number left: numbers deleted behind the kernel's back are named, a deleted tail and a period emptied entirely included", async () => {
+    const client = await clientFor('tenant-c-deleted');
+    await client.createSeries(series('deleted'));
+    const issue = (iso: string) => client.issueNumber({ seriesId: 'deleted', documentTime: new Date(iso) });
+    for (let i = 0; i < 3; i += 1) await issue('2025-05-01T10:00:00Z');
+    for (let i = 0; i < 6; i += 1) await issue('2026-05-01T10:00:00Z');
+    // As the superuser (no trigger guards sequence_number): a hole, the tail, and all of 2025.
+    const sql = new Client({ connectionString: kernel.databaseUrl });
+    await sql.connect();
+    try {
+      const { rowCount } = await sql.query(
+        `DELETE FROM sequence_number WHERE tenant_id = 'tenant-c-deleted' AND series_id = 'deleted'
+            AND (period = '2025' OR (period = '2026' AND value IN (2, 5, 6)))`,
+      );
+      expect(rowCount).toBe(6);
+    } finally {
+      await sql.end();
+    }
+    const report = await client.getGapReport({ seriesId: 'deleted' });
+    expect(report.complete).toBe(false);
+    expect(report.periods).toEqual([
+      expect.objectContaining({ period: '2025', firstValue: 1, lastValue: 3, issuedCount: 0, missingValues: [1, 2, 3] }),
+      expect.objectContaining({ period: '2026', firstValue: 1, lastValue: 6, issuedCount: 3, missingValues: [2, 5, 6] }),
+    ]);
+  });
+
   test("[D] tenant B cannot read or issue in tenant A's series (NOT_FOUND), and RLS blocks it even for raw SQL under the application role", async () => {
     const tenantA = await clientFor('tenant-d-a');
     const tenantB = await clientFor('tenant-d-b');
@@ -169,6 +195,29 @@ describe('EVI055 Sequence Governance (K-M10)', () => {
     const sql = new Client({ connectionString: kernel.databaseUrl });
     await sql.connect();
     try {
+      // Who a kernel write really runs as, seen from inside PostgreSQL: a trigger (installed here
+      // as the superuser) records the role and the tenant setting of every number row inserted.
+      await sql.query(`CREATE TABLE evi055_write_identity (seen_role text, seen_tenant text, series text, value bigint)`);
+      await sql.query(`GRANT INSERT ON evi055_write_identity TO PUBLIC`);
+      await sql.query(`CREATE FUNCTION evi055_record_write_identity() RETURNS trigger LANGUAGE plpgsql AS $$
+                       BEGIN
+                         INSERT INTO evi055_write_identity VALUES (current_user, current_setting('axis.tenant_id', true), NEW.series_id, NEW.value);
+                         RETURN NEW;
+                       END $$`);
+      await sql.query(`CREATE TRIGGER evi055_write_identity AFTER INSERT ON sequence_number FOR EACH ROW EXECUTE FUNCTION evi055_record_write_identity()`);
+      try {
+        await tenantA.issueNumber({ seriesId: 'secret-series' });
+        await tenantB.createSeries(series('own-series'));
+        await tenantB.issueNumber({ seriesId: 'own-series' });
+      } finally {
+        await sql.query(`DROP TRIGGER evi055_write_identity ON sequence_number`);
+      }
+      const { rows: identities } = await sql.query(`SELECT seen_role, seen_tenant, series, value::int FROM evi055_write_identity ORDER BY seen_tenant`);
+      expect(identities).toEqual([
+        { seen_role: 'axis_kernel_app', seen_tenant: 'tenant-d-a', series: 'secret-series', value: 2 },
+        { seen_role: 'axis_kernel_app', seen_tenant: 'tenant-d-b', series: 'own-series', value: 1 },
+      ]);
+
       const asApp = async (tenant: string | null, text: string, params: unknown[] = []) => {
         await sql.query('BEGIN');
         try {

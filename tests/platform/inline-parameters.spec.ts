@@ -1,3 +1,4 @@
+import * as fc from 'fast-check';
 import { Client } from 'pg';
 import { inlineParameters, sqlLiteral } from '../../services/platform/database/inline-parameters';
 import { adminDatabaseUrl } from '../support/test-database';
@@ -12,6 +13,67 @@ describe('inlineParameters', () => {
 
   test('refuses a placeholder without a value', () => {
     expect(() => inlineParameters('SELECT $2', ['only one'])).toThrow();
+  });
+
+  /*
+   * DB-free properties. A statement is built from segments whose inlined form is known by
+   * construction: placeholders become their literal, everything else — plain text, quoted
+   * strings (also E'…' with backslash escapes), quoted identifiers, comments, dollar-quoted
+   * bodies, identifiers containing '$' — comes out unchanged, whatever look-alikes it holds.
+   */
+  const lookAlikes = fc.constantFrom('$1', '$2', '$10', '$$', '$t$', "''", '--', '/*', '*/', '"', '\\', 'x', ' ', '\n', 'é');
+  const inner = (exclude: string[]) => fc.array(lookAlikes.filter((t) => !exclude.some((e) => t.includes(e))), { maxLength: 6 }).map((parts) => parts.join(' ')); // spaced: no two look-alikes fuse into a terminator
+  type Segment = { text: string; placeholder?: number };
+  const segment = (params: number): fc.Arbitrary<Segment> =>
+    fc.oneof(
+      fc.constantFrom('SELECT', ',', '(', ')', '+', '=', 'FROM t', '\n', '$ ', 'col$1', 'a_$2').map((text) => ({ text })),
+      fc.integer({ min: 1, max: params }).map((n) => ({ text: `$${n}`, placeholder: n })),
+      fc.string({ unit: fc.constantFrom('a', "'", '$', '1', '"', '-', '\\', '*', '/') }).map((t) => ({ text: `'${t.replace(/'/g, "''")}'` })),
+      fc.string({ unit: fc.constantFrom('a', "'", '$', '2', '\\') }).map((t) => ({ text: `E'${t.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'` })),
+      inner(['"']).map((t) => ({ text: `"${t}"` })),
+      inner(['\n']).map((t) => ({ text: `-- ${t}\n` })),
+      inner(['*/']).map((t) => ({ text: `/* ${t} */` })),
+      inner(['$$']).map((t) => ({ text: `$$${t}$$` })),
+      inner(['$t$']).map((t) => ({ text: `$t$${t}$t$` })),
+    );
+  const valueArb = fc.oneof(fc.string(), fc.integer(), fc.boolean(), fc.constant(null), fc.uint8Array({ maxLength: 8 }).map((b) => Buffer.from(b)), fc.array(fc.oneof(fc.string(), fc.constant(null)), { maxLength: 3 }));
+
+  test('property: placeholders become their literals, and nothing else changes', () => {
+    fc.assert(
+      fc.property(
+        fc.array(valueArb, { minLength: 1, maxLength: 12 }).chain((params) => fc.tuple(fc.constant(params), fc.array(segment(params.length), { maxLength: 12 }))),
+        ([params, segments]) => {
+          // Segments are separated by a space, so none runs into the next (a placeholder into a digit, a word into a quote).
+          const sql = segments.map((s) => s.text).join(' ');
+          const expected = segments.map((s) => (s.placeholder === undefined ? s.text : sqlLiteral(params[s.placeholder - 1]))).join(' ');
+          expect(inlineParameters(sql, params)).toBe(expected);
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  test('property: a string literal reads back as the string (standard and E\'…\' forms)', () => {
+    const unquote = (literal: string) => {
+      const e = /^ E'(.*)'$/s.exec(literal);
+      if (e) return e[1].replace(/\\(.)/gs, '$1').replace(/''/g, "'");
+      const plain = /^'(.*)'$/s.exec(literal);
+      if (!plain) throw new Error(`not a literal: ${literal}`);
+      expect(plain[1].replace(/''/g, '')).not.toContain("'");
+      return plain[1].replace(/''/g, "'");
+    };
+    fc.assert(fc.property(fc.string({ unit: fc.constantFrom('a', "'", '\\', '"', '$', ' ', 'é', '\n') }), (text) => expect(unquote(sqlLiteral(text))).toBe(text)));
+    expect([sqlLiteral(null), sqlLiteral(undefined), sqlLiteral(42), sqlLiteral(true), sqlLiteral(Buffer.from([0, 255]))]).toEqual(['NULL', 'NULL', "'42'", "'true'", "'\\x00ff'"]);
+    expect(sqlLiteral(["a'b", null])).toBe(`'{"a''b",NULL}'`);
+  });
+
+  test('unterminated quotes, comments and dollar quotes run to the end of the statement untouched', () => {
+    for (const tail of ["'open $1", '"open $1', '/* open $1', '$$ open $1', "E'open \\' $1"]) {
+      expect(inlineParameters(`SELECT $1, ${tail}`, ['v'])).toBe(`SELECT 'v', ${tail}`);
+    }
+    expect(inlineParameters('SELECT $1 -- trailing $1', ['v'])).toBe("SELECT 'v' -- trailing $1");
+    expect(() => inlineParameters('SELECT $0', ['v'])).toThrow('statement uses $0 but has 1 parameter(s)');
+    expect(inlineParameters('SELECT $1::int', [7])).toBe("SELECT '7'::int");
   });
 
   test('literals round-trip through PostgreSQL like parameters do', async () => {

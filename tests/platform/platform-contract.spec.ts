@@ -48,6 +48,18 @@ describe('platform contract', () => {
       expect([refused.code, refused.reason]).toEqual([Status.UNAUTHENTICATED, 'TOKEN_EXPIRED']);
     });
 
+    test('a token verified (and cached) while valid is refused as TOKEN_EXPIRED once its exp has passed', async () => {
+      const token = await kernel.token({ tenants: ['acme'], ttlSeconds: 3 });
+      const exp = (JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString('utf8')) as { exp: number }).exp;
+      const c = client({ tenantId: 'acme', token });
+      await c.listSeries({});
+      await c.listSeries({}); // answered with the verification remembered from the first call
+      // Past exp (whole seconds, as JWT has them), the very same token is refused.
+      await new Promise((r) => setTimeout(r, Math.max(0, exp * 1000 - Date.now()) + 200));
+      const refused = await refusal(c.listSeries({}));
+      expect([refused.code, refused.reason]).toEqual([Status.UNAUTHENTICATED, 'TOKEN_EXPIRED']);
+    });
+
     test('a missing scope is PERMISSION_DENIED SCOPE_MISSING and the denial is audited in its own transaction', async () => {
       const readOnly = await tenantClient('scoped', 'sequences:read');
       const refused = await refusal(readOnly.createSeries({ series: { seriesId: 's', pattern: '{SEQ}', resetPolicy: ResetPolicy.RESET_POLICY_NEVER, timeZone: 'UTC' } }));
@@ -166,6 +178,48 @@ describe('platform contract', () => {
       const refused = await refusal(c.createSeries({ series: { seriesId: 'Bad Id', pattern: '{SEQ}', resetPolicy: ResetPolicy.RESET_POLICY_NEVER, timeZone: 'UTC' } }));
       expect([refused.code, refused.reason]).toEqual([Status.INVALID_ARGUMENT, 'FIELD_INVALID']);
       expect(refused.fieldViolations.map((v) => v.field)).toEqual(['series.series_id']);
+    });
+
+    test('a failure inside the kernel is a masked INTERNAL: the message is only the trace id, nothing of the SQL, table or driver error reaches the client; the cause is logged', async () => {
+      // Real internal failures, made as the superuser: the application role loses a privilege
+      // the read path (ListSeries) and the write path (CreateSeries, through the group committer) need.
+      const c = await tenantClient('masked');
+      const cases: Array<[revoke: string, grant: string, call: (options: object) => Promise<unknown>]> = [
+        ['REVOKE SELECT ON sequence_series FROM axis_kernel_app', 'GRANT SELECT ON sequence_series TO axis_kernel_app', (o) => c.listSeries({}, o)],
+        [
+          'REVOKE INSERT ON sequence_series FROM axis_kernel_app',
+          'GRANT INSERT ON sequence_series TO axis_kernel_app',
+          (o) => c.createSeries({ series: { seriesId: 'masked', pattern: '{SEQ}', resetPolicy: ResetPolicy.RESET_POLICY_NEVER, timeZone: 'UTC' } }, o),
+        ],
+      ];
+      for (const [revoke, grant, call] of cases) {
+        const traceId = randomUUID().replace(/-/g, '');
+        let trailer: Metadata | undefined;
+        await sql(revoke);
+        let refused;
+        try {
+          refused = await refusal(call({ metadata: Metadata({ traceparent: `00-${traceId}-${'e'.repeat(16)}-01` }), onTrailer: (t: Metadata) => (trailer = t) }));
+        } finally {
+          await sql(grant);
+        }
+        expect([refused.code, refused.reason]).toEqual([Status.INTERNAL, 'INTERNAL']);
+        // The masking is the behaviour here, so the exact message is asserted.
+        expect(refused.details).toBe(`internal error (trace ${traceId})`);
+        expect(refused.metadata).toEqual({ trace_id: traceId });
+        expect([refused.fieldViolations, refused.preconditionViolations, refused.quotaViolations, refused.retryDelayMs]).toEqual([[], [], [], undefined]);
+        // Nor anywhere in the status details on the wire.
+        expect(trailer?.get('grpc-status-details-bin')).toBeDefined();
+        const wire = [
+          refused.details,
+          ...[...(trailer ?? [])].flatMap(([key, values]) => (values as Array<string | Uint8Array>).map((v) => `${key}=${Buffer.from(v).toString('latin1')}`)),
+        ].join('\n');
+        for (const leak of ['sequence_series', 'permission denied', 'SELECT', 'INSERT', 'axis_kernel_app', '42501']) expect(wire).not.toContain(leak);
+        expect(wire).not.toMatch(/\n\s+at \S/); // no stack trace either
+        // The operator gets the cause, under the same trace id.
+        const logged = kernel.logs.entries().find((e) => e.trace_id === traceId && e.msg === 'unhandled error (masked as INTERNAL)');
+        expect(JSON.stringify(logged)).toContain('permission denied for table sequence_series');
+      }
+      expect((await c.listSeries({})).series.map((x) => x.seriesId)).toEqual([]);
     });
 
     test('logs carry trace_id, tenant, principal, method, status and duration', async () => {

@@ -74,6 +74,73 @@ describe('cron', () => {
     expect(parseCron('0 2 * * *', 'Australia/Adelaide').next(new Date('2026-10-03T00:00:00Z')).toISOString()).toBe('2026-10-03T16:30:00.000Z');
   });
 
+  /*
+   * DST tables. Europe/Berlin 2026: 29 March 02:00 CET → 03:00 CEST (02:00–02:59 do not exist);
+   * 25 October 03:00 CEST → 02:00 CET (02:00–02:59 happen twice: 00:00–00:59Z, then 01:00–01:59Z).
+   * America/New_York 2026: 8 March 02:00 EST → 03:00 EDT; 1 November 02:00 EDT → 01:00 EST
+   * (01:00–01:59 at 05:00–05:59Z, then 06:00–06:59Z). Policy: a nonexistent local time fires
+   * shifted forward by the gap (once, if that instant fires anyway); a repeated one fires once, at
+   * its first occurrence.
+   */
+  const table = (expression: string, zone: string, from: string, to: string) => iso(parseCron(expression, zone).between(new Date(from), new Date(to), 50));
+
+  test.each([
+    // [expression, zone, from, to, expected fire times]
+    ['30 2 * * *', 'Europe/Berlin', '2026-03-27T12:00:00Z', '2026-03-30T12:00:00Z', ['2026-03-28T01:30:00.000Z', '2026-03-29T01:30:00.000Z', '2026-03-30T00:30:00.000Z']],
+    ['0 2 * * *', 'Europe/Berlin', '2026-03-28T12:00:00Z', '2026-03-30T12:00:00Z', ['2026-03-29T01:00:00.000Z', '2026-03-30T00:00:00.000Z']],
+    ['0 * * * *', 'Europe/Berlin', '2026-03-28T23:30:00Z', '2026-03-29T03:00:00Z', ['2026-03-29T00:00:00.000Z', '2026-03-29T01:00:00.000Z', '2026-03-29T02:00:00.000Z', '2026-03-29T03:00:00.000Z']],
+    [
+      '*/20 * * * *',
+      'Europe/Berlin',
+      '2026-03-29T00:30:00Z',
+      '2026-03-29T02:00:00Z',
+      ['2026-03-29T00:40:00.000Z', '2026-03-29T01:00:00.000Z', '2026-03-29T01:20:00.000Z', '2026-03-29T01:40:00.000Z', '2026-03-29T02:00:00.000Z'],
+    ],
+    ['15 30 2 * * *', 'Europe/Berlin', '2026-03-29T00:00:00Z', '2026-03-29T12:00:00Z', ['2026-03-29T01:30:15.000Z']],
+    ['59 59 2 * * *', 'Europe/Berlin', '2026-03-29T00:00:00Z', '2026-03-29T12:00:00Z', ['2026-03-29T01:59:59.000Z']],
+    ['30 2 * * SUN', 'Europe/Berlin', '2026-03-20T00:00:00Z', '2026-04-06T00:00:00Z', ['2026-03-22T01:30:00.000Z', '2026-03-29T01:30:00.000Z', '2026-04-05T00:30:00.000Z']],
+    ['30 2 29 3 *', 'Europe/Berlin', '2026-01-01T00:00:00Z', '2027-12-31T00:00:00Z', ['2026-03-29T01:30:00.000Z', '2027-03-29T00:30:00.000Z']],
+    ['30 2 * * *', 'Europe/Berlin', '2026-10-23T12:00:00Z', '2026-10-26T12:00:00Z', ['2026-10-24T00:30:00.000Z', '2026-10-25T00:30:00.000Z', '2026-10-26T01:30:00.000Z']],
+    ['0 * * * *', 'Europe/Berlin', '2026-10-24T22:30:00Z', '2026-10-25T03:00:00Z', ['2026-10-24T23:00:00.000Z', '2026-10-25T00:00:00.000Z', '2026-10-25T02:00:00.000Z', '2026-10-25T03:00:00.000Z']],
+    ['*/30 2 * * *', 'Europe/Berlin', '2026-10-24T23:00:00Z', '2026-10-25T03:00:00Z', ['2026-10-25T00:00:00.000Z', '2026-10-25T00:30:00.000Z']],
+    ['0 30 2 * * *', 'Europe/Berlin', '2026-10-25T00:00:00Z', '2026-10-25T12:00:00Z', ['2026-10-25T00:30:00.000Z']],
+    ['0 3 * * *', 'Europe/Berlin', '2026-10-24T12:00:00Z', '2026-10-25T12:00:00Z', ['2026-10-25T02:00:00.000Z']],
+    ['0 * * * *', 'America/New_York', '2026-03-08T05:30:00Z', '2026-03-08T09:00:00Z', ['2026-03-08T06:00:00.000Z', '2026-03-08T07:00:00.000Z', '2026-03-08T08:00:00.000Z', '2026-03-08T09:00:00.000Z']],
+    ['0 0 2 * * *', 'America/New_York', '2026-03-07T12:00:00Z', '2026-03-09T12:00:00Z', ['2026-03-08T07:00:00.000Z', '2026-03-09T06:00:00.000Z']],
+    ['45 1 * * *', 'America/New_York', '2026-10-31T12:00:00Z', '2026-11-02T12:00:00Z', ['2026-11-01T05:45:00.000Z', '2026-11-02T06:45:00.000Z']],
+    ['0 * * * *', 'America/New_York', '2026-11-01T03:30:00Z', '2026-11-01T08:00:00Z', ['2026-11-01T04:00:00.000Z', '2026-11-01T05:00:00.000Z', '2026-11-01T07:00:00.000Z', '2026-11-01T08:00:00.000Z']],
+  ] as const)('DST table: %s in %s from %s to %s', (expression, zone, from, to, expected) => {
+    expect(table(expression, zone, from, to)).toEqual(expected);
+  });
+
+  test('from inside the repeated hour (its second pass), times that already fired in the first pass are not fired again', () => {
+    // 06:10Z is 01:10 EST on 2026-11-01 in New York, the second time 01:10 happens.
+    expect(parseCron('*/20 * * * *', 'America/New_York').next(new Date('2026-11-01T06:10:00Z')).toISOString()).toBe('2026-11-01T07:00:00.000Z');
+    expect(parseCron('30 1 * * *', 'America/New_York').next(new Date('2026-11-01T06:10:00Z')).toISOString()).toBe('2026-11-02T06:30:00.000Z');
+    // 01:10Z is 02:10 CET on 2026-10-25 in Berlin, the second 02:10.
+    expect(parseCron('45 2 * * *', 'Europe/Berlin').next(new Date('2026-10-25T01:10:00Z')).toISOString()).toBe('2026-10-26T01:45:00.000Z');
+    expect(parseCron('0 3 * * *', 'Europe/Berlin').next(new Date('2026-10-25T01:10:00Z')).toISOString()).toBe('2026-10-25T02:00:00.000Z');
+    // Just before the first pass ends, the rest of the first pass still fires.
+    expect(parseCron('45 2 * * *', 'Europe/Berlin').next(new Date('2026-10-25T00:30:00Z')).toISOString()).toBe('2026-10-25T00:45:00.000Z');
+  });
+
+  test('next() is strictly after its argument, whole seconds, and between() respects both ends and the limit', () => {
+    const everySecond = parseCron('* * * * * *', 'UTC');
+    expect(everySecond.next(new Date('2026-01-01T00:00:00.000Z')).toISOString()).toBe('2026-01-01T00:00:01.000Z');
+    expect(everySecond.next(new Date('2026-01-01T00:00:00.999Z')).toISOString()).toBe('2026-01-01T00:00:01.000Z');
+    expect(parseCron('0 0 * * *', 'UTC').next(new Date('2026-01-01T00:00:00.000Z')).toISOString()).toBe('2026-01-02T00:00:00.000Z');
+    expect(iso(everySecond.between(new Date('2026-01-01T00:00:00Z'), new Date('2026-01-01T00:00:03Z'), 10))).toEqual([
+      '2026-01-01T00:00:01.000Z',
+      '2026-01-01T00:00:02.000Z',
+      '2026-01-01T00:00:03.000Z',
+    ]);
+    expect(everySecond.between(new Date('2026-01-01T00:00:00Z'), new Date('2026-01-01T01:00:00Z'), 2)).toHaveLength(2);
+    expect(everySecond.between(new Date('2026-01-01T00:00:00Z'), new Date('2026-01-01T00:00:00Z'), 2)).toEqual([]);
+    expect(() => everySecond.next(new Date(Number.NaN))).toThrow(CronError);
+    expect(parseCron('0 9 * * MON-FRI', 'America/New_York')).toMatchObject({ expression: '0 9 * * MON-FRI', timeZone: 'America/New_York', hasSeconds: false });
+    expect(parseCron(' 0  0 9 * * MON-FRI ', 'UTC').hasSeconds).toBe(true);
+  });
+
   test('bad expressions and zones are refused with a reason', () => {
     for (const bad of ['', '* * *', '* * * * * * *', '61 * * * *', '* 24 * * *', '* * 0 * *', '* * * 13 *', '* * * * 8', 'x * * * *', '*/0 * * * *', '5-1 * * * *', '* * 30 2 *', '1,,2 * * * *', 'a'.repeat(201)]) {
       expect(() => parseCron(bad, 'UTC')).toThrow(CronError);
@@ -82,5 +149,83 @@ describe('cron', () => {
       expect(isKnownTimeZone(zone)).toBe(false);
       expect(() => parseCron('* * * * *', zone)).toThrow(CronError);
     }
+  });
+
+  test('each refusal names the field and what is wrong (the schedule API passes the message on, and tells a zone from a cron by it)', () => {
+    const message = (expression: string, zone = 'UTC') => {
+      try {
+        parseCron(expression, zone);
+      } catch (error) {
+        expect(error).toBeInstanceOf(CronError);
+        expect((error as CronError).name).toBe('CronError');
+        return (error as Error).message;
+      }
+      return 'accepted';
+    };
+    const cases: Array<[string, string]> = [
+      ['* * *', 'expected 5 or 6 fields, got 3'],
+      ['* * * * * * *', 'expected 5 or 6 fields, got 7'],
+      ['61 * * * * *', 'second: 61 is outside 0–59'],
+      ['60 * * * *', 'minute: 60 is outside 0–59'],
+      ['* 24 * * *', 'hour: 24 is outside 0–23'],
+      ['* * 0 * *', 'day of month: 0 is outside 1–31'],
+      ['* * 32 * *', 'day of month: 32 is outside 1–31'],
+      ['* * * 0 *', 'month: 0 is outside 1–12'],
+      ['* * * 13 *', 'month: 13 is outside 1–12'],
+      ['* * * * 8', 'day of week: 8 is outside 0–7'],
+      ['x * * * *', 'minute: "x" is not a number'],
+      ['1x * * * *', 'minute: "1x" is not a number'],
+      ['100 * * * *', 'minute: "100" is not a number'],
+      ['* * * FOO *', 'month: "FOO" is not a number or name'],
+      ['* * * * FUN', 'day of week: "FUN" is not a number or name'],
+      ['*/0 * * * *', 'minute: step 0 must be 1–59'],
+      ['*/60 * * * *', 'minute: step 60 must be 1–59'],
+      ['* */24 * * *', 'hour: step 24 must be 1–23'],
+      ['5-1 * * * *', 'minute: range 5-1 runs backwards'],
+      ['* * * * MON-SUN', 'day of week: range MON-SUN runs backwards'],
+      ['1,,2 * * * *', 'minute: "" is not a value, range, step or *'],
+      ['1-2-3 * * * *', 'minute: "1-2-3" is not a value, range, step or *'],
+      ['*/5/5 * * * *', 'minute: "*/5/5" is not a value, range, step or *'],
+      ['* * 30 2 *', 'day of month never occurs in the given months'],
+      ['* * 31 4,6,9,11 *', 'day of month never occurs in the given months'],
+    ];
+    expect(cases.map(([expression]) => [expression, message(expression)])).toEqual(cases);
+    expect(message('* * * * *', 'Mars/Olympus')).toBe('unknown IANA time zone "Mars/Olympus"');
+    expect(message('0 0 0 * * *'.padEnd(201))).toBe('expression must be at most 200 characters');
+    expect(message(42 as unknown as string)).toBe('expression must be at most 200 characters');
+    // Accepted at the edges: 200 characters, the largest steps, 29 February, 31 in a list with a long month.
+    for (const ok of ['0 0 0 * * *'.padEnd(200), '*/59 * * * *', '* */23 * * *', '* * */31 * *', '0 0 29 2 *', '0 0 31 4,5 *', '0 0 30 2 MON', '0 0 * * 0-7/7']) {
+      expect([ok, message(ok)]).toEqual([ok, 'accepted']);
+    }
+  });
+
+  test('steps, lists and ranges produce exactly the documented values', () => {
+    const minutes = (field: string) =>
+      parseCron(`${field} * * * *`, 'UTC')
+        .between(new Date('2026-01-01T00:00:00Z'), new Date('2026-01-01T00:59:59Z'), 60)
+        .map((d) => d.getUTCMinutes());
+    expect(minutes('*/15')).toEqual([15, 30, 45]); // 0 is the start itself, not after it
+    expect(minutes('7/20')).toEqual([7, 27, 47]);
+    expect(minutes('10-20/5')).toEqual([10, 15, 20]);
+    expect(minutes('58-59,1,3-4')).toEqual([1, 3, 4, 58, 59]);
+    expect(minutes('59')).toEqual([59]);
+    const weekdays = (field: string) =>
+      parseCron(`0 0 * * ${field}`, 'UTC')
+        .between(new Date('2026-01-03T12:00:00Z'), new Date('2026-01-10T12:00:00Z'), 10)
+        .map((d) => d.getUTCDay());
+    expect(weekdays('*')).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    expect(weekdays('SAT,sun')).toEqual([0, 6]);
+    expect(weekdays('7')).toEqual([0]);
+    expect(weekdays('5-7')).toEqual([0, 5, 6]);
+    expect(weekdays('*/3')).toEqual([0, 3, 6]);
+    expect(weekdays('1/3')).toEqual([0, 1, 4]); // a/n runs to 7, which is Sunday
+    const months = parseCron('0 0 1 */5 *', 'UTC').between(new Date('2026-01-01T12:00:00Z'), new Date('2027-01-02T00:00:00Z'), 10);
+    expect(months.map((d) => d.getUTCMonth() + 1)).toEqual([6, 11, 1]);
+    // Only day of month restricted (day of week '*'): the days of month alone; '*/1' counts as restricted.
+    expect(parseCron('0 0 13 * *', 'UTC').next(new Date('2026-01-01T00:00:00Z')).toISOString()).toBe('2026-01-13T00:00:00.000Z');
+    expect(parseCron('0 0 13 * */1', 'UTC').next(new Date('2026-01-01T00:00:00Z')).toISOString()).toBe('2026-01-02T00:00:00.000Z');
+    expect(parseCron('0 0 13 * FRI', 'UTC').next(new Date('2026-01-01T00:00:00Z')).toISOString()).toBe('2026-01-02T00:00:00.000Z');
+    expect(parseCron('0 0 */1 * FRI', 'UTC').next(new Date('2026-01-03T00:00:00Z')).toISOString()).toBe('2026-01-04T00:00:00.000Z');
+    expect(parseCron('0 0 * * FRI', 'UTC').next(new Date('2026-01-03T00:00:00Z')).toISOString()).toBe('2026-01-09T00:00:00.000Z');
   });
 });
