@@ -1,4 +1,4 @@
-import { composeServerMiddleware, type ServerMiddleware } from 'nice-grpc-common';
+import type { ServerMiddleware } from 'nice-grpc-common';
 import { errorDetailsServerMiddleware } from 'nice-grpc-error-details';
 import type { AuditLog } from './audit/audit-log';
 import type { TokenVerifier } from './auth/token-verifier';
@@ -12,6 +12,7 @@ import { idempotencyMiddleware } from './middleware/idempotency';
 import { performanceBudgetMiddleware } from './middleware/performance-budget';
 import { tenantMiddleware } from './middleware/tenant';
 import { tracingMiddleware } from './middleware/tracing';
+import { MiddlewareChain } from './middleware/typed-chain';
 import { derivePageTokenKey, PageTokenCodec } from './page-token';
 import { requestGuardMiddleware } from './request-guard';
 import type { Logger } from './observability/logger';
@@ -33,7 +34,8 @@ export interface ChainDependencies {
 
 /**
  * The one ordered middleware chain every kernel service runs behind, outermost first.
- * Each one's types name the context it needs, so a wrong order does not compile.
+ * Each one's types name the context it needs, and MiddlewareChain checks every `.use` against
+ * what the middleware before it provide: a wrong order does not compile.
  *
  * 1. tracing — first, so every later step (and every error) has the trace id, and the
  *    `x-trace-id` trailer and the call's log line are written whatever happens below.
@@ -55,15 +57,14 @@ export interface ChainDependencies {
 export function kernelMiddlewareChain(deps: ChainDependencies): ServerMiddleware<KernelCallContext> {
   // One codec for every call; its key is derived from the request-digest key (nothing stored).
   const pageTokens = new PageTokenCodec(derivePageTokenKey(deps.requestDigestKey));
-  const chain = [
-    tracingMiddleware(deps),
-    errorDetailsServerMiddleware,
-    errorMappingMiddleware(deps),
-    authenticationMiddleware(deps),
-    tenantMiddleware({ audit: deps.audit, pageTokens }),
-    requestGuardMiddleware(),
-    idempotencyMiddleware({ db: deps.db, committer: deps.committer, retentionHours: deps.idempotencyRetentionHours, audit: deps.audit, digestKey: deps.requestDigestKey }),
-    performanceBudgetMiddleware(deps),
-  ] as const;
-  return chain.reduce((outer, inner) => composeServerMiddleware(outer as never, inner as never)) as unknown as ServerMiddleware<KernelCallContext>;
+  return MiddlewareChain.start()
+    .use(tracingMiddleware(deps))
+    .use(errorDetailsServerMiddleware)
+    .use(errorMappingMiddleware(deps))
+    .use(authenticationMiddleware(deps))
+    .use(tenantMiddleware({ audit: deps.audit, pageTokens }))
+    .use(requestGuardMiddleware())
+    .use(idempotencyMiddleware({ db: deps.db, committer: deps.committer, retentionHours: deps.idempotencyRetentionHours, audit: deps.audit, digestKey: deps.requestDigestKey }))
+    .use(performanceBudgetMiddleware(deps))
+    .build();
 }
