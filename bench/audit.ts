@@ -59,7 +59,7 @@ import { AppendEventsRequest, AppendEventsResponse, AuditServiceDefinition } fro
 import { mintDevelopmentToken } from '../services/platform/auth/token-verifier';
 import { spawnKernel, type KernelProcess } from '../tests/support/kernel-process';
 import { createTestDatabase, type TestDatabase } from '../tests/support/test-database';
-import { bareUnary, spawnEcho, waitForReady, writeProfilerPreload, type EchoProcess } from './grpc-bench-support';
+import { bareUnary, spawnEcho, waitForReady, writeProfilerPreload, type EchoProcess, cleanUpOnSignal } from './grpc-bench-support';
 import { fmt, machineLine, runLoad, type LoadResult } from './load';
 
 const APPEND_PATH = '/axis.kernel.audit.v1.AuditService/AppendEvents';
@@ -254,15 +254,7 @@ async function main() {
     await db?.drop();
   };
   // Ctrl-C / SIGTERM mid-run: still stop the children and drop the database.
-  let interrupted = false;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (interrupted) return;
-    interrupted = true;
-    console.error(`${signal}: stopping`);
-    void cleanUp().finally(() => process.exit(130));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const run = cleanUpOnSignal(cleanUp);
 
   const problems: string[] = [];
   try {
@@ -490,7 +482,7 @@ async function main() {
     if (kernel) console.error(`the kernel's last error lines:\n${kernelErrors(kernel)}`);
     throw error;
   } finally {
-    await cleanUp();
+    await run.finish();
   }
   if (problems.length > 0) {
     for (const problem of problems.slice(0, 20)) console.error(`CHECK FAILED: ${problem}`);

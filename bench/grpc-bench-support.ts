@@ -81,3 +81,27 @@ process.on('exit', () => {
   );
   return file;
 }
+
+/**
+ * Runs `cleanUp` on Ctrl-C / SIGTERM mid-run (children stopped, the benchmark's database dropped)
+ * and exits 130; `finish()` runs it at the normal end of the run (unless a signal did already) and
+ * removes the handlers.
+ */
+export function cleanUpOnSignal(cleanUp: () => Promise<unknown>): { finish(): Promise<void> } {
+  let interrupted = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (interrupted) return;
+    interrupted = true;
+    console.error(`${signal}: stopping`);
+    void cleanUp().finally(() => process.exit(130));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    async finish() {
+      if (!interrupted) await cleanUp();
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}

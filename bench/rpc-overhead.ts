@@ -33,7 +33,7 @@ import { GetSeriesRequest, GetSeriesResponse } from '../gen/proto/axis/kernel/se
 import { mintDevelopmentToken } from '../services/platform/auth/token-verifier';
 import { spawnKernel, type KernelProcess } from '../tests/support/kernel-process';
 import { createTestDatabase, type TestDatabase } from '../tests/support/test-database';
-import { bareUnary, spawnEcho, waitForReady, writeProfilerPreload, type EchoProcess } from './grpc-bench-support';
+import { bareUnary, spawnEcho, waitForReady, writeProfilerPreload, type EchoProcess, cleanUpOnSignal } from './grpc-bench-support';
 import { fmt, machineLine, runLoad, type LoadResult } from './load';
 
 const SERIES_ID = 'bench-01';
@@ -53,15 +53,7 @@ async function main() {
     await db?.drop();
   };
   // Ctrl-C / SIGTERM mid-run: still stop the children and drop the database.
-  let interrupted = false;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (interrupted) return;
-    interrupted = true;
-    console.error(`${signal}: stopping`);
-    void cleanUp().finally(() => process.exit(130));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const run = cleanUpOnSignal(cleanUp);
 
   try {
     db = await createTestDatabase('axis_bench');
@@ -135,10 +127,8 @@ async function main() {
       console.log(`  ratio kernel/echo throughput at ${concurrency} in flight: typed client ${line(1)}${target}; bare client ${line(2)}; database-backed ListSeries ${line(3)}`);
     }
   } finally {
-    if (!interrupted) await cleanUp();
+    await run.finish();
   }
-  process.off('SIGINT', onSignal);
-  process.off('SIGTERM', onSignal);
 }
 
 main().catch((error) => {

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { AuditOutcome, ProblemKind, type AuditEvent, type Checkpoint, type RetentionPolicy } from '../../gen/proto/axis/kernel/audit/v1/audit';
 import type { AuditServiceImplementation, ExportLogResponse } from '../../gen/proto/axis/kernel/audit/v1/audit_service';
 import type { KernelCallContext } from '../platform/call-context';
-import type { Sql, TenantTransaction } from '../platform/database/database';
+import type { TenantTransaction } from '../platform/database/database';
 import { failedPrecondition, invalidArgument, KernelError, notFound } from '../platform/kernel-error';
 import { decodePageToken, encodePageToken, pageSize } from '../platform/page-token';
 import { parseRequest } from '../platform/request-validation';
@@ -165,8 +165,8 @@ function policyMessage(row: { retention_seconds: string | null; legal_hold: bool
 const POLICY_SELECT = 'SELECT retention_seconds::text, legal_hold, legal_hold_reason, update_time FROM kernel_audit_policy WHERE tenant_id = $1';
 
 /** The log's size, and the refusal of a size beyond it. */
-async function requireSize(sql: Sql, tenantId: string, size: number): Promise<number> {
-  const head = await logHead(sql, tenantId);
+async function requireSize(tx: TenantTransaction, size: number): Promise<number> {
+  const head = await logHead(tx);
   if (size > head.size) {
     throw new KernelError(Status.OUT_OF_RANGE, 'TREE_SIZE_BEYOND_LOG', `the log holds ${head.size} entries; tree size ${size} does not exist (yet)`, {
       metadata: { log_size: String(head.size) },
@@ -188,7 +188,7 @@ async function orDataLoss<T>(read: Promise<T>): Promise<T> {
 }
 
 /** Stored node hashes for proofs. */
-const proofHashes = (sql: Sql, tenantId: string, ranges: ReturnType<typeof inclusionRanges>) => orDataLoss(rangeHashes(ranges, storedNodes(sql, tenantId)));
+const proofHashes = (tx: TenantTransaction, ranges: ReturnType<typeof inclusionRanges>) => orDataLoss(rangeHashes(ranges, storedNodes(tx)));
 
 /**
  * Walks the log from `fromSeq` through `toSize` in pages (one read-only transaction each; the
@@ -200,9 +200,9 @@ async function* walkLog(ctx: KernelCallContext, fromSeq: number, toSize: number)
   let after = fromSeq - 1;
   for (;;) {
     const { entries, checkpoints } = await ctx.unitOfWork.run(async (tx) => {
-      const page = await readLog(tx, tenantId, after, PAGE, toSize);
+      const page = await readLog(tx, after, PAGE, toSize);
       const through = page.length < PAGE ? toSize : page[page.length - 1].seq;
-      return { entries: page, checkpoints: await listCheckpoints(tx, tenantId, after, through) };
+      return { entries: page, checkpoints: await listCheckpoints(tx, after, through) };
     });
     let c = 0;
     for (const entry of entries) {
@@ -241,13 +241,13 @@ export function auditService(options: AuditServiceOptions): AuditServiceImplemen
       const input = parseRequest(eventSchema, request);
       const found = await ctx.unitOfWork.run(async (tx) => {
         if (input.selector.$case === 'eventId') {
-          const stored = await findEvent(tx, tx.tenantId, input.selector.value);
+          const stored = await findEvent(tx, input.selector.value);
           return stored && { stored, purged: false };
         }
-        const [stored] = await readLog(tx, tx.tenantId, input.selector.value - 1, 1, input.selector.value);
+        const [stored] = await readLog(tx, input.selector.value - 1, 1, input.selector.value);
         if (!stored) return undefined;
         if (stored.entry) return { stored, purged: false };
-        if (stored.seq <= (await purgedThrough(tx, tx.tenantId))) return { stored, purged: true };
+        if (stored.seq <= (await purgedThrough(tx))) return { stored, purged: true };
         throw new KernelError(Status.DATA_LOSS, 'ENTRY_MISSING', `the entry at seq ${stored.seq} is gone and no retention purge covers it; run VerifyLog`);
       });
       if (!found) throw notFound('EVENT_NOT_FOUND', 'no such entry in this tenant\'s log');
@@ -267,8 +267,8 @@ export function auditService(options: AuditServiceOptions): AuditServiceImplemen
       };
       const after = decodePageToken(ctx, request, z.number().int().min(0)) ?? 0;
       const { page, purged } = await ctx.unitOfWork.run(async (tx) => {
-        const rows = await listLog(tx, tx.tenantId, filter, after, size + 1);
-        return { page: rows, purged: rows.some((r) => !r.entry) ? await purgedThrough(tx, tx.tenantId) : 0 };
+        const rows = await listLog(tx, filter, after, size + 1);
+        return { page: rows, purged: rows.some((r) => !r.entry) ? await purgedThrough(tx) : 0 };
       });
       const items = page.slice(0, size);
       return {
@@ -280,7 +280,7 @@ export function auditService(options: AuditServiceOptions): AuditServiceImplemen
     async getCheckpoint(request, ctx) {
       const input = parseRequest(checkpointSchema, request);
       const result = await ctx.unitOfWork.run(async (tx) => {
-        const found = await findCheckpoint(tx, tx.tenantId, input.treeSize);
+        const found = await findCheckpoint(tx, input.treeSize);
         return found && { found, keys: await options.signer.verifierKeys(tx) };
       });
       if (!result) {
@@ -292,9 +292,9 @@ export function auditService(options: AuditServiceOptions): AuditServiceImplemen
     async getInclusionProof(request, ctx) {
       const input = parseRequest(inclusionSchema, request);
       return ctx.unitOfWork.run(async (tx) => {
-        await requireSize(tx, tx.tenantId, input.treeSize);
-        const hashes = await proofHashes(tx, tx.tenantId, [[input.leafIndex, input.leafIndex + 1], ...inclusionRanges(input.leafIndex, 0, input.treeSize)]);
-        const checkpoint = await findCheckpoint(tx, tx.tenantId, input.treeSize);
+        await requireSize(tx, input.treeSize);
+        const hashes = await proofHashes(tx, [[input.leafIndex, input.leafIndex + 1], ...inclusionRanges(input.leafIndex, 0, input.treeSize)]);
+        const checkpoint = await findCheckpoint(tx, input.treeSize);
         const keys = checkpoint ? await options.signer.verifierKeys(tx) : new Map<number, string>();
         return {
           leafIndex: input.leafIndex,
@@ -309,15 +309,15 @@ export function auditService(options: AuditServiceOptions): AuditServiceImplemen
     async getConsistencyProof(request, ctx) {
       const input = parseRequest(consistencySchema, request);
       return ctx.unitOfWork.run(async (tx) => {
-        await requireSize(tx, tx.tenantId, input.secondSize);
-        const hashes = await proofHashes(tx, tx.tenantId, consistencyRanges(input.firstSize, 0, input.secondSize));
+        await requireSize(tx, input.secondSize);
+        const hashes = await proofHashes(tx, consistencyRanges(input.firstSize, 0, input.secondSize));
         return { firstSize: input.firstSize, secondSize: input.secondSize, hashes };
       });
     },
 
     async verifyLog(request, ctx) {
       const origin = logOrigin(ctx.tenantId);
-      const { verifiers, purged } = await ctx.unitOfWork.run(async (tx) => ({ ...(await verifiersOf(tx)), purged: await purgedThrough(tx, tx.tenantId) }));
+      const { verifiers, purged } = await ctx.unitOfWork.run(async (tx) => ({ ...(await verifiersOf(tx)), purged: await purgedThrough(tx) }));
       let trusted: { size: number; root: Buffer } | undefined;
       if (request.trustedCheckpoint !== '') {
         const checked = verifiableCheckpoint(request.trustedCheckpoint, verifiers, origin);
@@ -367,21 +367,21 @@ export function auditService(options: AuditServiceOptions): AuditServiceImplemen
       const tenantId = ctx.tenantId;
       const fromSeq = Math.max(1, input.fromSeq);
       const header = await ctx.unitOfWork.run(async (tx) => {
-        const latest = await findCheckpoint(tx, tenantId);
+        const latest = await findCheckpoint(tx);
         const toSize = input.toSize === 0 ? (latest?.treeSize ?? 0) : input.toSize;
-        await requireSize(tx, tenantId, toSize);
+        await requireSize(tx, toSize);
         const startSize = Math.min(fromSeq - 1, toSize);
-        const [before] = startSize > 0 ? await readLog(tx, tenantId, startSize - 1, 1, startSize) : [];
+        const [before] = startSize > 0 ? await readLog(tx, startSize - 1, 1, startSize) : [];
         const { keys } = await verifiersOf(tx);
         return {
           format: EXPORT_FORMAT,
           tenantId,
           origin: logOrigin(tenantId),
           startSize,
-          startFrontier: await orDataLoss(storedFrontier(tx, tenantId, startSize)),
+          startFrontier: await orDataLoss(storedFrontier(tx, startSize)),
           startChainHash: before?.chainHash ?? Buffer.alloc(32),
           endSize: toSize,
-          purgedThroughSeq: await purgedThrough(tx, tenantId),
+          purgedThroughSeq: await purgedThrough(tx),
           verifierKeys: [...keys.values()],
           keys,
         };
@@ -405,7 +405,7 @@ export function auditService(options: AuditServiceOptions): AuditServiceImplemen
         yield { record: { $case: 'checkpoint', value: checkpointMessage(tenantId, c, keyOf.get(c.keyVersion) ?? '') } } satisfies ExportLogResponse;
         if (previous !== undefined) {
           const from = previous;
-          const hashes = await ctx.unitOfWork.run((tx) => proofHashes(tx, tenantId, consistencyRanges(from, 0, c.treeSize)));
+          const hashes = await ctx.unitOfWork.run((tx) => proofHashes(tx, consistencyRanges(from, 0, c.treeSize)));
           yield { record: { $case: 'consistency', value: { firstSize: from, secondSize: c.treeSize, hashes } } } satisfies ExportLogResponse;
         }
         previous = c.treeSize;
@@ -466,8 +466,8 @@ export function auditService(options: AuditServiceOptions): AuditServiceImplemen
 }
 
 /** Purges (as the retention role, under the policy) in the caller's transaction; the caller records it. */
-export async function purge(tx: Sql & { tenantId: string }, maxEntries: number): Promise<{ purged: number; throughSeq: number; purgedThrough: number }> {
-  const before = await purgedThrough(tx, tx.tenantId);
+export async function purge(tx: TenantTransaction, maxEntries: number): Promise<{ purged: number; throughSeq: number; purgedThrough: number }> {
+  const before = await purgedThrough(tx);
   const [row] = await tx.query<{ purged: string; through_seq: string }>('SELECT purged::text, through_seq::text FROM kernel_audit_purge($1)', [maxEntries]);
   const throughSeq = Number(row.through_seq);
   return { purged: Number(row.purged), throughSeq, purgedThrough: Math.max(before, throughSeq) };

@@ -1,4 +1,4 @@
-import type { Sql } from '../platform/database/database';
+import type { TenantTransaction } from '../platform/database/database';
 import { ENTRY_COLUMNS, entryFromRow, type EntryRow, type LogEntry } from './log-entry';
 
 /** The action under which purges are recorded (by the RPC and by the system sweep alike). */
@@ -30,9 +30,9 @@ const storedEntry = (row: StoredRow): StoredEntry => ({
 });
 
 /** Positions (from, …] of the tenant's log in seq order, at most `limit`. */
-export async function readLog(sql: Sql, tenantId: string, afterSeq: number, limit: number, throughSeq = Number.MAX_SAFE_INTEGER): Promise<StoredEntry[]> {
-  const rows = await sql.query<StoredRow>(`${STORED_SELECT} WHERE s.tenant_id = $1 AND s.seq > $2 AND s.seq <= $3 ORDER BY s.seq LIMIT $4`, [
-    tenantId,
+export async function readLog(tx: TenantTransaction, afterSeq: number, limit: number, throughSeq = Number.MAX_SAFE_INTEGER): Promise<StoredEntry[]> {
+  const rows = await tx.query<StoredRow>(`${STORED_SELECT} WHERE s.tenant_id = $1 AND s.seq > $2 AND s.seq <= $3 ORDER BY s.seq LIMIT $4`, [
+    tx.tenantId,
     afterSeq,
     throughSeq,
     limit,
@@ -52,9 +52,9 @@ export interface EventFilter {
 const likePrefix = (prefix: string) => `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 
 /** Integrated entries matching the filter, in seq order (entries without payload only when unfiltered). */
-export async function listLog(sql: Sql, tenantId: string, filter: EventFilter, afterSeq: number, limit: number): Promise<StoredEntry[]> {
+export async function listLog(tx: TenantTransaction, filter: EventFilter, afterSeq: number, limit: number): Promise<StoredEntry[]> {
   const conditions = ['s.tenant_id = $1', 's.seq >= $2', 's.seq > $3'];
-  const params: unknown[] = [tenantId, filter.fromSeq, afterSeq];
+  const params: unknown[] = [tx.tenantId, filter.fromSeq, afterSeq];
   const add = (condition: (p: string) => string, value: unknown) => {
     params.push(value);
     conditions.push(condition(`$${params.length}`));
@@ -66,28 +66,28 @@ export async function listLog(sql: Sql, tenantId: string, filter: EventFilter, a
   if (filter.traceId) add((p) => `e.trace_id = ${p}`, filter.traceId);
   if (filter.outcome) add((p) => `e.outcome = ${p}`, filter.outcome);
   params.push(limit);
-  const rows = await sql.query<StoredRow>(`${STORED_SELECT} WHERE ${conditions.join(' AND ')} ORDER BY s.seq LIMIT $${params.length}`, params);
+  const rows = await tx.query<StoredRow>(`${STORED_SELECT} WHERE ${conditions.join(' AND ')} ORDER BY s.seq LIMIT $${params.length}`, params);
   return rows.map(storedEntry);
 }
 
 /** One entry by event id, integrated or not (seq 0 while waiting for the integrator). */
-export async function findEvent(sql: Sql, tenantId: string, eventId: string): Promise<StoredEntry | undefined> {
-  const [row] = await sql.query<StoredRow>(
+export async function findEvent(tx: TenantTransaction, eventId: string): Promise<StoredEntry | undefined> {
+  const [row] = await tx.query<StoredRow>(
     `SELECT coalesce(s.seq, 0)::text AS seq, e.event_id::text, s.leaf_hash, s.chain_hash, true AS present, ${ENTRY_COLUMNS}
        FROM kernel_audit_event e
        LEFT JOIN kernel_audit_sequence s ON s.tenant_id = e.tenant_id AND s.event_id = e.event_id
       WHERE e.tenant_id = $1 AND e.event_id = $2`,
-    [tenantId, eventId],
+    [tx.tenantId, eventId],
   );
   return row && storedEntry(row);
 }
 
 /** How far payloads are gone: the largest through_seq a purge recorded in the log (0: none). */
-export async function purgedThrough(sql: Sql, tenantId: string): Promise<number> {
-  const [row] = await sql.query<{ through: string | null }>(
+export async function purgedThrough(tx: TenantTransaction): Promise<number> {
+  const [row] = await tx.query<{ through: string | null }>(
     `SELECT max((e.detail->>'through_seq')::bigint)::text AS through FROM kernel_audit_event e
       WHERE e.tenant_id = $1 AND e.action = '${PURGE_ACTION}'`,
-    [tenantId],
+    [tx.tenantId],
   );
   return Number(row.through ?? 0);
 }
@@ -114,18 +114,18 @@ const checkpointRecord = (r: CheckpointRow): CheckpointRecord => ({
 const CHECKPOINT_SELECT = 'SELECT c.tree_size::text AS tree_size, c.root_hash, c.chain_hash, c.create_time, c.key_version, c.note FROM kernel_audit_checkpoint c';
 
 /** The latest checkpoint, or the one at `treeSize`. */
-export async function findCheckpoint(sql: Sql, tenantId: string, treeSize?: number): Promise<CheckpointRecord | undefined> {
+export async function findCheckpoint(tx: TenantTransaction, treeSize?: number): Promise<CheckpointRecord | undefined> {
   const [row] =
     treeSize === undefined
-      ? await sql.query<CheckpointRow>(`${CHECKPOINT_SELECT} WHERE c.tenant_id = $1 ORDER BY c.tree_size DESC LIMIT 1`, [tenantId])
-      : await sql.query<CheckpointRow>(`${CHECKPOINT_SELECT} WHERE c.tenant_id = $1 AND c.tree_size = $2`, [tenantId, treeSize]);
+      ? await tx.query<CheckpointRow>(`${CHECKPOINT_SELECT} WHERE c.tenant_id = $1 ORDER BY c.tree_size DESC LIMIT 1`, [tx.tenantId])
+      : await tx.query<CheckpointRow>(`${CHECKPOINT_SELECT} WHERE c.tenant_id = $1 AND c.tree_size = $2`, [tx.tenantId, treeSize]);
   return row && checkpointRecord(row);
 }
 
 /** Checkpoints with from < tree_size <= through, by size. */
-export async function listCheckpoints(sql: Sql, tenantId: string, fromExclusive: number, through: number): Promise<CheckpointRecord[]> {
-  const rows = await sql.query<CheckpointRow>(`${CHECKPOINT_SELECT} WHERE c.tenant_id = $1 AND c.tree_size > $2 AND c.tree_size <= $3 ORDER BY c.tree_size`, [
-    tenantId,
+export async function listCheckpoints(tx: TenantTransaction, fromExclusive: number, through: number): Promise<CheckpointRecord[]> {
+  const rows = await tx.query<CheckpointRow>(`${CHECKPOINT_SELECT} WHERE c.tenant_id = $1 AND c.tree_size > $2 AND c.tree_size <= $3 ORDER BY c.tree_size`, [
+    tx.tenantId,
     fromExclusive,
     through,
   ]);

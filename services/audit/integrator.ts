@@ -77,7 +77,7 @@ export class AuditIntegrator {
     );
     if (!claim) return 0; // another node integrates this tenant right now
     const integrated = Number(claim.integrated_seq);
-    const head = await logHead(tx, tenantId);
+    const head = await logHead(tx);
     if (head.size !== integrated) {
       throw new Error(`the stored log ends at seq ${head.size} but the integration row says ${integrated}: the tree was altered (run VerifyLog)`);
     }
@@ -155,7 +155,7 @@ export class AuditIntegrator {
   private async rightEdge(tx: TenantTransaction, tenantId: string, size: number): Promise<CompactRange> {
     const known = this.frontiers.get(tenantId);
     if (known && known.size === size) return new CompactRange(size, known.frontier);
-    return new CompactRange(size, await storedFrontier(tx, tenantId, size));
+    return new CompactRange(size, await storedFrontier(tx, size));
   }
 
   /**

@@ -1,24 +1,24 @@
-import type { Sql } from '../platform/database/database';
+import type { TenantTransaction } from '../platform/database/database';
 import { CHAIN_START, frontierNodes, MissingNodeError, nodeKey, type NodeId, type NodeSource } from './merkle';
 
 /**
  * Reads stored tree nodes of the transaction's tenant: leaves (level 0) from
  * kernel_audit_sequence (leaf i is seq i + 1), higher levels from kernel_audit_node. One statement.
  */
-export function storedNodes(sql: Sql, tenantId: string): NodeSource {
+export function storedNodes(tx: TenantTransaction): NodeSource {
   return async (ids: NodeId[]) => {
     const found = new Map<string, Buffer>();
     if (ids.length === 0) return found;
     const leaves = ids.filter((n) => n.level === 0).map((n) => String(n.index + 1));
     const inner = ids.filter((n) => n.level > 0);
-    const rows = await sql.query<{ level: number; idx: string; hash: Buffer }>(
+    const rows = await tx.query<{ level: number; idx: string; hash: Buffer }>(
       `SELECT 0 AS level, (s.seq - 1)::text AS idx, s.leaf_hash AS hash
          FROM kernel_audit_sequence s WHERE s.tenant_id = $1 AND s.seq = ANY($2::bigint[])
        UNION ALL
        SELECT n.level, n.idx::text, n.hash
          FROM unnest($3::smallint[], $4::bigint[]) AS k(level, idx)
          JOIN kernel_audit_node n ON n.tenant_id = $1 AND n.level = k.level AND n.idx = k.idx`,
-      [tenantId, leaves, inner.map((n) => n.level), inner.map((n) => String(n.index))],
+      [tx.tenantId, leaves, inner.map((n) => n.level), inner.map((n) => String(n.index))],
     );
     for (const row of rows) found.set(nodeKey({ level: Number(row.level), index: Number(row.idx) }), row.hash);
     return found;
@@ -36,18 +36,18 @@ export interface LogHead {
  * The tenant's log size and chain head, from its last sequenced entry. (Every ORDER BY here names
  * the table column: a bare name would sort by the same-named text output column.)
  */
-export async function logHead(sql: Sql, tenantId: string): Promise<LogHead> {
-  const [row] = await sql.query<{ seq: string; chain_hash: Buffer }>(
+export async function logHead(tx: TenantTransaction): Promise<LogHead> {
+  const [row] = await tx.query<{ seq: string; chain_hash: Buffer }>(
     'SELECT s.seq::text AS seq, s.chain_hash FROM kernel_audit_sequence s WHERE s.tenant_id = $1 ORDER BY s.seq DESC LIMIT 1',
-    [tenantId],
+    [tx.tenantId],
   );
   return row ? { size: Number(row.seq), chain: row.chain_hash } : { size: 0, chain: CHAIN_START };
 }
 
 /** The stored right edge of the tenant's tree of `size` leaves (frontierNodes order); MissingNodeError if the tree tables lack a node. */
-export async function storedFrontier(sql: Sql, tenantId: string, size: number): Promise<Buffer[]> {
+export async function storedFrontier(tx: TenantTransaction, size: number): Promise<Buffer[]> {
   const ids = frontierNodes(size);
-  const found = await storedNodes(sql, tenantId)(ids);
+  const found = await storedNodes(tx)(ids);
   return ids.map((id) => {
     const hash = found.get(nodeKey(id));
     if (!hash) throw new MissingNodeError(id);

@@ -19,6 +19,7 @@ import {
 } from './batch-store';
 import type { ChunkQueue } from './chunk-runner';
 import type { BatchItemHandlers } from '../platform/batch-items';
+import { abortableSleep } from '../platform/abortable-sleep';
 
 /** Size limits of StartBatch (inline items must also fit the 4 MiB gRPC message limit). */
 export const BATCH_LIMITS = {
@@ -161,18 +162,6 @@ function requestHash(r: z.output<typeof startSchema>): string {
   return hash.digest('hex');
 }
 
-/** Waits `ms`, or less if `signal` aborts (never rejects; leaves no listener behind). */
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
 
 /**
  * K-M13 over gRPC. StartBatch, CancelBatch and ResumeBatch change the database only (they run
@@ -238,7 +227,7 @@ export function batchService(handlers: BatchItemHandlers, queue: ChunkQueue): Ba
           yield { progress: progressMessage(batch) };
         }
         if (batch.state !== 'RUNNING' || ctx.signal.aborted) return;
-        await sleep(interval, ctx.signal);
+        await abortableSleep(interval, ctx.signal);
         if (ctx.signal.aborted) return;
       }
     },

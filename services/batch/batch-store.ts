@@ -1,4 +1,4 @@
-import type { Sql, TenantTransaction } from '../platform/database/database';
+import type { TenantTransaction } from '../platform/database/database';
 import { failedPrecondition, notFound } from '../platform/kernel-error';
 
 export type BatchStateName = 'RUNNING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLED';
@@ -96,12 +96,12 @@ export interface NewBatch {
   traceId: string;
 }
 
-export async function findBatch(tx: Sql, batchId: string, forUpdate = false): Promise<BatchRecord | undefined> {
+export async function findBatch(tx: TenantTransaction, batchId: string, forUpdate = false): Promise<BatchRecord | undefined> {
   const [row] = await tx.query(`SELECT ${BATCH_COLUMNS} FROM batch_run WHERE batch_id = $1${forUpdate ? ' FOR UPDATE' : ''}`, [batchId]);
   return row ? batchFromRow(row) : undefined;
 }
 
-export async function getBatch(tx: Sql, batchId: string, forUpdate = false): Promise<BatchRecord> {
+export async function getBatch(tx: TenantTransaction, batchId: string, forUpdate = false): Promise<BatchRecord> {
   const batch = await findBatch(tx, batchId, forUpdate);
   if (!batch) throw batchNotFound(batchId);
   return batch;
@@ -133,7 +133,7 @@ export async function insertBatch(tx: TenantTransaction, batch: NewBatch, payloa
 }
 
 /** Cancels a running batch; a cancelled one is returned as it is. */
-export async function cancelBatch(tx: Sql, batchId: string): Promise<BatchRecord> {
+export async function cancelBatch(tx: TenantTransaction, batchId: string): Promise<BatchRecord> {
   const [row] = await tx.query(
     `UPDATE batch_run SET state = 'CANCELLED', failure_reason = 'CANCELLED_BY_REQUEST', failure_detail = '',
             end_time = now(), update_time = now()
@@ -152,7 +152,7 @@ export async function cancelBatch(tx: Sql, batchId: string): Promise<BatchRecord
  * enqueues that link's job): jobs of the old chain — a lost one, one still running — then change
  * nothing. The item that failed the batch is processed again, so its REJECTED error report goes.
  */
-export async function resumeBatch(tx: Sql, batchId: string, skipLimit: number | undefined): Promise<BatchRecord> {
+export async function resumeBatch(tx: TenantTransaction, batchId: string, skipLimit: number | undefined): Promise<BatchRecord> {
   const current = await getBatch(tx, batchId, true);
   if (current.state === 'SUCCEEDED') {
     throw failedPrecondition('BATCH_COMPLETED', `batch ${batchId} has completed; there is nothing to resume`, { resource: batchResource(batchId) });
@@ -170,7 +170,7 @@ export async function resumeBatch(tx: Sql, batchId: string, skipLimit: number | 
   return batchFromRow(row);
 }
 
-export async function listItemErrors(tx: Sql, batchId: string, afterIndex: number, limit: number): Promise<ItemErrorRecord[]> {
+export async function listItemErrors(tx: TenantTransaction, batchId: string, afterIndex: number, limit: number): Promise<ItemErrorRecord[]> {
   const rows = await tx.query(
     `SELECT item_index, outcome, attempts, message, error_time FROM batch_item_error
      WHERE batch_id = $1 AND item_index > $2 ORDER BY item_index LIMIT $3`,

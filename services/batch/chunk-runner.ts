@@ -5,6 +5,7 @@ import type { TraceContext } from '../platform/trace-context';
 import { BATCH_COLUMNS, batchFromRow, batchResource, type BatchRecord } from './batch-store';
 import { isPermanentItemError, type BatchItem, type BatchItemHandler, type BatchItemHandlers } from '../platform/batch-items';
 import { SYSTEM_PRINCIPAL } from '../platform/audit/audit-log';
+import { abortableSleep } from '../platform/abortable-sleep';
 
 /** The scheduler job type that runs one chunk. */
 export const CHUNK_JOB_TYPE = 'kernel.batch.chunk';
@@ -69,18 +70,6 @@ class Rollback extends Error {
 }
 
 const messageOf = (error: unknown) => (error instanceof Error ? `${error.name}: ${error.message}` : String(error)).slice(0, MAX_MESSAGE);
-/** Waits `ms`, or less if `signal` aborts (never rejects; leaves no listener behind). */
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
 
 /** The batch as the previous chunk of this job committed it (its checkpoint is where the next chunk starts). */
 type Known = BatchRecord;
@@ -304,7 +293,7 @@ async function runIsolated(
       if (signal.aborted) throw signal.reason ?? error;
       if (isPermanentItemError(error)) return { index: item.index, outcome: 2, attempts: attempt, message: messageOf(error) };
       if (attempt > retryLimit) return { index: item.index, outcome: 3, attempts: attempt, message: messageOf(error) };
-      await sleep(Math.min(1000, 10 * 2 ** (attempt - 1)), signal);
+      await abortableSleep(Math.min(1000, 10 * 2 ** (attempt - 1)), signal);
     }
   }
 }

@@ -1,6 +1,6 @@
 import { Status } from 'nice-grpc-common';
 import type { EnvelopeBinding, SealedValue } from '../platform/crypto/envelope';
-import type { Sql, StatementBatcher, TenantTransaction } from '../platform/database/database';
+import type { StatementBatcher, TenantTransaction } from '../platform/database/database';
 import { failedPrecondition, KernelError, notFound } from '../platform/kernel-error';
 import type { AlgorithmName } from './signing-algorithms';
 
@@ -94,18 +94,18 @@ export const versionNotFound = (alias: string, version: number) =>
  * everything but the locked row itself (READ COMMITTED), so its version list would predate the
  * change of the transaction it waited for. The read after the lock sees that change.
  */
-export async function findKey(sql: Sql & { tenantId: string }, alias: string, options: { forUpdate?: boolean } = {}): Promise<KeyRecord> {
+export async function findKey(tx: TenantTransaction, alias: string, options: { forUpdate?: boolean } = {}): Promise<KeyRecord> {
   if (options.forUpdate) {
-    const locked = await sql.query('SELECT 1 FROM keymaster_key WHERE tenant_id = $1 AND alias = $2 FOR UPDATE', [sql.tenantId, alias]);
+    const locked = await tx.query('SELECT 1 FROM keymaster_key WHERE tenant_id = $1 AND alias = $2 FOR UPDATE', [tx.tenantId, alias]);
     if (locked.length === 0) throw keyNotFound(alias);
   }
-  const [row] = await sql.query<KeyRow>(`${KEY_SELECT} WHERE k.tenant_id = $1 AND k.alias = $2`, [sql.tenantId, alias]);
+  const [row] = await tx.query<KeyRow>(`${KEY_SELECT} WHERE k.tenant_id = $1 AND k.alias = $2`, [tx.tenantId, alias]);
   if (!row) throw keyNotFound(alias);
   return keyRecord(row);
 }
 
-export async function listKeys(sql: Sql & { tenantId: string }, afterAlias: string, limit: number): Promise<KeyRecord[]> {
-  const rows = await sql.query<KeyRow>(`${KEY_SELECT} WHERE k.tenant_id = $1 AND k.alias > $2 ORDER BY k.alias LIMIT $3`, [sql.tenantId, afterAlias, limit]);
+export async function listKeys(tx: TenantTransaction, afterAlias: string, limit: number): Promise<KeyRecord[]> {
+  const rows = await tx.query<KeyRow>(`${KEY_SELECT} WHERE k.tenant_id = $1 AND k.alias > $2 ORDER BY k.alias LIMIT $3`, [tx.tenantId, afterAlias, limit]);
   return rows.map(keyRecord);
 }
 
@@ -185,8 +185,8 @@ export interface SigningMaterial {
  * Sign calls of one commit group share it. Version 0 means the key's primary version. Each ask
  * gets its material, or the NOT_FOUND error that names what is missing.
  */
-export async function loadSigningMaterial(sql: Sql & { tenantId: string }, asks: ReadonlyArray<{ alias: string; version: number }>): Promise<Array<SigningMaterial | KernelError>> {
-  const rows = await sql.query<{
+export async function loadSigningMaterial(tx: TenantTransaction, asks: ReadonlyArray<{ alias: string; version: number }>): Promise<Array<SigningMaterial | KernelError>> {
+  const rows = await tx.query<{
     key_found: boolean;
     algorithm: AlgorithmName;
     version: number | null;
@@ -205,7 +205,7 @@ export async function loadSigningMaterial(sql: Sql & { tenantId: string }, asks:
        LEFT JOIN keymaster_key_version v
          ON v.tenant_id = $1 AND v.alias = a.alias AND v.version = CASE WHEN a.version = 0 THEN k.primary_version ELSE a.version END
       ORDER BY a.ord`,
-    [sql.tenantId, asks.map((a) => a.alias), asks.map((a) => a.version)],
+    [tx.tenantId, asks.map((a) => a.alias), asks.map((a) => a.version)],
   );
   return rows.map((row, i) => {
     if (!row.key_found) return keyNotFound(asks[i].alias);

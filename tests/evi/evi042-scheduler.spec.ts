@@ -6,6 +6,7 @@ import { trace as otelTrace } from '@opentelemetry/api';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { Metadata, Status } from 'nice-grpc-common';
 import { Client } from 'pg';
+import { withConnection } from '../support/superuser-sql';
 import { closeKernelClient, createSchedulerClient, type SchedulerClient } from '../../clients/src';
 import { JobState, OverlapPolicy } from '../../gen/proto/axis/kernel/scheduler/v1/job';
 import { mintDevelopmentToken } from '../../services/platform/auth/token-verifier';
@@ -56,15 +57,7 @@ describe('EVI042 Scheduler / heartbeat (K-M5)', () => {
     return client;
   };
 
-  const sql = async <T>(url: string, fn: (c: Client) => Promise<T>): Promise<T> => {
-    const c = new Client({ connectionString: url });
-    await c.connect();
-    try {
-      return await fn(c);
-    } finally {
-      await c.end();
-    }
-  };
+  const sql = withConnection;
 
   multiProcess('[A] three kernel processes run a per-second cron for 10 s: each tick fires and runs exactly once; after all nodes were down 5 s, catch-up follows the policy', async () => {
     const own = await createBackendDatabase();

@@ -1,7 +1,7 @@
 import { Status } from 'nice-grpc-common';
-import { Client } from 'pg';
 import { closeKernelClient, createSequenceClient, isKernelError, type SequenceClient } from '../../clients/src';
 import { ResetPolicy } from '../../gen/proto/axis/kernel/sequences/v1/sequence';
+import { superuserQuery } from '../support/superuser-sql';
 import { startTestKernel, type TestKernel } from '../support/test-kernel';
 
 /**
@@ -77,13 +77,5 @@ describe('group commit', () => {
     expect(await count(`SELECT count(*)::int AS n FROM kernel_audit_event WHERE tenant_id = 'groups' AND resource LIKE 'series/big/%'`)).toBe(149);
   });
 
-  async function count(sql: string): Promise<number> {
-    const c = new Client({ connectionString: kernel.databaseUrl });
-    await c.connect();
-    try {
-      return (await c.query(sql)).rows[0].n as number;
-    } finally {
-      await c.end();
-    }
-  }
+  const count = async (sql: string): Promise<number> => (await superuserQuery<{ n: number }>(kernel.databaseUrl, sql))[0].n;
 });

@@ -10,6 +10,7 @@ import { refusal } from '../support/refusal';
 import { ResetPolicy } from '../../gen/proto/axis/kernel/sequences/v1/sequence';
 import { mintDevelopmentToken } from '../../services/platform/auth/token-verifier';
 import { idempotencyLockKey } from '../../services/platform/unit-of-work/mutation-committer';
+import { superuserQuery } from '../support/superuser-sql';
 import { startTestKernel, TEST_BACKEND, type TestKernel } from '../support/test-kernel';
 
 /** The platform contract (spec section 2) as every service sees it, exercised through SequenceService. */
@@ -242,13 +243,5 @@ describe('platform contract', () => {
     });
   });
 
-  async function sql(text: string, params: unknown[] = []) {
-    const c = new Client({ connectionString: kernel.databaseUrl });
-    await c.connect();
-    try {
-      return (await c.query(text, params)).rows;
-    } finally {
-      await c.end();
-    }
-  }
+  const sql = (text: string, params: unknown[] = []) => superuserQuery(kernel.databaseUrl, text, params);
 });
