@@ -6,8 +6,25 @@
  *
  * Five fields, or six with a leading seconds field. Each field: `*`, a value, a range `a-b`, a
  * step `*​/n` or `a-b/n` or `a/n`, or a comma list of those. Months accept JAN–DEC, days of week
- * SUN–SAT (0 and 7 are Sunday). When both day-of-month and day-of-week are restricted, a day
- * matching either fires (Vixie cron).
+ * SUN–SAT (0 and 7 are Sunday).
+ *
+ * Month-end and nth-weekday schedules (Quartz's modifiers, as croner reads them), each a list
+ * item of its own — never inside a range or step:
+ * - day of month `L`: the month's last day; `L-n` (n 0–30): n days before it — a month too
+ *   short for it (L-30 in February) has no tick;
+ * - day of month `nW` (n 1–31): the weekday (Monday–Friday) nearest to day n within the same
+ *   month: a Saturday moves to the Friday before, a Sunday to the Monday after — except that a
+ *   Saturday the 1st moves to Monday the 3rd and a Sunday that is the month's last day to the
+ *   Friday before, since W never leaves the month; a month without day n (31W in April) has no
+ *   tick; `LW` is the month's last weekday;
+ * - day of week `xL` (`5L`, `FRIL`): the month's last x-day; `x#n` (n 1–5; `MON#1`, `5#3`):
+ *   its nth x-day — a month with only four has no tick for `#5`.
+ *
+ * When both day of month and day of week are restricted (anything but a bare `*`), a day
+ * matching either fires (Vixie cron), and the modifiers are values like any other: `L * FRI`
+ * fires on the last day and on every Friday, `15W * MON#1` on either. This is croner's default
+ * (`domAndDow: false`, formerly `legacyMode: true`); Quartz instead requires one of the two
+ * to be `?`.
  *
  * Times are wall-clock times in the schedule's time zone:
  * - a wall-clock time that does not exist (the spring-forward gap) fires at the instant the
@@ -50,6 +67,20 @@ export interface CronSchedule {
   between(from: Date, to: Date, limit: number): Date[];
 }
 
+/** The day rules that depend on the month, not on the day's number or weekday alone. */
+interface DayModifiers {
+  /** `L` (0) and `L-n` (n): the day n days before the month's last. */
+  lastMinus: Set<number>;
+  /** `nW`: the weekday nearest to day n within the month. */
+  nearestWeekday: Set<number>;
+  /** `LW`: the month's last weekday. */
+  lastWeekday: boolean;
+  /** `xL`: the month's last x-day (x 0–6). */
+  lastOf: Set<number>;
+  /** `x#n` as "x#n" (x 0–6, n 1–5): the month's nth x-day. */
+  nth: Set<string>;
+}
+
 interface Fields {
   second: Set<number>;
   minute: Set<number>;
@@ -57,6 +88,7 @@ interface Fields {
   dom: Set<number>;
   month: Set<number>;
   dow: Set<number>;
+  days: DayModifiers;
   domRestricted: boolean;
   dowRestricted: boolean;
 }
@@ -70,10 +102,22 @@ function parseValue(text: string, spec: FieldSpec): number {
   return value;
 }
 
-function parseField(text: string, spec: FieldSpec): { values: Set<number>; restricted: boolean } {
+/**
+ * Parses one field. `modifier` takes the list items that carry L, W or # (day of month and day of
+ * week); in any other field those letters are refused by name, not as "not a number", so that a
+ * Quartz expression pasted into the wrong field says what is wrong.
+ */
+function parseField(text: string, spec: FieldSpec, modifier?: (part: string) => void): { values: Set<number>; restricted: boolean } {
   const values = new Set<number>();
   let restricted = true;
   for (const part of text.split(',')) {
+    // This field's names are taken out first: JUL holds an L and WED a W.
+    const bare = part.toUpperCase().replace(/[A-Z]{3}/g, (word) => (spec.names?.[word] !== undefined ? '' : word));
+    if (/[LW#]/.test(bare)) {
+      if (!modifier) throw new CronError(`${spec.name}: "${part}": L, W and # are allowed only in day of month and day of week`);
+      modifier(part);
+      continue;
+    }
     const match = /^(\*|[A-Za-z0-9]+(?:-[A-Za-z0-9]+)?)(?:\/(\d{1,2}))?$/.exec(part);
     if (!match) throw new CronError(`${spec.name}: "${part}" is not a value, range, step or *`);
     const [, range, stepText] = match;
@@ -95,6 +139,44 @@ function parseField(text: string, spec: FieldSpec): { values: Set<number>; restr
     for (let v = low; v <= high; v += step) values.add(v);
   }
   return { values, restricted };
+}
+
+/** Day-of-month items with L or W: `L`, `L-n`, `LW`, `nW`. */
+function dayOfMonthModifier(days: DayModifiers): (part: string) => void {
+  const spec = FIELDS.dom;
+  return (part) => {
+    const upper = part.toUpperCase();
+    if (upper.includes('#')) throw new CronError(`${spec.name}: "${part}": # is allowed only in day of week`);
+    const offset = /^L-(\d{1,2})$/.exec(upper);
+    const nearest = /^(\d{1,2})W$/.exec(upper);
+    if (upper === 'L') days.lastMinus.add(0);
+    else if (upper === 'LW') days.lastWeekday = true;
+    else if (offset) {
+      const n = Number(offset[1]);
+      if (n > 30) throw new CronError(`${spec.name}: offset ${n} in "${part}" is outside 0–30`);
+      days.lastMinus.add(n);
+    } else if (nearest) days.nearestWeekday.add(parseValue(nearest[1], spec));
+    else throw new CronError(`${spec.name}: "${part}" is not a value, range, step, *, L, L-n, LW or nW`);
+  };
+}
+
+/** Day-of-week items with L or #: `xL`, `x#n` (x a number or name). */
+function dayOfWeekModifier(days: DayModifiers): (part: string) => void {
+  const spec = FIELDS.dow;
+  return (part) => {
+    const upper = part.toUpperCase();
+    if (upper.replace(/WED/g, '').includes('W')) throw new CronError(`${spec.name}: "${part}": W is allowed only in day of month`);
+    // Quartz reads a bare L here as Saturday, croner refuses it: neither reading is guessed.
+    if (upper === 'L') throw new CronError(`${spec.name}: "L" needs a day before it (5L is the last Friday of the month)`);
+    const last = /^([A-Z0-9]+)L$/.exec(upper);
+    const nth = /^([A-Z0-9]+)#(\d{1,2})$/.exec(upper);
+    if (last) days.lastOf.add(parseValue(last[1], spec) % 7);
+    else if (nth) {
+      const n = Number(nth[2]);
+      if (n < 1 || n > 5) throw new CronError(`${spec.name}: nth ${n} in "${part}" is outside 1–5`);
+      days.nth.add(`${parseValue(nth[1], spec) % 7}#${n}`);
+    } else throw new CronError(`${spec.name}: "${part}" is not a value, range, step, *, xL or x#n`);
+  };
 }
 
 const formatters = new Map<string, Intl.DateTimeFormat>();
@@ -151,8 +233,9 @@ export function parseCron(expression: string, timeZone: string): CronSchedule {
   if (parts.length !== 5 && parts.length !== 6) throw new CronError(`expected 5 or 6 fields, got ${parts.length}`);
   const hasSeconds = parts.length === 6;
   const [sec, min, hour, dom, month, dow] = hasSeconds ? parts : ['0', ...parts];
-  const domField = parseField(dom, FIELDS.dom);
-  const dowField = parseField(dow, FIELDS.dow);
+  const days: DayModifiers = { lastMinus: new Set(), nearestWeekday: new Set(), lastWeekday: false, lastOf: new Set(), nth: new Set() };
+  const domField = parseField(dom, FIELDS.dom, dayOfMonthModifier(days));
+  const dowField = parseField(dow, FIELDS.dow, dayOfWeekModifier(days));
   if (dowField.values.has(7)) dowField.values.add(0);
   const fields: Fields = {
     second: parseField(sec, FIELDS.second).values,
@@ -161,11 +244,19 @@ export function parseCron(expression: string, timeZone: string): CronSchedule {
     dom: domField.values,
     month: parseField(month, FIELDS.month).values,
     dow: dowField.values,
+    days,
     domRestricted: domField.restricted,
     dowRestricted: dowField.restricted,
   };
-  // An expression that can never fire (e.g. 30 February) is refused up front.
-  if (![...fields.month].some((m) => [...fields.dom].some((d) => d <= daysIn(2024, m))) && fields.domRestricted && !fields.dowRestricted) {
+  // An expression that can never fire (e.g. 30 February, L-30 in February) is refused up front;
+  // month lengths of a leap year, since 29 February does occur.
+  const occursIn = (month: number) => {
+    const length = daysIn(2024, month);
+    return (
+      [...fields.dom, ...days.nearestWeekday].some((d) => d <= length) || days.lastWeekday || [...days.lastMinus].some((n) => n < length)
+    );
+  };
+  if (![...fields.month].some(occursIn) && fields.domRestricted && !fields.dowRestricted) {
     throw new CronError('day of month never occurs in the given months');
   }
 
@@ -212,6 +303,46 @@ function daysIn(year: number, month: number): number {
   return new Date(Date.UTC(year, month, 0)).getUTCDate();
 }
 
+/** Day of week (0 = Sunday) of a date. */
+function weekdayOf(year: number, month: number, day: number): number {
+  return new Date(Date.UTC(year, month - 1, day)).getUTCDay();
+}
+
+/**
+ * The weekday nearest to day `n` of the month, never leaving the month (Quartz's `nW`): a
+ * Saturday moves back to Friday unless it is the 1st (then forward to Monday the 3rd), a Sunday
+ * forward to Monday unless it is the last day (then back to Friday). Undefined when the month
+ * has no day n.
+ */
+function nearestWeekday(year: number, month: number, n: number): number | undefined {
+  const length = daysIn(year, month);
+  if (n > length) return undefined;
+  const weekday = weekdayOf(year, month, n);
+  if (weekday === 6) return n === 1 ? 3 : n - 1;
+  if (weekday === 0) return n === length ? n - 2 : n + 1;
+  return n;
+}
+
+/** Whether a date matches the day-of-month field (values and L / L-n / nW / LW). */
+function dayOfMonthMatches(f: Fields, year: number, month: number, day: number): boolean {
+  if (f.dom.has(day)) return true;
+  const { lastMinus, nearestWeekday: nearest, lastWeekday } = f.days;
+  if (lastMinus.size === 0 && nearest.size === 0 && !lastWeekday) return false;
+  const length = daysIn(year, month);
+  if (lastMinus.has(length - day)) return true;
+  if (lastWeekday && nearestWeekday(year, month, length) === day) return true;
+  for (const n of nearest) if (nearestWeekday(year, month, n) === day) return true;
+  return false;
+}
+
+/** Whether a date matches the day-of-week field (values and xL / x#n). */
+function dayOfWeekMatches(f: Fields, year: number, month: number, day: number, weekday: number): boolean {
+  if (f.dow.has(weekday)) return true;
+  // The nth x-day of a month falls on days 7(n-1)+1 … 7n; the last one within 7 days of the end.
+  if (f.days.nth.has(`${weekday}#${Math.ceil(day / 7)}`)) return true;
+  return f.days.lastOf.has(weekday) && day + 7 > daysIn(year, month);
+}
+
 /** The first wall-clock time (as UTC ms) strictly after `wall` matching the fields; undefined past ~5 years. */
 function nextWall(f: Fields, wall: number): number | undefined {
   let d = new Date(Math.floor(wall / 1000) * 1000 + 1000);
@@ -221,8 +352,9 @@ function nextWall(f: Fields, wall: number): number | undefined {
       d = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1));
       continue;
     }
-    const domOk = f.dom.has(d.getUTCDate());
-    const dowOk = f.dow.has(d.getUTCDay());
+    const [year, month, day] = [d.getUTCFullYear(), d.getUTCMonth() + 1, d.getUTCDate()];
+    const domOk = dayOfMonthMatches(f, year, month, day);
+    const dowOk = dayOfWeekMatches(f, year, month, day, d.getUTCDay());
     const dayOk = f.domRestricted && f.dowRestricted ? domOk || dowOk : domOk && dowOk;
     if (!dayOk) {
       d = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 1));

@@ -1,6 +1,7 @@
 import { Cron } from 'croner';
 import * as fc from 'fast-check';
 import { parseCron, type CronSchedule } from '../../services/scheduler/cron';
+import { beyondKernelHorizon, expressionArb, hasModifier, offsetConstant, offsetMinutes, startTimeArb, wallsBetween, type ExpressionModel } from './cron-model';
 
 /*
  * The kernel's cron (services/scheduler/cron.ts) against croner, a maintained implementation,
@@ -12,7 +13,12 @@ import { parseCron, type CronSchedule } from '../../services/scheduler/cron';
  * croner's fire times with the repeats removed must be exactly the kernel's. No database.
  *
  * Grammar mapping: the kernel's `a/n` is croner's with `sloppyRanges`; day-of-month and
- * day-of-week combine with OR when both are restricted in both (croner's default).
+ * day-of-week combine with OR when both are restricted in both (croner's default, `domAndDow:
+ * false`), the month-end and nth-weekday modifiers included. Expressions come from
+ * ./cron-model.ts, which also knows what each one means: where croner (11) cannot read an
+ * expression — `L-n`, or `LW` in a list — the kernel is held to that model (Quartz's meaning)
+ * instead, and wherever croner can, the model must agree with croner too, which is what makes it
+ * a trustworthy stand-in.
  */
 
 const ZONES = [
@@ -32,87 +38,19 @@ const ZONES = [
   'Africa/Cairo',
 ] as const;
 
-const formatters = new Map<string, Intl.DateTimeFormat>();
-/** The zone's UTC offset at an instant (minutes), read with Intl here, not with cron.ts. */
-function offsetMinutes(zone: string, ms: number): number {
-  let f = formatters.get(zone);
-  if (!f) {
-    f = new Intl.DateTimeFormat('en-US', { timeZone: zone, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric', second: 'numeric' });
-    formatters.set(zone, f);
-  }
-  const p = Object.fromEntries(f.formatToParts(new Date(ms)).map((x) => [x.type, Number(x.value)]));
-  return (Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute, p.second) - Math.floor(ms / 1000) * 1000) / 60_000;
-}
 /** The local wall-clock reading of an instant, as text. */
 const wallClock = (zone: string, ms: number) => new Date(ms + offsetMinutes(zone, ms) * 60_000).toISOString();
-/** Whether the offset stays the same from `from` to `to` (checked every 15 minutes). */
-function offsetConstant(zone: string, from: number, to: number): boolean {
-  const first = offsetMinutes(zone, from);
-  for (let t = from; t <= to; t += 15 * 60_000) if (offsetMinutes(zone, t) !== first) return false;
-  return offsetMinutes(zone, to) === first;
-}
 
-// ---- expressions of the kernel's grammar --------------------------------------------------
 /**
- * An expression as the kernel reads it, and the same schedule in croner's grammar. They differ
- * only in day of week, where croner reads two things otherwise: a range ending in the name SUN
- * ends at 7 there (the kernel: SUN is 0, so `0-SUN` is Sunday alone), and `a/n` stops at 6
- * there (the kernel: at 7, the field's last value, as Vixie cron's `*` spans 0–7) — so croner
- * is given numbers and `a-7/n`.
+ * The kernel's schedule, or undefined for an expression it refuses. Every generated expression
+ * is well-formed, so the only refusals allowed are the ones about never firing (30 February,
+ * MON#5 in February alone, which fires once in 28 years).
  */
-interface Expression {
-  kernel: string;
-  croner: string;
-}
-const MONTHS = ['JAN', 'FEB', 'MAR', 'APR', 'MAY', 'JUN', 'JUL', 'AUG', 'SEP', 'OCT', 'NOV', 'DEC'];
-const DAYS = ['SUN', 'MON', 'TUE', 'WED', 'THU', 'FRI', 'SAT'];
-function field(min: number, max: number, options: { names?: string[]; namesFrom?: number; dayOfWeek?: boolean } = {}): fc.Arbitrary<Expression> {
-  const { names, namesFrom = min, dayOfWeek = false } = options;
-  const value = fc.integer({ min, max });
-  /** A value, by name where it has one: the kernel gets the name, croner a number for day of week. */
-  const named = (v: number): fc.Arbitrary<Expression> => {
-    const plain = { kernel: String(v), croner: String(v) };
-    const name = names?.[v - namesFrom];
-    return name ? fc.constantFrom(plain, { kernel: name, croner: dayOfWeek ? String(v) : name }) : fc.constant(plain);
-  };
-  const join = (parts: Expression[], sep: string): Expression => ({ kernel: parts.map((p) => p.kernel).join(sep), croner: parts.map((p) => p.croner).join(sep) });
-  const range = fc.tuple(value, value).chain(([a, b]) => fc.tuple(named(Math.min(a, b)), named(Math.max(a, b))).map((ends) => join(ends, '-')));
-  const step = fc.integer({ min: 1, max: Math.min(max, 30) });
-  const part = fc.oneof(
-    { arbitrary: value.chain(named), weight: 4 },
-    { arbitrary: range, weight: 3 },
-    { arbitrary: step.map((n) => ({ kernel: `*/${n}`, croner: `*/${n}` })), weight: 3 },
-    { arbitrary: fc.tuple(range, step).map(([r, n]) => ({ kernel: `${r.kernel}/${n}`, croner: `${r.croner}/${n}` })), weight: 2 },
-    {
-      arbitrary: fc.tuple(value.chain(named), step).map(([v, n]) => ({ kernel: `${v.kernel}/${n}`, croner: dayOfWeek ? `${v.croner}-7/${n}` : `${v.croner}/${n}` })),
-      weight: 1,
-    },
-  );
-  return fc.oneof(
-    { arbitrary: fc.constant({ kernel: '*', croner: '*' }), weight: 3 },
-    { arbitrary: part, weight: 5 },
-    { arbitrary: fc.array(part, { minLength: 2, maxLength: 3 }).map((parts) => join(parts, ',')), weight: 2 },
-  );
-}
-const expressionArb: fc.Arbitrary<Expression> = fc
-  .tuple(
-    fc.option(field(0, 59), { nil: undefined, freq: 3 }),
-    field(0, 59),
-    field(0, 23),
-    field(1, 31),
-    field(1, 12, { names: MONTHS, namesFrom: 1 }),
-    field(0, 7, { names: DAYS, dayOfWeek: true }),
-  )
-  .map(([sec, ...rest]) => {
-    const fields = sec === undefined ? rest : [sec, ...rest];
-    return { kernel: fields.map((f) => f.kernel).join(' '), croner: fields.map((f) => f.croner).join(' ') };
-  });
-
-/** The kernel's schedule, or undefined for an expression it refuses (e.g. never fires). */
 function kernelCron(expression: string, zone: string): CronSchedule | undefined {
   try {
     return parseCron(expression, zone);
-  } catch {
+  } catch (error) {
+    expect([expression, (error as Error).message]).toEqual([expression, expect.stringMatching(/never occurs|has no fire time within the next years/)]);
     return undefined;
   }
 }
@@ -136,23 +74,44 @@ const DAY = 24 * HOUR;
 const LIMIT = 100;
 const iso = (times: Array<number | Date>) => times.map((t) => new Date(t).toISOString());
 
+const expressions = expressionArb({ modifiers: true });
+/** The model's fire times in (from, to] for a zone whose offset is constant over them. */
+function modelBetween(e: ExpressionModel, zone: string, from: number, to: number, limit: number): number[] {
+  const offset = offsetMinutes(zone, from) * 60_000;
+  return wallsBetween(e, from + offset, to + offset, limit).map((wall) => wall - offset);
+}
+
+/** What the properties compared, for the record: see the last test. */
+const seen = { croner: 0, modelOnly: 0, withModifier: 0, withModifierAndFires: 0 };
+function count(e: ExpressionModel, fires: number) {
+  if (e.croner === undefined) seen.modelOnly += 1;
+  else seen.croner += 1;
+  if (hasModifier(e)) {
+    seen.withModifier += 1;
+    if (fires > 0) seen.withModifierAndFires += 1;
+  }
+}
+
 describe('cron against croner (oracle)', () => {
   test('property: away from DST transitions, every fire time in a two-day window agrees', () => {
     fc.assert(
-      fc.property(
-        expressionArb,
-        fc.constantFrom(...ZONES),
-        fc.integer({ min: Date.UTC(2020, 0, 1), max: Date.UTC(2032, 0, 1) }),
-        (expression, zone, start) => {
-          const kernel = kernelCron(expression.kernel, zone);
-          fc.pre(kernel !== undefined);
-          const end = start + 2 * DAY;
-          fc.pre(offsetConstant(zone, start - DAY, end + DAY));
-          const expected = cronerBetween(oracle(expression.croner, zone), start, end, LIMIT);
-          expect(iso(kernel!.between(new Date(start), new Date(end), LIMIT))).toEqual(iso(expected));
-        },
-      ),
-      { numRuns: 200 },
+      fc.property(expressions, fc.constantFrom(...ZONES), startTimeArb, (expression, zone, start) => {
+        const end = start + 2 * DAY;
+        fc.pre(offsetConstant(zone, start - DAY, end + DAY));
+        const kernel = kernelCron(expression.kernel, zone);
+        fc.pre(kernel !== undefined);
+        const fires = iso(beyondKernelHorizon(expression, zone, start, () => kernel!.between(new Date(start), new Date(end), LIMIT)));
+        const model = iso(modelBetween(expression, zone, start, end, LIMIT));
+        if (expression.croner !== undefined) {
+          const croner = iso(cronerBetween(oracle(expression.croner, zone), start, end, LIMIT));
+          expect([expression.croner, model]).toEqual([expression.croner, croner]);
+          expect(fires).toEqual(croner);
+        } else {
+          expect(fires).toEqual(model);
+        }
+        count(expression, fires.length);
+      }),
+      { numRuns: 300 },
     );
   });
 
@@ -160,11 +119,14 @@ describe('cron against croner (oracle)', () => {
     // Fixed-offset zones: no transitions at all, so windows of years can be compared.
     const fixed = ['UTC', 'Asia/Tokyo', 'Asia/Kolkata', 'Asia/Kathmandu', 'Etc/GMT+11', 'Etc/GMT-13'];
     fc.assert(
-      fc.property(expressionArb, fc.constantFrom(...fixed), fc.integer({ min: Date.UTC(2020, 0, 1), max: Date.UTC(2032, 0, 1) }), (expression, zone, start) => {
+      fc.property(expressions, fc.constantFrom(...fixed), startTimeArb, (expression, zone, start) => {
         const kernel = kernelCron(expression.kernel, zone);
         fc.pre(kernel !== undefined);
-        const next = oracle(expression.croner, zone).nextRun(new Date(start));
-        expect(kernel!.next(new Date(start)).toISOString()).toBe(next!.toISOString());
+        const next = beyondKernelHorizon(expression, zone, start, () => kernel!.next(new Date(start))).toISOString();
+        // The kernel looks at most five years ahead, so the model's first fire within six is enough.
+        expect(iso(modelBetween(expression, zone, start, start + 6 * 366 * DAY, 1))).toEqual([next]);
+        if (expression.croner !== undefined) expect(oracle(expression.croner, zone).nextRun(new Date(start))!.toISOString()).toBe(next);
+        count(expression, 1);
       }),
       { numRuns: 300 },
     );
@@ -183,12 +145,14 @@ describe('cron against croner (oracle)', () => {
     ];
     for (const [zone, at] of fallBacks) expect([zone, offsetMinutes(zone, at - 1) > offsetMinutes(zone, at)]).toEqual([zone, true]);
     fc.assert(
-      fc.property(expressionArb, fc.constantFrom(...fallBacks), fc.integer({ min: -30, max: 30 }), (expression, [zone, at], shiftHours) => {
+      fc.property(expressions, fc.constantFrom(...fallBacks), fc.integer({ min: -30, max: 30 }), (expression, [zone, at], shiftHours) => {
+        // Across the overlap only croner is the oracle (the model knows no time zones).
+        fc.pre(expression.croner !== undefined);
         const kernel = kernelCron(expression.kernel, zone);
         fc.pre(kernel !== undefined);
         const start = at - 6 * HOUR + shiftHours * 10 * 60_000;
         const end = start + 12 * HOUR;
-        const croner = cronerBetween(oracle(expression.croner, zone), start, end, LIMIT);
+        const croner = cronerBetween(oracle(expression.croner!, zone), start, end, LIMIT);
         // Where croner's list was cut short, compare up to its last fire time: every earlier
         // fire time is known, and a first occurrence always comes before its repeat.
         const until = croner.length === LIMIT ? croner[LIMIT - 1] : end;
@@ -196,7 +160,7 @@ describe('cron against croner (oracle)', () => {
         // occurrence may lie before the window).
         const overlap = (offsetMinutes(zone, at - 1) - offsetMinutes(zone, at)) * 60_000;
         const firstOccurrences = croner.filter((t) => wallClock(zone, t - overlap) !== wallClock(zone, t));
-        expect(iso(kernel!.between(new Date(start), new Date(until), LIMIT))).toEqual(iso(firstOccurrences));
+        expect(iso(beyondKernelHorizon(expression, zone, start, () => kernel!.between(new Date(start), new Date(until), LIMIT)))).toEqual(iso(firstOccurrences));
       }),
       { numRuns: 200 },
     );
@@ -225,5 +189,49 @@ describe('cron against croner (oracle)', () => {
     const fixed = '30 1 * * *';
     expect(iso(cronerBetween(oracle(fixed, 'America/New_York'), from.getTime(), to.getTime(), 5))).toEqual(['2026-11-01T05:30:00.000Z']);
     expect(iso(parseCron(fixed, 'America/New_York').between(from, to, 5))).toEqual(['2026-11-01T05:30:00.000Z']);
+  });
+  test('modifiers and the OR rule: the kernel reads them as croner does by default (domAndDow false, i.e. legacyMode true), not as with AND', () => {
+    const from = new Date('2026-01-01T00:00:00Z');
+    const to = new Date('2026-03-01T00:00:00Z');
+    const fires = (job: Cron) => iso(cronerBetween(job, from.getTime(), to.getTime(), 20));
+    for (const expression of ['0 0 L * FRI', '0 0 15W * MON#1', '0 0 LW * THUL', '0 0 1W * 3#2']) {
+      const kernel = iso(parseCron(expression, 'UTC').between(from, to, 20));
+      const byDefault = fires(new Cron(expression, { timezone: 'UTC', paused: true }));
+      const legacy = fires(new Cron(expression, { timezone: 'UTC', paused: true, legacyMode: true }));
+      const and = fires(new Cron(expression, { timezone: 'UTC', paused: true, legacyMode: false }));
+      expect([expression, kernel]).toEqual([expression, byDefault]);
+      expect(legacy).toEqual(byDefault);
+      expect(and.length).toBeLessThan(kernel.length);
+    }
+    // The last day OR any Friday, concretely (January 2026: Fridays 2, 9, 16, 23, 30; last day 31).
+    expect(iso(parseCron('0 0 L * FRI', 'UTC').between(from, new Date('2026-02-01T00:00:00Z'), 20)).map((t) => t.slice(8, 10))).toEqual(['02', '09', '16', '23', '30', '31']);
+  });
+
+  test('where croner cannot read an expression, the kernel follows Quartz (documented gaps of croner 11)', () => {
+    const refuses = (expression: string) => () => new Cron(expression, { timezone: 'UTC', paused: true });
+    // L-n (Quartz: n days before the last day) — croner has no offset from L.
+    expect(refuses('0 0 L-2 * *')).toThrow(/L has to be a value of its own/);
+    expect(iso(parseCron('0 0 L-2 * *', 'UTC').between(new Date('2024-01-01T00:00:00Z'), new Date('2024-04-01T00:00:00Z'), 5))).toEqual([
+      '2024-01-29T00:00:00.000Z',
+      '2024-02-27T00:00:00.000Z', // leap February: 29 − 2
+      '2024-03-29T00:00:00.000Z',
+    ]);
+    // LW in a list — croner takes LW only alone; the kernel ORs list items as always.
+    expect(refuses('0 0 LW,15 * *')).toThrow(/LW can not be in a list/);
+    expect(iso(parseCron('0 0 LW,15 * *', 'UTC').between(new Date('2026-01-01T00:00:00Z'), new Date('2026-03-01T00:00:00Z'), 5))).toEqual([
+      '2026-01-15T00:00:00.000Z',
+      '2026-01-30T00:00:00.000Z', // Saturday the 31st → Friday
+      '2026-02-15T00:00:00.000Z',
+      '2026-02-27T00:00:00.000Z', // Saturday the 28th → Friday
+    ]);
+  });
+
+  test('the properties above compared modifiers, against croner and against the model', () => {
+    // A guard against a generator that stops producing what this file is about.
+    expect(seen.croner).toBeGreaterThan(300);
+    expect(seen.modelOnly).toBeGreaterThan(30);
+    expect(seen.withModifier).toBeGreaterThan(200);
+    expect(seen.withModifierAndFires).toBeGreaterThan(100);
+    console.log(`cron oracle: ${seen.croner} runs against croner, ${seen.modelOnly} against the model only; ${seen.withModifier} with L/W/#, ${seen.withModifierAndFires} of them with fire times`);
   });
 });

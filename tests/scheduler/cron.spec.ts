@@ -229,3 +229,152 @@ describe('cron', () => {
     expect(parseCron('0 0 * * FRI', 'UTC').next(new Date('2026-01-03T00:00:00Z')).toISOString()).toBe('2026-01-09T00:00:00.000Z');
   });
 });
+
+/*
+ * Month-end and nth-weekday modifiers (L, L-n, LW, nW in day of month; xL, x#n in day of week).
+ * Every expected date below was read off a printed calendar, not computed by cron.ts:
+ * 2024 is a leap year (February 29 is a Thursday); in 2026 January 31 and February 28 are
+ * Saturdays, February 1, March 1, March 15, May 31 and November 1 Sundays, August 1 and 15
+ * Saturdays; in 2025 February 1 and March 1 are Saturdays.
+ */
+describe('cron month-end and nth-weekday modifiers', () => {
+  const iso = (dates: Date[]) => dates.map((d) => d.toISOString());
+  const fires = (expression: string, zone: string, from: string, limit: number, to = '2100-01-01T00:00:00Z') =>
+    iso(parseCron(expression, zone).between(new Date(from), new Date(to), limit));
+  const days = (expression: string, from: string, limit: number, to?: string) => fires(expression, 'UTC', from, limit, to).map((t) => t.slice(0, 10));
+
+  test.each([
+    // [expression, from (UTC), how many, expected days]
+    // L: the last day — 29 February in a leap year, 28 otherwise, and 30/31 by month.
+    ['0 0 L * *', '2024-01-15T00:00:00Z', 4, ['2024-01-31', '2024-02-29', '2024-03-31', '2024-04-30']],
+    ['0 0 L 2 *', '2023-01-01T00:00:00Z', 3, ['2023-02-28', '2024-02-29', '2025-02-28']],
+    ['0 0 l 2 *', '2023-01-01T00:00:00Z', 1, ['2023-02-28']],
+    // L-n: n days before the last day; a month too short for it has no tick.
+    ['0 0 L-2 * *', '2025-01-01T00:00:00Z', 4, ['2025-01-29', '2025-02-26', '2025-03-29', '2025-04-28']],
+    ['0 0 L-2 2 *', '2024-01-01T00:00:00Z', 2, ['2024-02-27', '2025-02-26']],
+    ['0 0 L-0 4 *', '2026-01-01T00:00:00Z', 1, ['2026-04-30']],
+    ['0 0 L-30 * *', '2025-12-31T12:00:00Z', 7, ['2026-01-01', '2026-03-01', '2026-05-01', '2026-07-01', '2026-08-01', '2026-10-01', '2026-12-01']],
+    ['0 0 L-28 2 *', '2023-06-01T00:00:00Z', 2, ['2024-02-01', '2028-02-01']], // 1 February only when it has 29 days
+    // LW: the last weekday — Saturday the 31st and Saturday the 28th move to Friday, Sunday the 31st to Friday the 29th.
+    ['0 0 LW * *', '2026-01-01T00:00:00Z', 5, ['2026-01-30', '2026-02-27', '2026-03-31', '2026-04-30', '2026-05-29']],
+    // nW: the nearest weekday to day n, within the month.
+    ['0 0 15W * *', '2026-01-01T00:00:00Z', 4, ['2026-01-15', '2026-02-16', '2026-03-16', '2026-04-15']],
+    ['0 0 15W 8 *', '2026-01-01T00:00:00Z', 1, ['2026-08-14']], // Saturday → the Friday before
+    // Saturday the 1st → Monday the 3rd (never Friday the 31st of the month before); Sunday the 1st → Monday the 2nd.
+    ['0 0 1W * *', '2025-01-15T00:00:00Z', 3, ['2025-02-03', '2025-03-03', '2025-04-01']],
+    ['0 0 1W 2,8,11 *', '2026-01-01T00:00:00Z', 3, ['2026-02-02', '2026-08-03', '2026-11-02']],
+    // 31W: only months with a 31st; Saturday the 31st → Friday, Sunday the 31st (the last day) → Friday the 29th.
+    ['0 0 31W * *', '2026-01-01T00:00:00Z', 4, ['2026-01-30', '2026-03-31', '2026-05-29', '2026-07-31']],
+    ['0 0 1W,15W * *', '2026-01-16T00:00:00Z', 3, ['2026-02-02', '2026-02-16', '2026-03-02']],
+    // xL: the last x-day of the month, by number or name, 7 being Sunday as 0 is.
+    ['0 0 * * 5L', '2026-01-01T00:00:00Z', 5, ['2026-01-30', '2026-02-27', '2026-03-27', '2026-04-24', '2026-05-29']],
+    ['0 0 * * FRIL', '2026-01-01T00:00:00Z', 2, ['2026-01-30', '2026-02-27']],
+    ['0 0 * * 7L', '2026-01-01T00:00:00Z', 2, ['2026-01-25', '2026-02-22']],
+    // x#n: the nth x-day.
+    ['0 0 * * 5#3', '2026-01-01T00:00:00Z', 4, ['2026-01-16', '2026-02-20', '2026-03-20', '2026-04-17']],
+    ['0 0 * * MON#1', '2026-01-01T00:00:00Z', 4, ['2026-01-05', '2026-02-02', '2026-03-02', '2026-04-06']],
+    ['0 0 * * mon#1,fri#3', '2026-01-01T00:00:00Z', 4, ['2026-01-05', '2026-01-16', '2026-02-02', '2026-02-20']],
+    // #5 in months with only four: no tick (2026: five Mondays only in March, June, August, November).
+    ['0 0 * * MON#5', '2026-01-01T00:00:00Z', 4, ['2026-03-30', '2026-06-29', '2026-08-31', '2026-11-30']],
+    ['0 0 * * THU#5', '2024-01-15T00:00:00Z', 2, ['2024-02-29', '2024-05-30']], // leap February has five Thursdays
+    ['0 0 * * THU#5', '2025-02-01T00:00:00Z', 1, ['2025-05-29']], // ordinary February, March, April have four
+  ] as const)('%s from %s', (expression, from, limit, expected) => {
+    expect(days(expression, from, limit)).toEqual(expected);
+  });
+
+  test('day of month OR day of week when both are restricted (Vixie, croner default), AND when one is *', () => {
+    // The last day OR any Friday.
+    expect(days('0 0 L * FRI', '2026-01-01T00:00:00Z', 10, '2026-02-01T00:00:00Z')).toEqual(['2026-01-02', '2026-01-09', '2026-01-16', '2026-01-23', '2026-01-30', '2026-01-31']);
+    // The weekday nearest the 15th OR the first Monday.
+    expect(days('0 0 15W * MON#1', '2026-02-01T00:00:00Z', 4)).toEqual(['2026-02-02', '2026-02-16', '2026-03-02', '2026-03-16']);
+    // The last day OR the last Friday.
+    expect(days('0 0 L * 5L', '2026-01-01T00:00:00Z', 4)).toEqual(['2026-01-30', '2026-01-31', '2026-02-27', '2026-02-28']);
+    // A plain day of week with a plain day of month, as before.
+    expect(days('0 0 1 * MON#2', '2026-01-01T00:00:00Z', 4)).toEqual(['2026-01-12', '2026-02-01', '2026-02-09', '2026-03-01']);
+    // '*/1' counts as restricted, so it ORs too: every day.
+    expect(days('0 0 L * */1', '2026-01-01T00:00:00Z', 2)).toEqual(['2026-01-02', '2026-01-03']);
+  });
+
+  test('wall-clock dates are in the time zone: the last day, nth weekday and nearest weekday are local days', () => {
+    // 18:00 on the last day in New York: EST (UTC−5) in January and February, EDT (UTC−4) in March.
+    expect(fires('0 18 L * *', 'America/New_York', '2026-01-01T00:00:00Z', 3)).toEqual(['2026-01-31T23:00:00.000Z', '2026-02-28T23:00:00.000Z', '2026-03-31T22:00:00.000Z']);
+    // 01:00 on the last day in Tokyo (UTC+9) is still the day before in UTC.
+    expect(fires('0 1 L * *', 'Asia/Tokyo', '2026-01-01T00:00:00Z', 2)).toEqual(['2026-01-30T16:00:00.000Z', '2026-02-27T16:00:00.000Z']);
+    // 23:30 on the last day in Honolulu (UTC−10) is the 1st of the next month in UTC; the start,
+    // 1 January 00:00Z, is still 31 December 14:00 there.
+    expect(fires('30 23 L * *', 'Pacific/Honolulu', '2026-01-01T00:00:00Z', 2)).toEqual(['2026-01-01T09:30:00.000Z', '2026-02-01T09:30:00.000Z']);
+    // 09:00 on the first Monday in Auckland (NZDT, UTC+13): Monday 2 February is Sunday 1 February in UTC.
+    expect(fires('0 9 * * MON#1', 'Pacific/Auckland', '2026-01-15T00:00:00Z', 1)).toEqual(['2026-02-01T20:00:00.000Z']);
+    // The last weekday at 17:00 in Berlin (CET, UTC+1): Saturday 31 January → Friday 30 January.
+    expect(fires('0 17 LW 1 *', 'Europe/Berlin', '2026-01-01T00:00:00Z', 1)).toEqual(['2026-01-30T16:00:00.000Z']);
+  });
+
+  test('DST days keep the DST policy: the EU switches on the last Sunday, New York on the 2nd Sunday of March and the 1st of November', () => {
+    // Berlin, last Sunday of March (29 March 2026, 28 March 2027): 02:30 does not exist, fires at 03:30 CEST.
+    expect(fires('30 2 * 3 SUNL', 'Europe/Berlin', '2026-01-01T00:00:00Z', 2)).toEqual(['2026-03-29T01:30:00.000Z', '2027-03-28T01:30:00.000Z']);
+    // Berlin, last Sunday of October (25 October 2026): 02:30 happens twice, fires at the first (CEST, 00:30Z).
+    expect(fires('30 2 * 10 SUNL', 'Europe/Berlin', '2026-10-01T00:00:00Z', 1)).toEqual(['2026-10-25T00:30:00.000Z']);
+    // New York, 2nd Sunday of March (8 March 2026): 02:30 → 03:30 EDT.
+    expect(fires('30 2 * 3 SUN#2', 'America/New_York', '2026-01-01T00:00:00Z', 1)).toEqual(['2026-03-08T07:30:00.000Z']);
+    // New York, 1st Sunday of November (1 November 2026): 01:00 and 01:30 once each, in EDT.
+    expect(fires('0,30 1 * 11 SUN#1', 'America/New_York', '2026-10-31T00:00:00Z', 5, '2026-11-02T00:00:00Z')).toEqual(['2026-11-01T05:00:00.000Z', '2026-11-01T05:30:00.000Z']);
+    // A 6-field month-end job on the spring-forward day: 02:00:10 on Sunday 29 March (the last day is the 31st, so L-2) fires at 03:00:10.
+    expect(fires('10 0 2 L-2 3 *', 'Europe/Berlin', '2026-03-01T00:00:00Z', 1)).toEqual(['2026-03-29T01:00:10.000Z']);
+  });
+
+  test('modifiers in the wrong place or out of range are refused with a reason', () => {
+    const message = (expression: string) => {
+      try {
+        parseCron(expression, 'UTC');
+      } catch (error) {
+        expect(error).toBeInstanceOf(CronError);
+        return (error as Error).message;
+      }
+      return 'accepted';
+    };
+    const cases: Array<[string, string]> = [
+      ['L * * * *', 'minute: "L": L, W and # are allowed only in day of month and day of week'],
+      ['L * * * * *', 'second: "L": L, W and # are allowed only in day of month and day of week'],
+      ['* 5L * * *', 'hour: "5L": L, W and # are allowed only in day of month and day of week'],
+      ['* * * 1#2 *', 'month: "1#2": L, W and # are allowed only in day of month and day of week'],
+      ['* * * JULL *', 'month: "JULL": L, W and # are allowed only in day of month and day of week'],
+      ['* * * 15W *', 'month: "15W": L, W and # are allowed only in day of month and day of week'],
+      ['* * 0W * *', 'day of month: 0 is outside 1–31'],
+      ['* * 32W * *', 'day of month: 32 is outside 1–31'],
+      ['* * L-31 * *', 'day of month: offset 31 in "L-31" is outside 0–30'],
+      ['* * 1,L-99 * *', 'day of month: offset 99 in "L-99" is outside 0–30'],
+      ['* * 5#2 * *', 'day of month: "5#2": # is allowed only in day of week'],
+      ['* * L-2W * *', 'day of month: "L-2W" is not a value, range, step, *, L, L-n, LW or nW'],
+      ['* * 1-15W * *', 'day of month: "1-15W" is not a value, range, step, *, L, L-n, LW or nW'],
+      ['* * 15W/2 * *', 'day of month: "15W/2" is not a value, range, step, *, L, L-n, LW or nW'],
+      ['* * L/2 * *', 'day of month: "L/2" is not a value, range, step, *, L, L-n, LW or nW'],
+      ['* * 1-L * *', 'day of month: "1-L" is not a value, range, step, *, L, L-n, LW or nW'],
+      ['* * W * *', 'day of month: "W" is not a value, range, step, *, L, L-n, LW or nW'],
+      ['* * L- * *', 'day of month: "L-" is not a value, range, step, *, L, L-n, LW or nW'],
+      ['* * 100W * *', 'day of month: "100W" is not a value, range, step, *, L, L-n, LW or nW'],
+      ['* * * * 5#6', 'day of week: nth 6 in "5#6" is outside 1–5'],
+      ['* * * * MON#0', 'day of week: nth 0 in "MON#0" is outside 1–5'],
+      ['* * * * 5W', 'day of week: "5W": W is allowed only in day of month'],
+      ['* * * * L', 'day of week: "L" needs a day before it (5L is the last Friday of the month)'],
+      ['* * * * 5#L', 'day of week: "5#L" is not a value, range, step, *, xL or x#n'],
+      ['* * * * 1-5#2', 'day of week: "1-5#2" is not a value, range, step, *, xL or x#n'],
+      ['* * * * MON-FRIL', 'day of week: "MON-FRIL" is not a value, range, step, *, xL or x#n'],
+      ['* * * * 5L/2', 'day of week: "5L/2" is not a value, range, step, *, xL or x#n'],
+      ['* * * * 5#', 'day of week: "5#" is not a value, range, step, *, xL or x#n'],
+      ['* * * * 8L', 'day of week: 8 is outside 0–7'],
+      ['* * * * 8#1', 'day of week: 8 is outside 0–7'],
+      ['* * * * FUNL', 'day of week: "FUN" is not a number or name'],
+      // Never fires: a 30- or 31-day offset or nearest weekday February never reaches.
+      ['* * L-29 2 *', 'day of month never occurs in the given months'],
+      ['* * 30W 2 *', 'day of month never occurs in the given months'],
+      ['* * 31W 4,6,9,11 *', 'day of month never occurs in the given months'],
+      ['* * L-30 4,6 *', 'day of month never occurs in the given months'],
+    ];
+    expect(cases.map(([expression]) => [expression, message(expression)])).toEqual(cases);
+    // The schedule API tells a bad zone from a bad cron by "time zone" in the message.
+    for (const [, text] of cases) expect(text).not.toMatch(/time zone/);
+    for (const ok of ['0 0 L * *', '0 0 l-0 * *', '0 0 L-30 1 *', '0 0 L-28 2 *', '0 0 LW,L,1W,15 * *', '0 0 31W 4,5 *', '0 0 29W 2 *', '0 0 * * 0L,7#5,SAT#1,wedl', '0 0 L * MON#1', '0 0 * JUL WEDL']) {
+      expect([ok, message(ok)]).toEqual([ok, 'accepted']);
+    }
+  });
+});
