@@ -15,6 +15,7 @@ export default {
         '**/tests/audit/signed-note.spec.ts',
         '**/tests/scheduler/cron.spec.ts',
         '**/tests/scheduler/cron-oracle.spec.ts',
+        '**/tests/scheduler/cron-predicate.spec.ts',
         '**/tests/sequences/series-pattern.spec.ts',
         '**/tests/platform/inline-parameters.spec.ts',
       ],
