@@ -148,6 +148,9 @@ export class AuditIntegrator {
     const frontier = { size: tree.size, frontier: tree.frontier() };
     tx.onCommit(() => this.frontiers.set(tenantId, frontier));
     this.metrics.increment('audit_entries_integrated_total', {}, seqs.length);
+    // Integration lag: how long the batch's oldest entry waited between its event and the tree.
+    const oldest = Date.parse(rows[0].event_time);
+    tx.onCommit(() => this.metrics.record('kernel.audit.integration.lag', Math.max(0, Date.now() - oldest), {}, 'ms'));
     return seqs.length;
   }
 

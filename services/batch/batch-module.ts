@@ -40,12 +40,13 @@ function chunkPayload(value: unknown): ChunkJobPayload {
 export function batchModule(deps: KernelDependencies): CapabilityModule {
   deps.batchItems.loadModules(deps.config.KERNEL_BATCH_HANDLER_MODULES, deps.log);
   const queue = chunkQueue(deps.jobQueue);
-  const runner = { db: deps.db, audit: deps.audit, handlers: deps.batchItems, queue };
+  const runner = { db: deps.db, audit: deps.audit, handlers: deps.batchItems, queue, tracer: deps.telemetry.exporting ? deps.telemetry.tracer : undefined };
   deps.jobs.register(CHUNK_JOB_TYPE, async (job) => {
     const outcome = await executeChunkJob(runner, {
       tenantId: job.tenantId,
       payload: chunkPayload(job.payload),
       trace: job.trace,
+      otel: job.otel,
       log: job.log,
       signal: job.signal,
       lastAttempt: job.attempt >= job.maxAttempts,

@@ -1,3 +1,4 @@
+import { SpanStatusCode, trace as otelTrace, type Context as OtelContext, type Tracer } from '@opentelemetry/api';
 import type { AuditLog } from '../platform/audit/audit-log';
 import type { Database, TenantTransaction, TransactionControl } from '../platform/database/database';
 import type { Logger } from '../platform/observability/logger';
@@ -35,12 +36,16 @@ export interface ChunkRunnerDependencies {
   queue: ChunkQueue;
   /** How long one chunk job keeps taking chunks before it hands over to a new job. Default 2,000 ms. */
   sliceMs?: number;
+  /** Set when spans are exported: each chunk attempt is a span under the job's, its statements under it. */
+  tracer?: Tracer;
 }
 
 export interface ChunkExecution {
   tenantId: string;
   payload: ChunkJobPayload;
   trace: TraceContext;
+  /** The chunk job span's context (the parent of the chunk spans). */
+  otel?: OtelContext;
   log: Logger;
   signal: AbortSignal;
 }
@@ -113,7 +118,9 @@ async function runChunk(deps: ChunkRunnerDependencies, job: ChunkExecution, know
   let isolated = false;
   for (;;) {
     try {
-      return await deps.db.inTenantTransaction(job.tenantId, (tx) => processChunk(deps, job, tx, known, isolated, handOver));
+      return await tracedChunk(deps, job, isolated, (trace) =>
+        deps.db.inTenantTransaction(job.tenantId, (tx) => processChunk(deps, job, tx, known, isolated, handOver), { trace }),
+      );
     } catch (error) {
       if (!(error instanceof Rollback)) throw error;
       if (error.kind === 'stale' || error.kind === 'busy') return error.kind;
@@ -127,6 +134,26 @@ async function runChunk(deps: ChunkRunnerDependencies, job: ChunkExecution, know
       }
       throw error;
     }
+  }
+}
+
+/** One chunk attempt as a span (batch id, tenant, isolated or not), when spans are exported. */
+async function tracedChunk<T>(deps: ChunkRunnerDependencies, job: ChunkExecution, isolated: boolean, run: (trace: OtelContext | undefined) => Promise<T>): Promise<T> {
+  if (!deps.tracer || !job.otel) return run(undefined);
+  const span = deps.tracer.startSpan(
+    'batch chunk',
+    { attributes: { 'axis.tenant': job.tenantId, 'axis.batch.id': job.payload.batchId, 'axis.batch.chain': job.payload.chain, 'axis.batch.isolated': isolated } },
+    job.otel,
+  );
+  try {
+    return await run(otelTrace.setSpan(job.otel, span));
+  } catch (error) {
+    // A Rollback is how a chunk ends without committing (stale, busy, isolate, reject): named, not an error.
+    if (error instanceof Rollback) span.setAttribute('axis.batch.rollback', error.kind);
+    else span.setStatus({ code: SpanStatusCode.ERROR, message: messageOf(error) });
+    throw error;
+  } finally {
+    span.end();
   }
 }
 

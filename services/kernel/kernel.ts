@@ -18,6 +18,7 @@ import { kernelMiddlewareChain } from '../platform/middleware-chain';
 import { migrate } from '../platform/migrations/migrate';
 import { createLogger, type Logger } from '../platform/observability/logger';
 import { Metrics } from '../platform/observability/metrics';
+import { startTelemetry, type Telemetry } from '../platform/observability/telemetry';
 import { openEnvelope } from '../platform/crypto/master-key-registry';
 import { PeriodicTask } from '../platform/periodic-task';
 import { guardRequestDecoding, TRANSPORT_MAX_RECEIVE_BYTES } from '../platform/request-guard';
@@ -35,6 +36,8 @@ export interface RunningKernel {
   /** The secret the kernel generated for itself (development, no KERNEL_AUTH_SECRET or JWKS): tokens can be minted with it. */
   readonly developmentSecret?: string;
   readonly metrics: Metrics;
+  /** The node's OpenTelemetry (tracer, meter). */
+  readonly telemetry: Telemetry;
   readonly log: Logger;
   readonly db: Database;
   readonly audit: AuditLog;
@@ -64,12 +67,16 @@ export interface StartOptions {
  */
 export async function startKernel(config: KernelConfig, options: StartOptions = {}): Promise<RunningKernel> {
   const log = options.log ?? createLogger(config.LOG_LEVEL);
-  const metrics = new Metrics();
+  // OpenTelemetry first: everything after it may record spans and metrics.
+  const telemetry = startTelemetry({ endpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT });
+  const metrics = new Metrics(telemetry.meter);
   const cleanups: Array<() => Promise<void>> = [];
   const cleanup = async () => {
     for (const fn of cleanups.reverse()) await fn().catch((error) => log.error({ err: error }, 'shutdown step failed'));
   };
 
+  // Flushed last: the spans of the shutdown itself are exported too.
+  cleanups.push(() => telemetry.shutdown());
   try {
     let ownerUrl = config.DATABASE_URL;
     let embedded: EmbeddedPostgres | undefined;
@@ -97,6 +104,7 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
         lockTimeoutMs: config.KERNEL_DB_LOCK_TIMEOUT_MS,
         acquireTimeoutMs: config.KERNEL_DB_ACQUIRE_TIMEOUT_MS,
         log,
+        tracer: telemetry.exporting ? telemetry.tracer : undefined,
       },
     );
     cleanups.push(() => db.close());
@@ -108,6 +116,7 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
     // Latency budgets: the configured ones, then each capability's own defaults (below).
     const budgetsMs: Record<string, number> = { ...config.KERNEL_RPC_BUDGETS_MS };
     const chain = kernelMiddlewareChain({
+      telemetry,
       registry,
       db,
       verifier,
@@ -117,7 +126,7 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
       budgetsMs,
       idempotencyRetentionHours: config.KERNEL_IDEMPOTENCY_RETENTION_HOURS,
       requestDigestKey,
-      committer: new MutationCommitter(db, { callTimeoutMs: config.KERNEL_CALL_TIMEOUT_MS, maxQueuedPerTenant: config.KERNEL_COMMIT_QUEUE_PER_TENANT }),
+      committer: new MutationCommitter(db, { callTimeoutMs: config.KERNEL_CALL_TIMEOUT_MS, maxQueuedPerTenant: config.KERNEL_COMMIT_QUEUE_PER_TENANT, telemetry, metrics }),
     });
 
     // One LISTEN connection per node (scheduler wake-ups, cross-node cache invalidation).
@@ -125,7 +134,8 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
     await notifications.start();
     cleanups.push(() => notifications.stop());
     const jobs = new JobHandlers();
-    const deps: KernelDependencies = { config, db, log, metrics, audit, envelope, batchItems: new BatchItemHandlers(), jobs, jobQueue: schedulerJobQueue, notifications };
+    await jobs.loadModules(config.KERNEL_JOB_HANDLER_MODULES, log);
+    const deps: KernelDependencies = { config, db, log, metrics, telemetry, audit, envelope, batchItems: new BatchItemHandlers(), jobs, jobQueue: schedulerJobQueue, notifications };
     const services = capabilityModules(deps, { runWorkers: options.backgroundTasks !== false });
     for (const service of services) {
       for (const [name, ms] of Object.entries(service.budgetsMs ?? {})) budgetsMs[`${service.definition.fullName}/${name}`] ??= ms;
@@ -180,6 +190,7 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
       databaseUrl: ownerUrl,
       developmentSecret,
       metrics,
+      telemetry,
       log,
       db,
       audit,

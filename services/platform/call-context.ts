@@ -1,3 +1,4 @@
+import type { Context as OtelContext } from '@opentelemetry/api';
 import type { CallContext } from 'nice-grpc-common';
 import type { Principal } from './auth/principal';
 import type { TenantTransaction } from './database/database';
@@ -9,6 +10,8 @@ import type { TraceContext } from './trace-context';
 /** Added by the tracing middleware: the call's trace, start time and contextual logger. */
 export interface TracingContext {
   readonly trace: TraceContext;
+  /** The OpenTelemetry context holding the call's server span: the parent of its child spans. */
+  readonly otel: OtelContext;
   readonly log: Logger;
   readonly method: KernelMethod;
   /** performance.now() at the start of the call. */

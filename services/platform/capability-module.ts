@@ -8,6 +8,7 @@ import type { NotificationHub } from './database/notification-hub';
 import type { JobExecution, JobHandlers, JobQueue } from './jobs';
 import type { Logger } from './observability/logger';
 import type { Metrics } from './observability/metrics';
+import type { Telemetry } from './observability/telemetry';
 
 /**
  * What one kernel node shares with the capabilities it serves: the platform's runtime pieces,
@@ -18,6 +19,8 @@ export interface KernelDependencies {
   readonly db: Database;
   readonly log: Logger;
   readonly metrics: Metrics;
+  /** The node's OpenTelemetry: spans of background work (jobs, batch chunks) continue their traces. */
+  readonly telemetry: Telemetry;
   readonly audit: AuditLog;
   /** Batch item handlers by type, registered by code; the chunk jobs of any node run them. */
   readonly batchItems: BatchItemHandlers;

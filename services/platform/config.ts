@@ -65,6 +65,8 @@ const configSchema = z
     KERNEL_AUDIT_PURGE_SWEEP_MS: z.coerce.number().int().min(1000).max(59_000).default(59_000),
     /** K-M13: comma-separated module paths exporting registerBatchItemHandlers(handlers), imported at start-up. */
     KERNEL_BATCH_HANDLER_MODULES: z.string().optional(),
+    /** K-M5: comma-separated module paths exporting registerJobHandlers(registry), imported before the node starts. */
+    KERNEL_JOB_HANDLER_MODULES: z.string().optional(),
     KERNEL_SHUTDOWN_GRACE_MS: durationMs(10_000),
     /** K-M5 scheduler: jobs run at once per node, in-process lease, claim poll, cron pass, finished-job retention. */
     KERNEL_SCHEDULER_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(32),

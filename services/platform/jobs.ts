@@ -1,3 +1,5 @@
+import path from 'node:path';
+import type { Context as OtelContext } from '@opentelemetry/api';
 import type { Database, TenantTransaction } from './database/database';
 import type { Logger } from './observability/logger';
 import type { TraceContext } from './trace-context';
@@ -39,6 +41,10 @@ export interface JobExecution {
   readonly attempt: number;
   readonly maxAttempts: number;
   readonly trace: TraceContext; // the enqueuer's trace (a child span of it)
+  /** The job span's OpenTelemetry context: pass it as `{ trace: job.otel }` to db.inTenantTransaction so statements are its children. */
+  readonly otel: OtelContext;
+  /** The W3C traceparent for requests the job sends out (webhooks, providers): the receiver continues the trace. */
+  readonly traceparent: string;
   readonly log: Logger; // carries trace_id, tenant, job id
   readonly signal: AbortSignal; // aborted on timeout, lease loss or shutdown
   readonly db: Database; // run tenant work with db.inTenantTransaction(tenantId, …)
@@ -50,7 +56,11 @@ export interface JobHandlerRegistry {
   register(type: string, handler: JobHandler): void;
 }
 
-/** The node's handlers by job type. Registering a type twice is a programming error. */
+/**
+ * The node's handlers by job type, registered by code: in-process (`kernel.jobs.register(...)` on
+ * a RunningKernel) or by modules named in KERNEL_JOB_HANDLER_MODULES, each exporting
+ * `registerJobHandlers(registry)`. Registering a type twice is a programming error.
+ */
 export class JobHandlers implements JobHandlerRegistry {
   private readonly handlers = new Map<string, JobHandler>();
 
@@ -66,5 +76,22 @@ export class JobHandlers implements JobHandlerRegistry {
 
   types(): string[] {
     return [...this.handlers.keys()];
+  }
+
+  /**
+   * Imports modules (comma-separated paths) and lets each register its handlers. The node starts
+   * only once they are loaded — a job must never be claimed by a node still missing its handler —
+   * and does not start at all when one fails (a loud start-up error, not jobs failing later).
+   */
+  async loadModules(paths: string | undefined, log: Logger): Promise<void> {
+    for (const file of (paths ?? '').split(',').map((p) => p.trim()).filter(Boolean)) {
+      const module = (await import(path.resolve(file))) as Record<string, unknown>;
+      const register = (module.registerJobHandlers ?? (module.default as Record<string, unknown> | undefined)?.registerJobHandlers) as
+        | ((registry: JobHandlerRegistry) => void | Promise<void>)
+        | undefined;
+      if (typeof register !== 'function') throw new Error(`${file} (KERNEL_JOB_HANDLER_MODULES) exports no registerJobHandlers(registry)`);
+      await register(this);
+      log.info({ module: file }, 'job handler module loaded');
+    }
   }
 }

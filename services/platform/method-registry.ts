@@ -13,6 +13,10 @@ export interface KernelMethod {
   readonly path: string;
   /** `axis.kernel.sequences.v1.SequenceService/IssueNumber`: the audit action name. */
   readonly action: string;
+  /** `axis.kernel.sequences.v1.SequenceService` (rpc.service of the call's span). */
+  readonly service: string;
+  /** `IssueNumber` (rpc.method of the call's span). */
+  readonly name: string;
   /** Declared `idempotency_level = NO_SIDE_EFFECTS`: no idempotency key, read-only transaction. */
   readonly readOnly: boolean;
   /**
@@ -59,6 +63,8 @@ export class MethodRegistry {
       this.methods.set(`/${action}`, {
         path: `/${action}`,
         action,
+        service: definition.fullName,
+        name: method.name,
         readOnly,
         auditedRead,
         requiredScope: scopeOverrides[method.name] ?? `${capability}:${readOnly ? 'read' : 'write'}`,

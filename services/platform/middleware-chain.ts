@@ -17,6 +17,7 @@ import { derivePageTokenKey, PageTokenCodec } from './page-token';
 import { requestGuardMiddleware } from './request-guard';
 import type { Logger } from './observability/logger';
 import type { Metrics } from './observability/metrics';
+import type { Telemetry } from './observability/telemetry';
 
 export interface ChainDependencies {
   registry: MethodRegistry;
@@ -25,6 +26,7 @@ export interface ChainDependencies {
   audit: AuditLog;
   log: Logger;
   metrics: Metrics;
+  telemetry: Telemetry;
   budgetsMs: Record<string, number>;
   idempotencyRetentionHours: number;
   /** Keys request digests (audit entries, idempotency records), so they cannot be checked against guesses. */

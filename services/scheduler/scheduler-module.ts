@@ -30,11 +30,13 @@ export function schedulerModule(deps: KernelDependencies, options: SchedulerModu
     budgetsMs: { LeaseJobs: 61_000 },
     async start() {
       await installSystemJobs(deps.jobs, deps.db, deps.log, options.systemJobs());
+      observeQueues(deps);
       if (options.runWorkers === false) return;
       runtime = new SchedulerRuntime({
         db: deps.db,
         log: deps.log,
         metrics: deps.metrics,
+        telemetry: deps.telemetry,
         notifications: deps.notifications,
         handlers: deps.jobs,
         concurrency: config.KERNEL_SCHEDULER_CONCURRENCY,
@@ -50,6 +52,27 @@ export function schedulerModule(deps: KernelDependencies, options: SchedulerModu
       await runtime?.stop(graceMs);
     },
   };
+}
+
+/**
+ * Queue depth and lag as gauges, per queue across tenants (one query per metrics collection, only
+ * when metrics are exported): due jobs not yet claimed, and how long the oldest has been due. A
+ * queue once seen keeps reporting (0 when empty) rather than vanishing from dashboards.
+ */
+function observeQueues(deps: KernelDependencies): void {
+  const seen = new Set(['default', 'kernel']);
+  deps.metrics.observeAll(
+    { 'kernel.scheduler.queue.depth': { description: 'due jobs not yet claimed' }, 'kernel.scheduler.queue.lag': { unit: 'ms', description: 'how long the oldest due job has waited' } },
+    async () => {
+      const rows = await deps.db.systemCall<{ queue: string; ready: string; oldest_due_ms: number }>('SELECT * FROM scheduler_queue_stats()', []);
+      const byQueue = new Map(rows.map((r) => [r.queue, r]));
+      for (const queue of byQueue.keys()) seen.add(queue);
+      return [...seen].flatMap((queue) => [
+        { name: 'kernel.scheduler.queue.depth', value: Number(byQueue.get(queue)?.ready ?? 0), labels: { queue } },
+        { name: 'kernel.scheduler.queue.lag', value: byQueue.get(queue)?.oldest_due_ms ?? 0, labels: { queue } },
+      ]);
+    },
+  );
 }
 
 /** The tenant of the kernel's own schedules: '' (what db.asSystem transactions see under RLS). */

@@ -1,23 +1,25 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { context as otelContext, SpanKind, SpanStatusCode, trace as otelTrace, TraceFlags, type Span } from '@opentelemetry/api';
+import { context as otelContext, SpanKind, SpanStatusCode, trace as otelTrace, TraceFlags, type Context as OtelContext, type Span, type Tracer } from '@opentelemetry/api';
 import type { Database } from '../platform/database/database';
 import type { NotificationHub } from '../platform/database/notification-hub';
 import type { Logger } from '../platform/observability/logger';
 import type { Metrics } from '../platform/observability/metrics';
+import { withSpanIds, type Telemetry } from '../platform/observability/telemetry';
 import { PeriodicTask } from '../platform/periodic-task';
-import { continueTrace, type TraceContext } from '../platform/trace-context';
+import { continueTrace, formatTraceparent, type TraceContext } from '../platform/trace-context';
 import type { JobExecution, JobHandlers } from '../platform/jobs';
 import { retryDelayMs } from './job-api';
 import { fireDueSchedule } from './schedules';
 
 export const JOBS_CHANNEL = 'axis_scheduler_jobs';
-const tracer = otelTrace.getTracer('axis-kernel-scheduler');
 
 export interface SchedulerOptions {
   db: Database;
   log: Logger;
   metrics: Metrics;
+  /** Job execution spans continue the enqueuer's trace (exported when the node exports). */
+  telemetry: Telemetry;
   notifications: NotificationHub;
   handlers: JobHandlers;
   /** Jobs run at once by this node's in-process workers. */
@@ -232,7 +234,7 @@ export class SchedulerRuntime {
     this.inFlight += 1;
     const controller = new AbortController();
     held.controller = controller;
-    const { span, trace } = startJobSpan(job);
+    const { span, trace, otel } = startJobSpan(this.o.telemetry.tracer, job);
     let log: Logger | undefined;
     const jobLog = () =>
       (log ??= this.o.log.child({ trace_id: trace.traceId, span_id: trace.spanId, tenant: job.tenant_id, job_id: job.job_id, job_type: job.type, attempt: job.attempt }));
@@ -249,6 +251,8 @@ export class SchedulerRuntime {
         attempt: job.attempt,
         maxAttempts: job.max_attempts,
         trace,
+        otel,
+        traceparent: formatTraceparent(trace),
         get log() {
           return jobLog();
         },
@@ -259,7 +263,7 @@ export class SchedulerRuntime {
         timeout = setTimeout(() => controller.abort(new Error(`TIMEOUT: the job ran longer than ${job.timeout_ms} ms`)), job.timeout_ms);
         controller.signal.addEventListener('abort', () => reject(controller.signal.reason as Error), { once: true });
       });
-      const run = otelContext.with(otelTrace.setSpan(otelContext.active(), span), () => handler(execution));
+      const run = handler(execution);
       await Promise.race([run, stopped]);
       clearTimeout(timeout);
       // The slot is free at once; the completion travels with the next batch. Until it has
@@ -432,7 +436,7 @@ function parseStoredTraceparent(traceparent: string): TraceContext {
 }
 
 /** The job's execution span: a child of the enqueuer's span, also linking it. */
-function startJobSpan(job: ClaimedJob): { span: Span; trace: TraceContext } {
+function startJobSpan(tracer: Tracer, job: ClaimedJob): { span: Span; trace: TraceContext; otel: OtelContext } {
   const parent = parseStoredTraceparent(job.traceparent);
   const parentContext = parent.restarted
     ? undefined
@@ -447,8 +451,6 @@ function startJobSpan(job: ClaimedJob): { span: Span; trace: TraceContext } {
     },
     ctx,
   );
-  const own = span.spanContext();
-  // With no tracer provider the span is non-recording and carries the parent's ids: keep our own span id then.
-  const spanId = own.spanId !== parent.parentSpanId && own.traceId === parent.traceId ? own.spanId : parent.spanId;
-  return { span, trace: { ...parent, spanId } };
+  const trace = withSpanIds(span, parent);
+  return { span, trace, otel: otelTrace.setSpan(ctx, span) };
 }

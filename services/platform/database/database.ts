@@ -1,3 +1,4 @@
+import { SpanKind, SpanStatusCode, type Context as OtelContext, type Tracer } from '@opentelemetry/api';
 import { Status } from 'nice-grpc-common';
 import { Pool, type PoolClient, type PoolConfig, type QueryResult } from 'pg';
 import { KernelError } from '../kernel-error';
@@ -44,6 +45,8 @@ export interface DatabaseOptions {
   /** Longest wait for a connection (then UNAVAILABLE DATABASE_BUSY with RetryInfo). */
   acquireTimeoutMs: number;
   log?: Logger;
+  /** Set when spans are exported: every statement of a transaction with a trace gets a span. */
+  tracer?: Tracer;
 }
 
 /**
@@ -131,10 +134,13 @@ export class Database {
 
   private async transaction<T>(gateKey: string, tenantId: string, fn: (tx: TransactionControl) => Promise<T>, options: TransactionOptions): Promise<T> {
     const release = await this.gate.acquire(gateKey, options.signal);
-    const tx = new PooledTransaction(() => this.checkout(), tenantId, options.readOnly === true, {
-      ...this.options,
-      statementTimeoutMs: options.statementTimeoutMs ?? this.options.statementTimeoutMs,
-    });
+    const tx = new PooledTransaction(
+      () => this.checkout(),
+      tenantId,
+      options.readOnly === true,
+      { ...this.options, statementTimeoutMs: options.statementTimeoutMs ?? this.options.statementTimeoutMs },
+      this.options.tracer && options.trace ? { tracer: this.options.tracer, parent: options.trace } : undefined,
+    );
     try {
       const result = await fn(tx);
       await tx.commit();
@@ -207,6 +213,16 @@ function beginStatement(tenantId: string, readOnly: boolean, timeouts: { stateme
 }
 
 /**
+ * What a statement's span is named after: its command and first table, never its text (a
+ * statement may carry inlined values) — e.g. `INSERT kernel_audit_event`, `SELECT sequence_series`.
+ */
+function statementSummary(text: string): string {
+  const command = /^\s*([A-Za-z]+)/.exec(text)?.[1]?.toUpperCase() ?? 'STATEMENT';
+  const table = /\b(?:FROM|INTO|UPDATE)\s+([a-z_][a-z0-9_]*)/i.exec(text)?.[1];
+  return table ? `${command} ${table}` : command;
+}
+
+/**
  * A transaction that takes its connection and sends BEGIN (with the role, tenant and timeouts)
  * only when its first query runs — a call served entirely from memory costs no database round
  * trip — and that sends queued statements (BEGIN, SAVEPOINT) in the same simple-protocol message
@@ -228,6 +244,7 @@ class PooledTransaction implements TransactionControl {
     readonly tenantId: string,
     private readonly readOnly: boolean,
     private readonly timeouts: { statementTimeoutMs: number; lockTimeoutMs: number },
+    private readonly spans?: { tracer: Tracer; parent: OtelContext },
   ) {}
 
   prefixNextQuery(statements: string): void {
@@ -269,6 +286,23 @@ class PooledTransaction implements TransactionControl {
   }
 
   private async send<Row>(text: string, params: readonly unknown[]): Promise<Row[]> {
+    if (!this.spans) return this.sendUntraced<Row>(text, params);
+    const span = this.spans.tracer.startSpan(
+      `db ${statementSummary(text)}`,
+      { kind: SpanKind.CLIENT, attributes: { 'db.system': 'postgresql', 'db.operation': statementSummary(text), 'axis.tenant': this.tenantId } },
+      this.spans.parent,
+    );
+    try {
+      return await this.sendUntraced<Row>(text, params);
+    } catch (error) {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: (error as { code?: string }).code ?? 'error' });
+      throw error;
+    } finally {
+      span.end();
+    }
+  }
+
+  private async sendUntraced<Row>(text: string, params: readonly unknown[]): Promise<Row[]> {
     const { client } = await this.connection();
     if (this.prefix.length === 0) {
       const result = await client.query(text, params as unknown[]);

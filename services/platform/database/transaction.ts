@@ -1,3 +1,5 @@
+import type { Context as OtelContext } from '@opentelemetry/api';
+
 /** Parameterised SQL on one connection. */
 export interface Sql {
   query<Row = Record<string, unknown>>(text: string, params?: readonly unknown[]): Promise<Row[]>;
@@ -78,6 +80,8 @@ export interface TransactionControl extends TenantTransaction {
 
 export interface TransactionOptions {
   readOnly?: boolean;
+  /** The OpenTelemetry context whose span the transaction's statement spans are children of. */
+  trace?: OtelContext;
   /** Aborts waiting for a connection (the call was cancelled or its deadline passed). */
   signal?: AbortSignal;
   /** Overrides the configured statement timeout (background work that scans more). */

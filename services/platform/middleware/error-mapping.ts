@@ -1,3 +1,4 @@
+import { trace as otelTrace } from '@opentelemetry/api';
 import { isAbortError } from 'abort-controller-x';
 import { ServerError, Status, type ServerMiddleware } from 'nice-grpc-common';
 import {
@@ -27,6 +28,9 @@ export function errorMappingMiddleware(deps: { metrics: Metrics }): ServerMiddle
       return yield* call.next(call.request, context);
     } catch (error) {
       const kernelError = toKernelError(error, context);
+      // Every refusal counted by method, code and reason, and named on the call's span.
+      deps.metrics.increment('rpc_refusals_total', { method: context.method.action, code: Status[kernelError.code], reason: kernelError.reason });
+      otelTrace.getSpan(context.otel)?.setAttribute('axis.error.reason', kernelError.reason);
       if (kernelError.code === Status.INTERNAL || kernelError.code === Status.UNKNOWN) {
         context.log.error({ err: error }, 'unhandled error (masked as INTERNAL)');
         deps.metrics.increment('rpc_internal_errors_total', { method: context.method.action });

@@ -24,7 +24,7 @@ export function idempotencyMiddleware(deps: { db: Database; committer: MutationC
     const { method, tenantId } = context;
     if (method.readOnly && !method.auditedRead) {
       const unitOfWork: UnitOfWork = {
-        run: (fn) => deps.db.inTenantTransaction(tenantId, fn, { readOnly: true, signal: context.signal }),
+        run: (fn) => deps.db.inTenantTransaction(tenantId, fn, { readOnly: true, signal: context.signal, trace: context.otel }),
         describeChange: () => undefined,
         recordAuditEvents: () => Promise.reject(new Error('a read-only call records no audit events')),
       };
@@ -69,6 +69,7 @@ export function idempotencyMiddleware(deps: { db: Database; committer: MutationC
       requestHash,
       retentionHours: deps.retentionHours,
       signal: context.signal,
+      trace: context.otel,
       decode: (bytes) => method.responseType.decode(bytes),
       execute: async (tx) => {
         const change = { resource: '', detail: {} as Record<string, unknown>, recorded: undefined as AuditEntry[] | undefined };

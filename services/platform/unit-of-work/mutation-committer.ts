@@ -1,8 +1,11 @@
+import { SpanKind, SpanStatusCode, trace as otelTrace, type Context as OtelContext, type Link } from '@opentelemetry/api';
 import { Status } from 'nice-grpc-common';
 import { AUDIT_ENTRIES, type AuditEntry } from '../audit/audit-log';
 import type { Database, TransactionControl } from '../database/database';
 import { translateDatabaseError } from '../database/postgres-errors';
 import { invalidArgument, KernelError } from '../kernel-error';
+import type { Metrics } from '../observability/metrics';
+import type { Telemetry } from '../observability/telemetry';
 import { runSerially, type CallOutcome, type GroupCall } from './group-run';
 import { IDEMPOTENCY_RECORDS, IDEMPOTENCY_STORE_CONFLICT } from './idempotency-records';
 
@@ -22,6 +25,8 @@ export interface Mutation<T> {
   retentionHours: number;
   /** The call's cancellation (client cancel or deadline): a cancelled call is not started. */
   signal?: AbortSignal;
+  /** The call's OpenTelemetry context (its server span): the commit group's span links to it. */
+  trace?: OtelContext;
   /** Runs the change inside the group's transaction; returns the response, its bytes and the audit entries. */
   execute: GroupCall<ExecutedMutation<T>>['execute'];
   /** Turns a stored response back into the call's response (a replay). */
@@ -41,6 +46,8 @@ export interface MutationOutcome<T> {
 }
 
 export interface CommitterOptions {
+  telemetry?: Telemetry;
+  metrics?: Metrics;
   /** Longest a call's handler may run inside its group (then DEADLINE_EXCEEDED, rolled back alone). */
   callTimeoutMs: number;
   /** Calls of one tenant waiting on this node beyond the running group (then RESOURCE_EXHAUSTED). */
@@ -184,13 +191,35 @@ export class MutationCommitter {
 
   private async attempt(tenantId: string, group: Pending[], batching: boolean): Promise<'done' | 'isolate'> {
     const answers: Array<{ pending: Pending; outcome: MutationOutcome<unknown> | { error: unknown } }> = [];
+    this.options.metrics?.record('kernel.commit_group.size', group.length, { batching: String(batching) });
+    // One span per attempt: a child of the first call's span, linked to every call of the group,
+    // the parent of the group's statement spans — one transaction serves several traces.
+    const spans = this.options.telemetry?.exporting ? this.options.telemetry : undefined;
+    const links: Link[] = group.flatMap((p) => (p.mutation.trace ? [{ context: otelTrace.getSpanContext(p.mutation.trace)! }] : [])).filter((l) => l.context);
+    const span = spans?.tracer.startSpan(
+      'commit group',
+      { kind: SpanKind.INTERNAL, links, attributes: { 'axis.tenant': tenantId, 'axis.commit_group.size': group.length, 'axis.commit_group.batching': batching } },
+      group[0].mutation.trace,
+    );
+    const trace = span ? otelTrace.setSpan(group[0].mutation.trace!, span) : undefined;
+    try {
+      return await this.attemptIn(tenantId, group, batching, answers, trace);
+    } catch (error) {
+      span?.setStatus({ code: SpanStatusCode.ERROR });
+      throw error;
+    } finally {
+      span?.end();
+    }
+  }
+
+  private async attemptIn(tenantId: string, group: Pending[], batching: boolean, answers: Answers, trace: OtelContext | undefined): Promise<'done' | 'isolate'> {
     const rerun = await this.db.inTenantTransaction(tenantId, async (tx) => {
       const fresh = await claimKeys(tx, group, answers);
       const ran = await runSerially<PendingCall, ExecutedMutation<unknown>>(tx, fresh, { batching, callTimeoutMs: this.options.callTimeoutMs });
       if (ran === 'isolate') throw new RerunIsolated();
       for (const { call, outcome } of ran) storeOutcome(tx, call, outcome, answers);
       return false;
-    }).catch((error: unknown) => {
+    }, { trace }).catch((error: unknown) => {
       if (error instanceof RerunIsolated) return true;
       throw sqlState(error) === IDEMPOTENCY_STORE_CONFLICT ? keyInUse() : error;
     });
