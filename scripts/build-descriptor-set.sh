@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds gen/descriptor.binpb, the FileDescriptorSet the kernel serves through gRPC server
 # reflection: the kernel API with its imports — among them google/rpc/error_details.proto (the
-# committed copy in proto-vendor/), which every service file depends on through
+# committed copy in proto/google/), which every service file depends on through
 # axis/kernel/common/v1/errors.proto, so `buf curl` and `grpcurl` decode ErrorInfo, BadRequest,
 # RetryInfo, … — plus google.rpc.Status (from google-proto-files) and grpc.health.v1 (from
 # grpc-health-check). Serialized FileDescriptorSets concatenate into one set (repeated field),
