@@ -142,7 +142,15 @@ describe('operator surface', () => {
         expect([...files.keys()]).toEqual(expect.arrayContaining(['axis/kernel/common/v1/errors.proto', 'google/rpc/error_details.proto']));
         // google.rpc.Status itself is served by symbol (the trailer's message).
         await fetch(new ServerReflectionRequest().setFileContainingSymbol('google.rpc.Status'));
-        const registry: Registry = createFileRegistry({ $typeName: 'google.protobuf.FileDescriptorSet', file: [...files.values()] } as never, (name) => files.get(name));
+        // Dependencies first, as a FileDescriptorSet must list them.
+        const ordered: FileDescriptorProto[] = [];
+        const place = (file: FileDescriptorProto) => {
+          if (ordered.includes(file)) return;
+          for (const dependency of file.dependency) place(files.get(dependency)!);
+          ordered.push(file);
+        };
+        for (const file of files.values()) place(file);
+        const registry: Registry = createFileRegistry({ $typeName: 'google.protobuf.FileDescriptorSet', file: ordered } as never);
 
         // The refusal, as any gRPC client receives it: grpc-status-details-bin is binary metadata.
         const refusal = await new Promise<Buffer>((resolve, reject) => {
