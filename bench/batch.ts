@@ -73,7 +73,7 @@ async function main() {
       const bare = Math.max(bareUnnest, bareSeries);
       const batchId = `bench-${run}`;
       const started = performance.now();
-      await client.startBatch({ batchId, itemType: 'test.noop', items: { $case: 'range', value: { start: 0, count: items } }, chunkSize: chunk });
+      await client.startBatch({ batch: { batchId, itemType: 'test.noop', chunkSize: chunk }, items: { $case: 'range', value: { start: 0, count: items } } });
       for (;;) {
         const { batch } = await client.getBatch({ batchId });
         if (batch!.state !== BatchState.BATCH_STATE_RUNNING) {

@@ -56,10 +56,10 @@ async function main() {
     [kernel, echo] = await Promise.all([spawnKernel(kernelEnv), spawnEcho()]);
     const token = await mintDevelopmentToken({ secret, subject: 'bench', tenants: ['bench'], scope: 'keymaster:read keymaster:write keymaster:sign' });
     const typed = createKeymasterClient({ address: kernel.address, tenantId: 'bench', token });
-    await typed.createKey({ alias: ALIAS, algorithm: Algorithm.ALGORITHM_ED25519 });
+    await typed.createKey({ key: { keyId: ALIAS, algorithm: Algorithm.ALGORITHM_ED25519 } });
 
     const message = Buffer.from('invoice 2026-000042 · total 1,234.56 EUR · bench'.padEnd(64, '.'));
-    const request = Buffer.from(SignRequest.encode({ alias: ALIAS, version: 0, input: { $case: 'message', value: message } }).finish());
+    const request = Buffer.from(SignRequest.encode({ keyId: ALIAS, version: 0, input: { $case: 'message', value: message } }).finish());
     const echoClient = new GrpcClient(echo.address, credentials.createInsecure());
     const bareKernel = new GrpcClient(kernel.address, credentials.createInsecure());
     await Promise.all([waitForReady(echoClient), waitForReady(bareKernel)]);
@@ -71,11 +71,11 @@ async function main() {
       return metadata;
     };
     const bare = SignResponse.decode(await bareUnary(bareKernel, SIGN_PATH, request, signMetadata));
-    if (bare.signature.length !== 64 || bare.version !== 1) throw new Error('bare Sign returned no Ed25519 signature');
+    if (bare.signature?.value.length !== 64 || bare.signature.version !== 1) throw new Error('bare Sign returned no Ed25519 signature');
 
     const targets: Array<[string, () => Promise<unknown>]> = [
       ['echo, bare grpc-js', () => bareUnary(echoClient, '/bench.Echo/Echo', request, () => new Metadata())],
-      ['Sign, typed client', () => typed.sign({ alias: ALIAS, input: { $case: 'message', value: message } })],
+      ['Sign, typed client', () => typed.sign({ keyId: ALIAS, input: { $case: 'message', value: message } })],
       ['Sign, bare grpc-js client', () => bareUnary(bareKernel, SIGN_PATH, request, signMetadata)],
     ];
     const results: LoadResult[] = [];

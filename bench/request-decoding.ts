@@ -37,12 +37,14 @@ const cases: Array<{ label: string; definition: Definition; name: string; bytes:
     name: 'EnqueueJob',
     bytes: EnqueueJobRequest.encode(
       EnqueueJobRequest.fromPartial({
-        queue: 'default',
-        type: 'mail.send',
-        payload: { to: 'a@example.com', subject: 'Grüße', lines: ['one', 'two', 'three'], n: 42 },
-        runAt: new Date(),
-        timeout: { seconds: 30, nanos: 0 },
-        backoffBase: { seconds: 1, nanos: 0 },
+        job: {
+          queue: 'default',
+          jobType: 'mail.send',
+          payload: { to: 'a@example.com', subject: 'Grüße', lines: ['one', 'two', 'three'], n: 42 },
+          runTime: new Date(),
+          timeout: { seconds: 30, nanos: 0 },
+          backoffBase: { seconds: 1, nanos: 0 },
+        },
       }),
     ).finish(),
   },
@@ -67,7 +69,7 @@ const cases: Array<{ label: string; definition: Definition; name: string; bytes:
     definition: BatchServiceDefinition,
     name: 'StartBatch',
     bytes: StartBatchRequest.encode(
-      StartBatchRequest.fromPartial({ batchId: 'b1', itemType: 'noop', items: { $case: 'inlineItems', value: { payloads: Array.from({ length: 10_000 }, (_, i) => `{"n":${i},"name":"Müller-${'x'.repeat(80)}"}`) } } }),
+      StartBatchRequest.fromPartial({ batch: { batchId: 'b1', itemType: 'noop' }, items: { $case: 'inlineItems', value: { payloads: Array.from({ length: 10_000 }, (_, i) => `{"n":${i},"name":"Müller-${'x'.repeat(80)}"}`) } } }),
     ).finish(),
   },
 ];

@@ -29,7 +29,7 @@ async function main() {
 
     const pgbench = await pgbenchSingleRowUpdate(db.url, concurrency, seconds);
     const issued = await runLoad(() => client.issueNumber({ seriesId: 'hot', subjectRef: 'bench' }), concurrency, seconds * 1000);
-    const report = await client.getGapReport({ seriesId: 'hot' });
+    const report = (await client.getGapReport({ seriesId: 'hot' })).gapReport!;
     closeKernelClient(client);
 
     console.log(`sequences benchmark — ${machineLine()}`);

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Status } from 'nice-grpc-common';
 import { z } from 'zod';
 import { AuditOutcome, ProblemKind, type AuditEvent, type Checkpoint, type RetentionPolicy } from '../../gen/proto/axis/kernel/audit/v1/audit';
@@ -5,7 +6,8 @@ import type { AuditServiceImplementation, ExportLogResponse } from '../../gen/pr
 import type { KernelCallContext } from '../platform/call-context';
 import type { TenantTransaction } from '../platform/database/database';
 import { failedPrecondition, invalidArgument, KernelError, notFound } from '../platform/kernel-error';
-import { decodePageToken, encodePageToken, pageSize } from '../platform/page-token';
+import { paginate } from '../platform/page-token';
+import { protoEnum } from '../platform/proto-enum';
 import { parseRequest } from '../platform/request-validation';
 import {
   findCheckpoint,
@@ -38,20 +40,25 @@ const MAX_DETAIL_BYTES = 16 * 1024;
 /** Entries read per transaction by VerifyLog and ExportLog. */
 const PAGE = 2000;
 
-const outcomeNames: Record<number, 'OK' | 'DENIED' | 'FAILED'> = {
-  [AuditOutcome.AUDIT_OUTCOME_OK]: 'OK',
-  [AuditOutcome.AUDIT_OUTCOME_DENIED]: 'DENIED',
-  [AuditOutcome.AUDIT_OUTCOME_FAILED]: 'FAILED',
-};
-const outcomeValues: Record<string, AuditOutcome> = { OK: AuditOutcome.AUDIT_OUTCOME_OK, DENIED: AuditOutcome.AUDIT_OUTCOME_DENIED, FAILED: AuditOutcome.AUDIT_OUTCOME_FAILED };
-const problemValues: Record<ProblemKindName, ProblemKind> = {
+const auditOutcomes = protoEnum<'OK' | 'DENIED' | 'FAILED', AuditOutcome>({
+  OK: AuditOutcome.AUDIT_OUTCOME_OK,
+  DENIED: AuditOutcome.AUDIT_OUTCOME_DENIED,
+  FAILED: AuditOutcome.AUDIT_OUTCOME_FAILED,
+});
+const problemKinds = protoEnum<ProblemKindName, ProblemKind>({
   PAYLOAD_CHANGED: ProblemKind.PROBLEM_KIND_PAYLOAD_CHANGED,
   ENTRY_MISSING: ProblemKind.PROBLEM_KIND_ENTRY_MISSING,
   ORDER_CHANGED: ProblemKind.PROBLEM_KIND_ORDER_CHANGED,
   CHAIN_BROKEN: ProblemKind.PROBLEM_KIND_CHAIN_BROKEN,
   CHECKPOINT_MISMATCH: ProblemKind.PROBLEM_KIND_CHECKPOINT_MISMATCH,
   CHECKPOINT_INVALID: ProblemKind.PROBLEM_KIND_CHECKPOINT_INVALID,
-};
+});
+/** A stored outcome as the proto enum (UNSPECIFIED for a name this kernel does not know). */
+const outcomeValue = (outcome: string): AuditOutcome =>
+  (auditOutcomes.names as readonly string[]).includes(outcome) ? auditOutcomes.toProto(outcome as 'OK') : AuditOutcome.AUDIT_OUTCOME_UNSPECIFIED;
+
+/** RFC 6962 §2.1: the hash of the empty tree, SHA-256 of the empty string. */
+export const EMPTY_TREE_ROOT = createHash('sha256').digest();
 
 const reason = (r: string) => ({ params: { reason: r } });
 // eslint-disable-next-line no-control-regex
@@ -63,7 +70,8 @@ const eventInput = z.object({
     .refine((a) => /^[A-Za-z0-9._:/-]{1,200}$/.test(a), { message: 'must be 1–200 characters of [A-Za-z0-9._:/-]', ...reason('ACTION_INVALID') })
     .refine((a) => !a.startsWith('axis.kernel.') && !a.startsWith('kernel.'), { message: 'actions under axis.kernel. and kernel. are the kernel\'s', ...reason('ACTION_RESERVED') }),
   resource: z.string().refine((r) => r.length <= 500 && !CONTROL.test(r), { message: 'at most 500 characters, no control characters', ...reason('RESOURCE_INVALID') }),
-  outcome: z.number().refine((o) => o === AuditOutcome.AUDIT_OUTCOME_UNSPECIFIED || o in outcomeNames, { message: 'must be OK, DENIED or FAILED', ...reason('ENUM_INVALID') }),
+  // UNSPECIFIED means OK.
+  outcome: auditOutcomes.filter('ENUM_INVALID'),
   detail: z
     .record(z.string(), z.unknown())
     .optional()
@@ -99,7 +107,7 @@ const listSchema = z.object({
   principal: z.string().max(500),
   resourcePrefix: z.string().max(500),
   traceId: z.string().max(64),
-  outcome: z.number().refine((o) => o === 0 || o in outcomeNames, 'must be OK, DENIED or FAILED'),
+  outcome: auditOutcomes.filter(),
   pageSize: z.number(),
   pageToken: z.string(),
 });
@@ -124,11 +132,11 @@ function eventMessage(stored: StoredEntry, purged: boolean): AuditEvent {
     seq: stored.seq,
     leafIndex: stored.seq - 1,
     eventId: stored.eventId ?? '',
-    time: e ? new Date(e.time) : undefined,
+    eventTime: e ? new Date(e.time) : undefined,
     principal: e?.principal ?? '',
     action: e?.action ?? '',
     resource: e?.resource ?? '',
-    outcome: e ? (outcomeValues[e.outcome] ?? AuditOutcome.AUDIT_OUTCOME_UNSPECIFIED) : AuditOutcome.AUDIT_OUTCOME_UNSPECIFIED,
+    outcome: e ? outcomeValue(e.outcome) : AuditOutcome.AUDIT_OUTCOME_UNSPECIFIED,
     traceId: e?.traceId ?? '',
     idempotencyKey: e?.idempotencyKey ?? '',
     requestDigest: e?.requestDigest ?? '',
@@ -145,7 +153,7 @@ function checkpointMessage(tenantId: string, c: CheckpointRecord, verifierKey: s
     treeSize: c.treeSize,
     rootHash: c.rootHash,
     chainHash: c.chainHash,
-    time: c.time,
+    createTime: c.time,
     keyVersion: c.keyVersion,
     note: c.note,
     verifierKey,
@@ -229,7 +237,7 @@ export function auditService(options: AuditServiceOptions): AuditServiceImplemen
         input.events.map((e) => ({
           action: e.action,
           resource: e.resource,
-          outcome: outcomeNames[e.outcome] ?? 'OK',
+          outcome: e.outcome ?? 'OK',
           detail: e.detail ?? {},
         })),
       );
@@ -256,25 +264,26 @@ export function auditService(options: AuditServiceOptions): AuditServiceImplemen
 
     async listEvents(request, ctx) {
       const input = parseRequest(listSchema, request);
-      const size = pageSize(input.pageSize, 100, 500);
       const filter: EventFilter = {
         fromSeq: Math.max(1, input.fromSeq),
         action: input.action === '' ? undefined : input.action.endsWith('*') ? { prefix: input.action.slice(0, -1) } : { exact: input.action },
         principal: input.principal || undefined,
         resourcePrefix: input.resourcePrefix || undefined,
         traceId: input.traceId || undefined,
-        outcome: outcomeNames[input.outcome],
+        outcome: input.outcome,
       };
-      const after = decodePageToken(ctx, request, z.number().int().min(0)) ?? 0;
-      const { page, purged } = await ctx.unitOfWork.run(async (tx) => {
-        const rows = await listLog(tx, filter, after, size + 1);
-        return { page: rows, purged: rows.some((r) => !r.entry) ? await purgedThrough(tx) : 0 };
+      const { items, nextPageToken } = await paginate(ctx, request, {
+        position: z.number().int().min(0),
+        fetch: (after, limit) =>
+          ctx.unitOfWork.run(async (tx) => {
+            const rows = await listLog(tx, filter, after ?? 0, limit);
+            const purged = rows.some((r) => !r.entry) ? await purgedThrough(tx) : 0;
+            return rows.map((stored) => ({ stored, purged: !stored.entry && stored.seq <= purged }));
+          }),
+        positionOf: (item) => item.stored.seq,
+        maxSize: 500,
       });
-      const items = page.slice(0, size);
-      return {
-        events: items.map((s) => eventMessage(s, !s.entry && s.seq <= purged)),
-        nextPageToken: page.length > size ? encodePageToken(ctx, request, items[items.length - 1].seq) : '',
-      };
+      return { events: items.map((item) => eventMessage(item.stored, item.purged)), nextPageToken };
     },
 
     async getCheckpoint(request, ctx) {
@@ -283,10 +292,22 @@ export function auditService(options: AuditServiceOptions): AuditServiceImplemen
         const found = await findCheckpoint(tx, input.treeSize);
         return found && { found, keys: await options.signer.verifierKeys(tx) };
       });
-      if (!result) {
-        throw notFound('CHECKPOINT_NOT_FOUND', input.treeSize === undefined ? 'the log has no checkpoint yet' : `no checkpoint at tree size ${input.treeSize}`);
-      }
-      return { checkpoint: checkpointMessage(ctx.tenantId, result.found, result.keys.get(result.found.keyVersion) ?? '') };
+      if (result) return { checkpoint: checkpointMessage(ctx.tenantId, result.found, result.keys.get(result.found.keyVersion) ?? '') };
+      if (input.treeSize !== undefined) throw notFound('CHECKPOINT_NOT_FOUND', `no checkpoint at tree size ${input.treeSize}`);
+      // No signed checkpoint yet (an empty log, or entries not integrated yet): the size-0
+      // checkpoint, which every log extends. Unsigned: there is nothing to sign (see Checkpoint).
+      return {
+        checkpoint: {
+          treeSize: 0,
+          rootHash: EMPTY_TREE_ROOT,
+          chainHash: Buffer.alloc(32),
+          createTime: undefined,
+          keyVersion: 0,
+          note: '',
+          verifierKey: '',
+          origin: logOrigin(ctx.tenantId),
+        },
+      };
     },
 
     async getInclusionProof(request, ctx) {
@@ -297,10 +318,7 @@ export function auditService(options: AuditServiceOptions): AuditServiceImplemen
         const checkpoint = await findCheckpoint(tx, input.treeSize);
         const keys = checkpoint ? await options.signer.verifierKeys(tx) : new Map<number, string>();
         return {
-          leafIndex: input.leafIndex,
-          treeSize: input.treeSize,
-          leafHash: hashes[0],
-          hashes: hashes.slice(1),
+          inclusionProof: { leafIndex: input.leafIndex, treeSize: input.treeSize, leafHash: hashes[0], hashes: hashes.slice(1) },
           checkpoint: checkpoint && checkpointMessage(tx.tenantId, checkpoint, keys.get(checkpoint.keyVersion) ?? ''),
         };
       });
@@ -311,7 +329,7 @@ export function auditService(options: AuditServiceOptions): AuditServiceImplemen
       return ctx.unitOfWork.run(async (tx) => {
         await requireSize(tx, input.secondSize);
         const hashes = await proofHashes(tx, consistencyRanges(input.firstSize, 0, input.secondSize));
-        return { firstSize: input.firstSize, secondSize: input.secondSize, hashes };
+        return { consistencyProof: { firstSize: input.firstSize, secondSize: input.secondSize, hashes } };
       });
     },
 
@@ -358,7 +376,7 @@ export function auditService(options: AuditServiceOptions): AuditServiceImplemen
         purgedEntries: result.purged,
         checkpointsVerified: result.checkpoints,
         rootHash: result.root,
-        problem: result.problem && { seq: result.problem.seq, kind: problemValues[result.problem.kind], detail: result.problem.detail },
+        problem: result.problem && { seq: result.problem.seq, kind: problemKinds.toProto(result.problem.kind), detail: result.problem.detail },
       };
     },
 

@@ -1,6 +1,6 @@
 import { createReadStream, createWriteStream, renameSync, rmSync, type WriteStream } from 'node:fs';
-import type { Checkpoint } from '../../gen/proto/axis/kernel/audit/v1/audit';
-import type { ExportedConsistencyProof, ExportedEntry, ExportHeader, ExportLogResponse } from '../../gen/proto/axis/kernel/audit/v1/audit_service';
+import type { Checkpoint, ConsistencyProof } from '../../gen/proto/axis/kernel/audit/v1/audit';
+import type { ExportedEntry, ExportHeader, ExportLogResponse } from '../../gen/proto/axis/kernel/audit/v1/audit_service';
 import { frontierNodes, HASH_BYTES } from './merkle';
 import { logOrigin } from './signed-note';
 
@@ -11,9 +11,11 @@ import { logOrigin } from './signed-note';
  *   - UTF-8, each line one JSON object terminated by `\n` (the last line too); no blank lines;
  *     at most MAX_LINE_BYTES per line.
  *   - Each object has exactly one key naming the record: `header`, `entry`, `checkpoint` or
- *     `consistency`. Field names are the proto's (snake_case); every field is present and no
- *     other is allowed. Byte fields are standard base64 with padding (hashes: 32 bytes);
- *     integers are JSON numbers from 0 to 2^53 − 1; `time` is RFC 3339 UTC (`…Z`) or null.
+ *     `consistency`. Field names are the proto's (snake_case), but for a checkpoint's
+ *     create_time, written under the key `time` (its name when format 1 was fixed, so files
+ *     already exported stay readable); every field is present and no other is allowed. Byte
+ *     fields are standard base64 with padding (hashes: 32 bytes); integers are JSON numbers from
+ *     0 to 2^53 − 1; `time` is RFC 3339 UTC (`…Z`) or null.
  *   - Line 1 is the only header:
  *       {"header":{"format":"axis-audit-export/1","tenant_id":"t","origin":"kernel.axis/audit/t",
  *        "start_size":0,"start_frontier":[],"start_chain_hash":"AAAA…","end_size":300,
@@ -84,7 +86,8 @@ export function exportRecordJson(record: ExportRecord): Record<string, unknown> 
           tree_size: c.treeSize,
           root_hash: b64(c.rootHash),
           chain_hash: b64(c.chainHash),
-          time: c.time ? c.time.toISOString() : null,
+          // Format 1 keeps the key `time` for Checkpoint.create_time (the one name that differs).
+          time: c.createTime ? c.createTime.toISOString() : null,
           key_version: c.keyVersion,
           note: c.note,
           verifier_key: c.verifierKey,
@@ -293,7 +296,7 @@ export function parseExportRecord(text: string, line: number): ExportRecord {
         treeSize: f.integer('tree_size', 1),
         rootHash: f.hash('root_hash'),
         chainHash: f.hash('chain_hash'),
-        time: f.time('time'),
+        createTime: f.time('time'),
         keyVersion: f.integer('key_version'),
         note: f.string('note'),
         verifierKey: f.string('verifier_key'),
@@ -304,7 +307,7 @@ export function parseExportRecord(text: string, line: number): ExportRecord {
     }
     case 'consistency': {
       f.only(['first_size', 'second_size', 'hashes']);
-      const proof: ExportedConsistencyProof = { firstSize: f.integer('first_size', 1), secondSize: f.integer('second_size', 1), hashes: f.hashes('hashes') };
+      const proof: ConsistencyProof = { firstSize: f.integer('first_size', 1), secondSize: f.integer('second_size', 1), hashes: f.hashes('hashes') };
       if (proof.secondSize < proof.firstSize) f.fail('second_size', `must not be below first_size (${proof.firstSize})`);
       return { $case: 'consistency', value: proof };
     }

@@ -4,7 +4,8 @@ import { BatchState, ItemOutcome, type Batch, type BatchItemError, type BatchPro
 import type { BatchServiceImplementation } from '../../gen/proto/axis/kernel/batch/v1/batch_service';
 import type { KernelCallContext } from '../platform/call-context';
 import { alreadyExists, failedPrecondition } from '../platform/kernel-error';
-import { decodePageToken, encodePageToken, pageSize } from '../platform/page-token';
+import { paginate } from '../platform/page-token';
+import { protoEnum } from '../platform/proto-enum';
 import { parseRequest } from '../platform/request-validation';
 import {
   batchResource,
@@ -37,22 +38,29 @@ const batchId = z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, 'must be 1–128 ch
 const itemType = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,99}$/, 'must be 1–100 characters of [a-z0-9._-], starting with a letter or digit');
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
+/** StartBatch: the batch's settable fields (the others are output only and ignored) and the items. */
 const startSchema = z
   .object({
-    batchId,
-    itemType,
+    batch: z
+      .object({
+        batchId,
+        itemType,
+        chunkSize: z
+          .number()
+          .int()
+          .refine((n) => n >= 0 && n <= BATCH_LIMITS.maxChunkSize, { message: `must be 1–${BATCH_LIMITS.maxChunkSize} (0 means ${BATCH_LIMITS.defaultChunkSize})`, params: { reason: 'CHUNK_SIZE_INVALID' } })
+          .transform((n) => n || BATCH_LIMITS.defaultChunkSize),
+        skipLimit: z.number().int().min(0, 'must be ≥ 0').max(BATCH_LIMITS.maxSkipLimit, `must be ≤ ${BATCH_LIMITS.maxSkipLimit}`),
+        retryLimit: z.number().int().min(0, 'must be ≥ 0').max(BATCH_LIMITS.maxRetryLimit, `must be ≤ ${BATCH_LIMITS.maxRetryLimit}`),
+      })
+      .optional()
+      .refine((b) => b !== undefined, 'required')
+      .transform((b) => b!),
     items: z.union([
       z.object({ $case: z.literal('inlineItems'), value: z.object({ payloads: z.array(z.string()) }) }),
       z.object({ $case: z.literal('range'), value: z.object({ start: z.number().int(), count: z.number().int() }) }),
       z.undefined(),
     ]),
-    chunkSize: z
-      .number()
-      .int()
-      .refine((n) => n >= 0 && n <= BATCH_LIMITS.maxChunkSize, { message: `must be 1–${BATCH_LIMITS.maxChunkSize} (0 means ${BATCH_LIMITS.defaultChunkSize})`, params: { reason: 'CHUNK_SIZE_INVALID' } })
-      .transform((n) => n || BATCH_LIMITS.defaultChunkSize),
-    skipLimit: z.number().int().min(0, 'must be ≥ 0').max(BATCH_LIMITS.maxSkipLimit, `must be ≤ ${BATCH_LIMITS.maxSkipLimit}`),
-    retryLimit: z.number().int().min(0, 'must be ≥ 0').max(BATCH_LIMITS.maxRetryLimit, `must be ≤ ${BATCH_LIMITS.maxRetryLimit}`),
   })
   .superRefine((r, ctx) => {
     const items = r.items;
@@ -103,19 +111,23 @@ const resumeSchema = z.object({
   skipLimit: z.number().int().min(0, 'must be ≥ 0').max(BATCH_LIMITS.maxSkipLimit, `must be ≤ ${BATCH_LIMITS.maxSkipLimit}`).optional(),
 });
 
-const STATE_VALUES: Record<BatchStateName, BatchState> = {
+const batchStates = protoEnum<BatchStateName, BatchState>({
   RUNNING: BatchState.BATCH_STATE_RUNNING,
   SUCCEEDED: BatchState.BATCH_STATE_SUCCEEDED,
   FAILED: BatchState.BATCH_STATE_FAILED,
   CANCELLED: BatchState.BATCH_STATE_CANCELLED,
-};
-const OUTCOME_VALUES = { SKIPPED: ItemOutcome.ITEM_OUTCOME_SKIPPED, FAILED: ItemOutcome.ITEM_OUTCOME_FAILED, REJECTED: ItemOutcome.ITEM_OUTCOME_REJECTED };
+});
+const itemOutcomes = protoEnum<ItemErrorRecord['outcome'], ItemOutcome>({
+  SKIPPED: ItemOutcome.ITEM_OUTCOME_SKIPPED,
+  FAILED: ItemOutcome.ITEM_OUTCOME_FAILED,
+  REJECTED: ItemOutcome.ITEM_OUTCOME_REJECTED,
+});
 
 export function batchMessage(b: BatchRecord): Batch {
   return {
     batchId: b.batchId,
     itemType: b.itemType,
-    state: STATE_VALUES[b.state],
+    state: batchStates.toProto(b.state),
     chunkSize: b.chunkSize,
     skipLimit: b.skipLimit,
     retryLimit: b.retryLimit,
@@ -138,7 +150,7 @@ export function progressMessage(b: BatchRecord): BatchProgress {
   const eta = b.etaSeconds === undefined ? undefined : { seconds: Math.floor(b.etaSeconds), nanos: Math.round((b.etaSeconds % 1) * 1e9) % 1e9 };
   return {
     batchId: b.batchId,
-    state: STATE_VALUES[b.state],
+    state: batchStates.toProto(b.state),
     totalItems: b.totalItems,
     processedItems: b.nextIndex,
     succeededItems: b.succeededItems,
@@ -151,12 +163,13 @@ export function progressMessage(b: BatchRecord): BatchProgress {
 }
 
 function itemErrorMessage(e: ItemErrorRecord): BatchItemError {
-  return { itemIndex: e.itemIndex, outcome: OUTCOME_VALUES[e.outcome], attempts: e.attempts, message: e.message, errorTime: e.errorTime };
+  return { itemIndex: e.itemIndex, outcome: itemOutcomes.toProto(e.outcome), attempts: e.attempts, message: e.message, errorTime: e.errorTime };
 }
 
 /** What identifies a StartBatch request: the same identity with another request is refused. */
 function requestHash(r: z.output<typeof startSchema>): string {
-  const hash = createHash('sha256').update(JSON.stringify([r.itemType, r.chunkSize, r.skipLimit, r.retryLimit, r.items!.$case]));
+  const b = r.batch;
+  const hash = createHash('sha256').update(JSON.stringify([b.itemType, b.chunkSize, b.skipLimit, b.retryLimit, r.items!.$case]));
   if (r.items!.$case === 'range') hash.update(JSON.stringify([r.items!.value.start, r.items!.value.count]));
   else for (const p of r.items!.value.payloads) hash.update(`\0${Buffer.byteLength(p)}:`).update(p);
   return hash.digest('hex');
@@ -170,14 +183,15 @@ function requestHash(r: z.output<typeof startSchema>): string {
 export function batchService(handlers: BatchItemHandlers, queue: ChunkQueue): BatchServiceImplementation<KernelCallContext> {
   return {
     async startBatch(request, ctx) {
-      const input = parseRequest(startSchema, request);
+      const parsed = parseRequest(startSchema, request);
+      const input = parsed.batch;
       await handlers.ready();
       if (!handlers.get(input.itemType)) {
         throw failedPrecondition('ITEM_HANDLER_UNKNOWN', `no batch item handler of type ${input.itemType} is registered`, { item_type: input.itemType });
       }
-      const items = input.items!;
+      const items = parsed.items!;
       const payloads = items.$case === 'inlineItems' ? items.value.payloads : undefined;
-      const hash = requestHash(input);
+      const hash = requestHash(parsed);
       const { batch, existed } = await ctx.unitOfWork.run(async (tx) => {
         const inserted = await insertBatch(
           tx,
@@ -234,18 +248,16 @@ export function batchService(handlers: BatchItemHandlers, queue: ChunkQueue): Ba
 
     async listBatchItemErrors(request, ctx) {
       const input = parseRequest(listErrorsSchema, request);
-      const size = pageSize(input.pageSize);
-      const after = decodePageToken(ctx, request, z.number().int().min(0)) ?? -1;
-      const page = await ctx.unitOfWork.run(async (tx) => {
-        await getBatch(tx, input.batchId);
-        return listItemErrors(tx, input.batchId, after, size + 1);
+      const { items, nextPageToken } = await paginate(ctx, request, {
+        position: z.number().int().min(0),
+        fetch: (after, limit) =>
+          ctx.unitOfWork.run(async (tx) => {
+            await getBatch(tx, input.batchId);
+            return listItemErrors(tx, input.batchId, after ?? -1, limit);
+          }),
+        positionOf: (error) => error.itemIndex,
       });
-      const more = page.length > size;
-      const items = page.slice(0, size);
-      return {
-        errors: items.map(itemErrorMessage),
-        nextPageToken: more ? encodePageToken(ctx, request, items[items.length - 1].itemIndex) : '',
-      };
+      return { errors: items.map(itemErrorMessage), nextPageToken };
     },
 
     async cancelBatch(request, ctx) {

@@ -11,7 +11,8 @@ import { Status } from 'nice-grpc-common';
 import { failedPrecondition, invalidArgument, KernelError } from '../platform/kernel-error';
 import type { Logger } from '../platform/observability/logger';
 import type { Metrics } from '../platform/observability/metrics';
-import { decodePageToken, encodePageToken, pageSize } from '../platform/page-token';
+import { paginate } from '../platform/page-token';
+import { protoEnum } from '../platform/proto-enum';
 import { parseRequest } from '../platform/request-validation';
 import { KeyObjectCache } from './key-cache';
 import {
@@ -55,20 +56,20 @@ const MAX_SIGNATURE_BYTES = 1024;
 const DEFAULT_RESTORE_WINDOW_SECONDS = 24 * 3600;
 const MAX_RESTORE_WINDOW_SECONDS = 90 * 24 * 3600;
 
-const algorithmNames: Record<number, AlgorithmName> = {
-  [Algorithm.ALGORITHM_ED25519]: 'ED25519',
-  [Algorithm.ALGORITHM_ECDSA_P256_SHA256]: 'ECDSA_P256_SHA256',
-  [Algorithm.ALGORITHM_RSA_PSS_3072_SHA256]: 'RSA_PSS_3072_SHA256',
-};
-const algorithmValues = Object.fromEntries(Object.entries(algorithmNames).map(([value, name]) => [name, Number(value)])) as Record<AlgorithmName, Algorithm>;
-const stateValues: Record<KeyVersionStateName, KeyVersionState> = {
+const algorithms = protoEnum<AlgorithmName, Algorithm>({
+  ED25519: Algorithm.ALGORITHM_ED25519,
+  ECDSA_P256_SHA256: Algorithm.ALGORITHM_ECDSA_P256_SHA256,
+  RSA_PSS_3072_SHA256: Algorithm.ALGORITHM_RSA_PSS_3072_SHA256,
+});
+const versionStates = protoEnum<KeyVersionStateName, KeyVersionState>({
   ENABLED: KeyVersionState.KEY_VERSION_STATE_ENABLED,
   DISABLED: KeyVersionState.KEY_VERSION_STATE_DISABLED,
   DESTRUCTION_SCHEDULED: KeyVersionState.KEY_VERSION_STATE_DESTRUCTION_SCHEDULED,
   DESTROYED: KeyVersionState.KEY_VERSION_STATE_DESTROYED,
-};
+});
 
-const alias = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'must be 1–63 characters of [a-z0-9._-], starting with a letter or digit');
+/** The API's key_id; the database keeps it in the column `alias` (key-store.ts). */
+const keyId = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'must be 1–63 characters of [a-z0-9._-], starting with a letter or digit');
 const version = z.number().int().min(0, 'must be ≥ 0').max(MAX_VERSIONS, `must be ≤ ${MAX_VERSIONS}`);
 const explicitVersion = z.number().int().min(1, 'must be ≥ 1').max(MAX_VERSIONS, `must be ≤ ${MAX_VERSIONS}`);
 const signingInput = z
@@ -84,18 +85,22 @@ const signingInput = z
   })
   .transform((input): SigningInput => ({ kind: input!.$case, bytes: input!.value }));
 
+/** CreateKey: key_id and algorithm are settable; the key's other fields are output only and ignored. */
 const createKeySchema = z.object({
-  alias,
-  algorithm: z.number().refine((a) => a in algorithmNames, { message: 'must be ED25519, ECDSA_P256_SHA256 or RSA_PSS_3072_SHA256', params: { reason: 'ENUM_UNSPECIFIED' } }),
+  key: z
+    .object({ keyId, algorithm: algorithms.required() })
+    .optional()
+    .refine((k) => k !== undefined, 'required')
+    .transform((k) => k!),
 });
-const aliasSchema = z.object({ alias });
-const versionSchema = z.object({ alias, version });
-const explicitVersionSchema = z.object({ alias, version: explicitVersion });
-const signSchema = z.object({ alias, version, input: signingInput });
+const keyRefSchema = z.object({ keyId });
+const versionSchema = z.object({ keyId, version });
+const explicitVersionSchema = z.object({ keyId, version: explicitVersion });
+const signSchema = z.object({ keyId, version, input: signingInput });
 const verifySchema = signSchema.extend({
   signature: z.instanceof(Buffer).refine((s) => s.length <= MAX_SIGNATURE_BYTES, { message: `at most ${MAX_SIGNATURE_BYTES} bytes`, params: { reason: 'SIGNATURE_TOO_LARGE' } }),
 });
-const policySchema = z.object({ alias, minSignVersion: explicitVersion, minVerifyVersion: explicitVersion });
+const policySchema = z.object({ keyId, minSignVersion: explicitVersion, minVerifyVersion: explicitVersion });
 const rewrapSchema = z.object({ limit: z.number().int().min(0).max(10_000, 'must be ≤ 10000') });
 
 export interface KeymasterOptions {
@@ -109,14 +114,14 @@ export interface KeymasterOptions {
 
 function keyMessage(key: KeyRecord): Key {
   return {
-    alias: key.alias,
-    algorithm: algorithmValues[key.algorithm],
+    keyId: key.alias,
+    algorithm: algorithms.toProto(key.algorithm),
     primaryVersion: key.primaryVersion,
     minSignVersion: key.minSignVersion,
     minVerifyVersion: key.minVerifyVersion,
     versions: key.versions.map((v) => ({
       version: v.version,
-      state: stateValues[v.state],
+      state: versionStates.toProto(v.state),
       createTime: v.createTime,
       destroyTime: v.destroyTime ?? undefined,
     })),
@@ -180,20 +185,20 @@ export function keymasterService(options: KeymasterOptions): KeymasterServiceImp
   /** Locks the key, checks the version transition, applies it, answers with the key. */
   const changeVersion = async (
     ctx: KernelCallContext,
-    request: { alias: string; version: number },
+    request: { keyId: string; version: number },
     decide: (key: KeyRecord, current: KeyVersionStateName, restoreState: 'ENABLED' | 'DISABLED' | null) => Parameters<typeof setVersionState>[3],
     detail: (key: KeyRecord) => Record<string, unknown>,
   ) => {
     const input = parseRequest(explicitVersionSchema, request);
     const key = await ctx.unitOfWork.run(async (tx) => {
-      const locked = await findKey(tx, input.alias, { forUpdate: true });
+      const locked = await findKey(tx, input.keyId, { forUpdate: true });
       const target = versionOf(locked, input.version);
       const change = decide(locked, target.state, target.restoreState);
-      await setVersionState(tx, input.alias, input.version, change);
-      if (change.state !== 'ENABLED') await forgetPrivateKey(tx, input.alias, input.version);
-      return findKey(tx, input.alias);
+      await setVersionState(tx, input.keyId, input.version, change);
+      if (change.state !== 'ENABLED') await forgetPrivateKey(tx, input.keyId, input.version);
+      return findKey(tx, input.keyId);
     });
-    ctx.unitOfWork.describeChange(versionResource(input.alias, input.version), detail(key));
+    ctx.unitOfWork.describeChange(versionResource(input.keyId, input.version), detail(key));
     return { key: keyMessage(key) };
   };
 
@@ -208,44 +213,49 @@ export function keymasterService(options: KeymasterOptions): KeymasterServiceImp
 
   return {
     async createKey(request, ctx) {
-      const input = parseRequest(createKeySchema, request);
-      if (input.alias.startsWith(RESERVED_ALIAS_PREFIX)) {
-        throw invalidArgument('ALIAS_RESERVED', `aliases under "${RESERVED_ALIAS_PREFIX}" belong to the kernel`, [{ field: 'alias', description: `must not start with "${RESERVED_ALIAS_PREFIX}"` }]);
+      const { key: input } = parseRequest(createKeySchema, request);
+      if (input.keyId.startsWith(RESERVED_ALIAS_PREFIX)) {
+        throw invalidArgument('KEY_ID_RESERVED', `key ids under "${RESERVED_ALIAS_PREFIX}" belong to the kernel`, [
+          { field: 'key.key_id', description: `must not start with "${RESERVED_ALIAS_PREFIX}"` },
+        ]);
       }
-      const algorithm = algorithmNames[input.algorithm];
-      const pair = await newSealedPair(ctx.tenantId, input.alias, algorithm, 1);
+      const algorithm = input.algorithm;
+      const pair = await newSealedPair(ctx.tenantId, input.keyId, algorithm, 1);
       const key = await ctx.unitOfWork.run(async (tx) => {
-        await insertKey(tx, input.alias, algorithm, pair.publicKey, pair.sealed);
-        return findKey(tx, input.alias);
+        await insertKey(tx, input.keyId, algorithm, pair.publicKey, pair.sealed);
+        return findKey(tx, input.keyId);
       });
       ctx.unitOfWork.describeChange(keyResource(key.alias), { algorithm, version: 1 });
       return { key: keyMessage(key) };
     },
 
     async getKey(request, ctx) {
-      const input = parseRequest(aliasSchema, request);
-      return { key: keyMessage(await ctx.unitOfWork.run((tx) => findKey(tx, input.alias))) };
+      const input = parseRequest(keyRefSchema, request);
+      return { key: keyMessage(await ctx.unitOfWork.run((tx) => findKey(tx, input.keyId))) };
     },
 
     async listKeys(request, ctx) {
-      const size = pageSize(request.pageSize);
-      const after = decodePageToken(ctx, request, alias) ?? '';
-      const page = await ctx.unitOfWork.run((tx) => listKeys(tx, after, size + 1));
-      const items = page.slice(0, size);
-      return { keys: items.map(keyMessage), nextPageToken: page.length > size ? encodePageToken(ctx, request, items[items.length - 1].alias) : '' };
+      const { items, nextPageToken } = await paginate(ctx, request, {
+        position: keyId,
+        fetch: (after, limit) => ctx.unitOfWork.run((tx) => listKeys(tx, after ?? '', limit)),
+        positionOf: (key) => key.alias,
+      });
+      return { keys: items.map(keyMessage), nextPageToken };
     },
 
     async getPublicKey(request, ctx) {
       const input = parseRequest(versionSchema, request);
-      const key = await ctx.unitOfWork.run((tx) => findKey(tx, input.alias));
+      const key = await ctx.unitOfWork.run((tx) => findKey(tx, input.keyId));
       const v = versionOf(key, input.version);
       refuseIfGone(key, v.version, v.state);
       return {
-        alias: key.alias,
-        version: v.version,
-        algorithm: algorithmValues[key.algorithm],
-        pem: publicKeyPem(v.publicKey),
-        jwk: publicKeyJwk(key.algorithm, v.publicKey, `${key.alias}/${v.version}`),
+        publicKey: {
+          keyId: key.alias,
+          version: v.version,
+          algorithm: algorithms.toProto(key.algorithm),
+          pem: publicKeyPem(v.publicKey),
+          jwk: publicKeyJwk(key.algorithm, v.publicKey, `${key.alias}/${v.version}`),
+        },
       };
     },
 
@@ -253,33 +263,40 @@ export function keymasterService(options: KeymasterOptions): KeymasterServiceImp
       const input = parseRequest(signSchema, request);
       // The kernel's own keys (the audit log's checkpoint key) sign only what the kernel signs:
       // a tenant signing arbitrary bytes with it could forge checkpoints.
-      if (input.alias.startsWith(RESERVED_ALIAS_PREFIX)) {
-        throw new KernelError(Status.PERMISSION_DENIED, 'KEY_RESERVED', `keys under "${RESERVED_ALIAS_PREFIX}" sign for the kernel only`, { metadata: { resource: keyResource(input.alias) } });
+      if (input.keyId.startsWith(RESERVED_ALIAS_PREFIX)) {
+        throw new KernelError(Status.PERMISSION_DENIED, 'KEY_RESERVED', `keys under "${RESERVED_ALIAS_PREFIX}" sign for the kernel only`, { metadata: { resource: keyResource(input.keyId) } });
       }
       const result = await ctx.unitOfWork.run(async (tx) => {
-        const material = await tx.batch(SIGNING_MATERIAL, { alias: input.alias, version: input.version });
+        const material = await tx.batch(SIGNING_MATERIAL, { alias: input.keyId, version: input.version });
         if (input.input.kind === 'digest' && !supportsDigest(material.algorithm)) {
           throw invalidArgument('DIGEST_UNSUPPORTED', `${material.algorithm} signs messages only`, [{ field: 'digest', description: 'send the message instead' }]);
         }
-        requireEnabled(input.alias, material.version, material.state);
+        requireEnabled(input.keyId, material.version, material.state);
         if (material.version < material.minSignVersion) {
           throw failedPrecondition('BELOW_MIN_SIGN_VERSION', `version ${material.version} is below the minimum sign version ${material.minSignVersion}`, {
-            resource: versionResource(input.alias, material.version),
+            resource: versionResource(input.keyId, material.version),
           });
         }
-        return { material, signature: signWith(material.algorithm, privateKeyFor(ctx, input.alias, material), input.input) };
+        return { material, signature: signWith(material.algorithm, privateKeyFor(ctx, input.keyId, material), input.input) };
       });
-      ctx.unitOfWork.describeChange(versionResource(input.alias, result.material.version), {
+      ctx.unitOfWork.describeChange(versionResource(input.keyId, result.material.version), {
         algorithm: result.material.algorithm,
         input: input.input.kind,
         input_sha256: createHash('sha256').update(input.input.bytes).digest('hex'),
       });
-      return { signature: result.signature, version: result.material.version, algorithm: algorithmValues[result.material.algorithm] };
+      return {
+        signature: {
+          keyId: input.keyId,
+          version: result.material.version,
+          algorithm: algorithms.toProto(result.material.algorithm),
+          value: result.signature,
+        },
+      };
     },
 
     async verify(request, ctx) {
       const input = parseRequest(verifySchema, request);
-      const key = await ctx.unitOfWork.run((tx) => findKey(tx, input.alias));
+      const key = await ctx.unitOfWork.run((tx) => findKey(tx, input.keyId));
       const v = versionOf(key, input.version);
       if (input.input.kind === 'digest' && !supportsDigest(key.algorithm)) {
         throw invalidArgument('DIGEST_UNSUPPORTED', `${key.algorithm} verifies messages only`, [{ field: 'digest', description: 'send the message instead' }]);
@@ -292,14 +309,14 @@ export function keymasterService(options: KeymasterOptions): KeymasterServiceImp
     },
 
     async rotateKey(request, ctx) {
-      const input = parseRequest(aliasSchema, request);
+      const input = parseRequest(keyRefSchema, request);
       const key = await ctx.unitOfWork.run(async (tx) => {
-        const locked = await findKey(tx, input.alias, { forUpdate: true });
+        const locked = await findKey(tx, input.keyId, { forUpdate: true });
         const next = Math.max(...locked.versions.map((v) => v.version)) + 1;
-        if (next > MAX_VERSIONS) throw failedPrecondition('TOO_MANY_VERSIONS', `a key has at most ${MAX_VERSIONS} versions`, { resource: keyResource(input.alias) });
-        const pair = await newSealedPair(tx.tenantId, input.alias, locked.algorithm, next);
+        if (next > MAX_VERSIONS) throw failedPrecondition('TOO_MANY_VERSIONS', `a key has at most ${MAX_VERSIONS} versions`, { resource: keyResource(input.keyId) });
+        const pair = await newSealedPair(tx.tenantId, input.keyId, locked.algorithm, next);
         await addVersion(tx, locked, next, pair.publicKey, pair.sealed);
-        return findKey(tx, input.alias);
+        return findKey(tx, input.keyId);
       });
       ctx.unitOfWork.describeChange(keyResource(key.alias), { primary_version: key.primaryVersion });
       return { key: keyMessage(key) };
@@ -308,15 +325,15 @@ export function keymasterService(options: KeymasterOptions): KeymasterServiceImp
     async updateKeyPolicy(request, ctx) {
       const input = parseRequest(policySchema, request);
       const key = await ctx.unitOfWork.run(async (tx) => {
-        const locked = await findKey(tx, input.alias, { forUpdate: true });
+        const locked = await findKey(tx, input.keyId, { forUpdate: true });
         if (input.minSignVersion > locked.primaryVersion || input.minVerifyVersion > input.minSignVersion) {
           throw invalidArgument('POLICY_INVALID', 'need min_verify_version ≤ min_sign_version ≤ primary version', [
             { field: 'min_sign_version', description: `at most the primary version ${locked.primaryVersion}` },
             { field: 'min_verify_version', description: 'at most min_sign_version' },
           ]);
         }
-        await updatePolicy(tx, input.alias, input.minSignVersion, input.minVerifyVersion);
-        return findKey(tx, input.alias);
+        await updatePolicy(tx, input.keyId, input.minSignVersion, input.minVerifyVersion);
+        return findKey(tx, input.keyId);
       });
       ctx.unitOfWork.describeChange(keyResource(key.alias), { min_sign_version: key.minSignVersion, min_verify_version: key.minVerifyVersion });
       return { key: keyMessage(key) };

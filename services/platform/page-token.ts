@@ -115,3 +115,38 @@ export function encodePageToken(ctx: PageTokenScope, request: PagedRequest, posi
 export function decodePageToken<S extends z.ZodType>(ctx: PageTokenScope, request: PagedRequest, schema: S): z.output<S> | undefined {
   return ctx.pageTokens.decode(ctx, request, schema);
 }
+
+/** What a List handler gives paginate(): how to read positions, fetch a page and name its last item. */
+export interface PageSource<S extends z.ZodType, T> {
+  /** The strict schema of the position a page token carries (the keyset cursor). */
+  position: S;
+  /** Reads up to `limit` items after `after` (undefined: from the start), in the list's order. */
+  fetch(after: z.output<S> | undefined, limit: number): Promise<readonly T[]>;
+  /** The position of an item: the next page starts after it. */
+  positionOf(item: T): z.input<S>;
+  /** page_size 0 means this (default 100). */
+  defaultSize?: number;
+  /** page_size above this is refused (default 1000). */
+  maxSize?: number;
+}
+
+/**
+ * The tail every List handler shares (AIP-158): validates page_size (0 means the default, more
+ * than the maximum is refused), decodes page_token with the position schema (PAGE_TOKEN_INVALID
+ * unless this kernel issued it for the same method, tenant and query), fetches one item more
+ * than the page holds, cuts the page and, when that extra item exists, encodes the next token
+ * from the page's last item. The handler keeps what is its own: parsing the query and mapping
+ * the items to messages.
+ */
+export async function paginate<S extends z.ZodType, T>(
+  ctx: PageTokenScope,
+  request: PagedRequest,
+  source: PageSource<S, T>,
+): Promise<{ items: T[]; nextPageToken: string }> {
+  const size = pageSize(request.pageSize ?? 0, source.defaultSize, source.maxSize);
+  const after = decodePageToken(ctx, request, source.position);
+  const page = await source.fetch(after, size + 1);
+  const items = page.slice(0, size);
+  const nextPageToken = page.length > size ? encodePageToken(ctx, request, source.positionOf(items[items.length - 1])) : '';
+  return { items, nextPageToken };
+}

@@ -79,47 +79,77 @@ export interface ValidJob {
 const fieldError = (field: string, description: string, reason = 'FIELD_INVALID') =>
   invalidArgument(reason, `invalid job: ${field}: ${description}`, [{ field, description }]);
 
+/**
+ * How validateJobSpec names a field it refuses in BadRequest: by default the JobSpec's own
+ * names in snake_case (the in-process API); the gRPC adapter passes the request's field paths
+ * (`job.job_type`, `job.run_time`, `schedule.timeout`, …).
+ */
+export interface JobFieldNames {
+  queue: string;
+  type: string;
+  payload: string;
+  runAt: string;
+  priority: string;
+  maxAttempts: string;
+  jobKey: string;
+  timeoutMs: string;
+  backoffBaseMs: string;
+}
+export const JOB_SPEC_FIELDS: JobFieldNames = {
+  queue: 'queue',
+  type: 'type',
+  payload: 'payload',
+  runAt: 'run_at',
+  priority: 'priority',
+  maxAttempts: 'max_attempts',
+  jobKey: 'job_key',
+  timeoutMs: 'timeout_ms',
+  backoffBaseMs: 'backoff_base_ms',
+};
+
 const intIn = (value: number | undefined, fallback: number, field: string, min: number, max: number): number => {
   if (value === undefined) return fallback;
   if (!Number.isInteger(value) || value < min || value > max) throw fieldError(field, `must be an integer in ${min}..${max}`);
   return value;
 };
 
-/** Checks a job spec; throws INVALID_ARGUMENT (FIELD_INVALID, PAYLOAD_TOO_LARGE, RUN_AT_OUT_OF_RANGE, PAYLOAD_INVALID). */
-export function validateJobSpec(spec: JobSpec, now = Date.now()): ValidJob {
+/** Checks a job spec; throws INVALID_ARGUMENT (FIELD_INVALID, PAYLOAD_TOO_LARGE, RUN_TIME_OUT_OF_RANGE, PAYLOAD_INVALID). */
+export function validateJobSpec(spec: JobSpec, options: { now?: number; fields?: JobFieldNames } = {}): ValidJob {
+  const now = options.now ?? Date.now();
+  const f = options.fields ?? JOB_SPEC_FIELDS;
   const queue = spec.queue ?? JOB_DEFAULTS.queue;
-  if (typeof queue !== 'string' || !NAME_PATTERN.test(queue)) throw fieldError('queue', 'must be 1–100 characters of [a-z0-9._:-], starting with a letter or digit');
-  if (typeof spec.type !== 'string' || !NAME_PATTERN.test(spec.type)) throw fieldError('type', 'must be 1–100 characters of [a-z0-9._:-], starting with a letter or digit');
+  if (typeof queue !== 'string' || !NAME_PATTERN.test(queue)) throw fieldError(f.queue, 'must be 1–100 characters of [a-z0-9._:-], starting with a letter or digit');
+  if (typeof spec.type !== 'string' || !NAME_PATTERN.test(spec.type)) throw fieldError(f.type, 'must be 1–100 characters of [a-z0-9._:-], starting with a letter or digit');
   let payloadJson: string | undefined;
   try {
     payloadJson = JSON.stringify(spec.payload ?? null);
   } catch {
     payloadJson = undefined;
   }
-  if (payloadJson === undefined) throw fieldError('payload', 'must be JSON-serialisable', 'PAYLOAD_INVALID');
+  if (payloadJson === undefined) throw fieldError(f.payload, 'must be JSON-serialisable', 'PAYLOAD_INVALID');
   // PostgreSQL jsonb refuses NUL characters.
-  if (payloadJson.includes('\\u0000')) throw fieldError('payload', 'must not contain NUL characters', 'PAYLOAD_INVALID');
-  if (Buffer.byteLength(payloadJson) > MAX_PAYLOAD_BYTES) throw fieldError('payload', `at most ${MAX_PAYLOAD_BYTES} bytes of JSON`, 'PAYLOAD_TOO_LARGE');
+  if (payloadJson.includes('\\u0000')) throw fieldError(f.payload, 'must not contain NUL characters', 'PAYLOAD_INVALID');
+  if (Buffer.byteLength(payloadJson) > MAX_PAYLOAD_BYTES) throw fieldError(f.payload, `at most ${MAX_PAYLOAD_BYTES} bytes of JSON`, 'PAYLOAD_TOO_LARGE');
   let runAt: Date | undefined;
   if (spec.runAt !== undefined) {
     const ms = spec.runAt instanceof Date ? spec.runAt.getTime() : Number.NaN;
     if (!Number.isFinite(ms) || ms > now + MAX_DELAY_MS || ms < now - MAX_DELAY_MS) {
-      throw fieldError('run_at', 'must be a valid time within one year of now', 'RUN_AT_OUT_OF_RANGE');
+      throw fieldError(f.runAt, 'must be a valid time within one year of now', 'RUN_TIME_OUT_OF_RANGE');
     }
     runAt = spec.runAt;
   }
   const jobKey = spec.jobKey;
-  if (jobKey !== undefined && (typeof jobKey !== 'string' || !JOB_KEY_PATTERN.test(jobKey))) throw fieldError('job_key', '1–255 visible ASCII characters');
+  if (jobKey !== undefined && (typeof jobKey !== 'string' || !JOB_KEY_PATTERN.test(jobKey))) throw fieldError(f.jobKey, '1–255 visible ASCII characters');
   return {
     queue,
     type: spec.type,
     payloadJson,
     runAt,
-    priority: intIn(spec.priority, JOB_DEFAULTS.priority, 'priority', -1000, 1000),
-    maxAttempts: intIn(spec.maxAttempts, JOB_DEFAULTS.maxAttempts, 'max_attempts', 1, 100),
+    priority: intIn(spec.priority, JOB_DEFAULTS.priority, f.priority, -1000, 1000),
+    maxAttempts: intIn(spec.maxAttempts, JOB_DEFAULTS.maxAttempts, f.maxAttempts, 1, 100),
     jobKey,
-    timeoutMs: intIn(spec.timeoutMs, JOB_DEFAULTS.timeoutMs, 'timeout_ms', 10, 24 * 3600_000),
-    backoffBaseMs: intIn(spec.backoffBaseMs, JOB_DEFAULTS.backoffBaseMs, 'backoff_base_ms', 1, MAX_BACKOFF_MS),
+    timeoutMs: intIn(spec.timeoutMs, JOB_DEFAULTS.timeoutMs, f.timeoutMs, 10, 24 * 3600_000),
+    backoffBaseMs: intIn(spec.backoffBaseMs, JOB_DEFAULTS.backoffBaseMs, f.backoffBaseMs, 1, MAX_BACKOFF_MS),
   };
 }
 

@@ -13,11 +13,12 @@ import { Status } from 'nice-grpc-common';
 import type { KernelCallContext } from '../platform/call-context';
 import type { Database } from '../platform/database/database';
 import type { NotificationHub } from '../platform/database/notification-hub';
-import { decodePageToken, encodePageToken, pageSize } from '../platform/page-token';
+import { paginate } from '../platform/page-token';
+import { protoEnum } from '../platform/proto-enum';
 import { KernelError } from '../platform/kernel-error';
 import { parseRequest } from '../platform/request-validation';
 import { NAME_PATTERN } from '../platform/jobs';
-import { JOB_DEFAULTS, insertJob, retryDelayMs, validateJobSpec } from './job-api';
+import { JOB_DEFAULTS, insertJob, retryDelayMs, validateJobSpec, type JobFieldNames } from './job-api';
 import { cancelJob, completeJob, failJob, findJob, heartbeat, leaseJobs, listJobs, releaseLeases, type JobRow, type JobStateName } from './job-store';
 import { JOBS_CHANNEL } from './scheduler-runtime';
 import {
@@ -34,25 +35,45 @@ import {
   type TickOutcome as TickOutcomeName,
 } from './schedules';
 
-const STATE_VALUES: Record<JobStateName, JobState> = {
+const jobStates = protoEnum<JobStateName, JobState>({
   QUEUED: JobState.JOB_STATE_QUEUED,
   RUNNING: JobState.JOB_STATE_RUNNING,
   SUCCEEDED: JobState.JOB_STATE_SUCCEEDED,
   DEAD: JobState.JOB_STATE_DEAD,
   CANCELLED: JobState.JOB_STATE_CANCELLED,
-};
-const STATE_NAMES = Object.fromEntries(Object.entries(STATE_VALUES).map(([k, v]) => [v, k])) as Record<number, JobStateName>;
-const OVERLAP_NAMES: Record<number, OverlapName> = {
-  [OverlapPolicy.OVERLAP_POLICY_SKIP]: 'SKIP',
-  [OverlapPolicy.OVERLAP_POLICY_BUFFER_ONE]: 'BUFFER_ONE',
-  [OverlapPolicy.OVERLAP_POLICY_ALLOW_ALL]: 'ALLOW_ALL',
-};
-const OVERLAP_VALUES = Object.fromEntries(Object.entries(OVERLAP_NAMES).map(([k, v]) => [v, Number(k)])) as Record<OverlapName, OverlapPolicy>;
-const KIND_VALUES: Record<TickKindName, TickKind> = { CRON: TickKind.TICK_KIND_CRON, TRIGGER: TickKind.TICK_KIND_TRIGGER, BACKFILL: TickKind.TICK_KIND_BACKFILL };
-const OUTCOME_VALUES: Record<TickOutcomeName, TickOutcome> = {
+});
+const overlapPolicies = protoEnum<OverlapName, OverlapPolicy>({
+  SKIP: OverlapPolicy.OVERLAP_POLICY_SKIP,
+  BUFFER_ONE: OverlapPolicy.OVERLAP_POLICY_BUFFER_ONE,
+  ALLOW_ALL: OverlapPolicy.OVERLAP_POLICY_ALLOW_ALL,
+});
+const tickKinds = protoEnum<TickKindName, TickKind>({ CRON: TickKind.TICK_KIND_CRON, TRIGGER: TickKind.TICK_KIND_TRIGGER, BACKFILL: TickKind.TICK_KIND_BACKFILL });
+const tickOutcomes = protoEnum<TickOutcomeName, TickOutcome>({
   ENQUEUED: TickOutcome.TICK_OUTCOME_ENQUEUED,
   SKIPPED: TickOutcome.TICK_OUTCOME_SKIPPED,
   MISSED: TickOutcome.TICK_OUTCOME_MISSED,
+});
+
+/** What validateJobSpec calls the fields of EnqueueJob's `job` and CreateSchedule's `schedule`. */
+const JOB_FIELDS: JobFieldNames = {
+  queue: 'job.queue',
+  type: 'job.job_type',
+  payload: 'job.payload',
+  runAt: 'job.run_time',
+  priority: 'job.priority',
+  maxAttempts: 'job.max_attempts',
+  jobKey: 'job.job_key',
+  timeoutMs: 'job.timeout',
+  backoffBaseMs: 'job.backoff_base',
+};
+const SCHEDULE_JOB_FIELDS: JobFieldNames = {
+  ...JOB_FIELDS,
+  queue: 'schedule.queue',
+  type: 'schedule.job_type',
+  payload: 'schedule.payload',
+  priority: 'schedule.priority',
+  maxAttempts: 'schedule.max_attempts',
+  timeoutMs: 'schedule.timeout',
 };
 
 const jobIdField = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'must be a job id (UUID)');
@@ -67,22 +88,39 @@ const durationMs = (min: number, max: number, describe: string) =>
     .refine((d) => Number.isFinite(d.seconds) && Number.isInteger(d.nanos) && Math.abs(d.nanos) < 1e9, 'not a valid duration')
     .transform((d) => d.seconds * 1000 + Math.round(d.nanos / 1e6))
     .pipe(z.number().min(min, describe).max(max, describe));
+/** google.protobuf.Duration → whole seconds (rounded up) within [min, max]. */
+const durationSeconds = (min: number, max: number, describe: string) =>
+  z
+    .object({ seconds: z.number(), nanos: z.number() })
+    .refine((d) => Number.isFinite(d.seconds) && Number.isInteger(d.nanos) && Math.abs(d.nanos) < 1e9, 'not a valid duration')
+    .transform((d) => Math.ceil(d.seconds + d.nanos / 1e9))
+    .pipe(z.number().min(min, describe).max(max, describe));
+/** Milliseconds → google.protobuf.Duration. */
+const durationOfMs = (ms: number) => ({ seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 });
+const required = <T>(value: T | undefined): value is T => value !== undefined;
 
+/** EnqueueJob: the job's settable fields; the others are output only and ignored. */
 const enqueueSchema = z.object({
-  queue: z.string().transform((q) => q || JOB_DEFAULTS.queue).pipe(name),
-  type: name,
-  payload: z.unknown(),
-  runAt: z
-    .custom<Date | undefined>((d) => d === undefined || (d instanceof Date && Number.isFinite(d.getTime())), {
-      message: 'must be a valid time within one year of now',
-      params: { reason: 'RUN_AT_OUT_OF_RANGE' },
+  job: z
+    .object({
+      queue: z.string().transform((q) => q || JOB_DEFAULTS.queue).pipe(name),
+      jobType: name,
+      payload: z.unknown(),
+      runTime: z
+        .custom<Date | undefined>((d) => d === undefined || (d instanceof Date && Number.isFinite(d.getTime())), {
+          message: 'must be a valid time within one year of now',
+          params: { reason: 'RUN_TIME_OUT_OF_RANGE' },
+        })
+        .optional(),
+      priority: z.number().int().min(-1000, '-1000..1000').max(1000, '-1000..1000'),
+      maxAttempts: z.number().int().min(0, '1–100 (0 means 25)').max(100, '1–100 (0 means 25)'),
+      jobKey: z.string().max(255, 'at most 255 characters'),
+      timeout: durationMs(10, 24 * 3600_000, '10 ms to 24 h').optional(),
+      backoffBase: durationMs(1, 3600_000, '1 ms to 1 h').optional(),
     })
-    .optional(),
-  priority: z.number().int().min(-1000, '-1000..1000').max(1000, '-1000..1000'),
-  maxAttempts: z.number().int().min(0, '1–100 (0 means 25)').max(100, '1–100 (0 means 25)'),
-  jobKey: z.string().max(255, 'at most 255 characters'),
-  timeout: durationMs(10, 24 * 3600_000, '10 ms to 24 h').optional(),
-  backoffBase: durationMs(1, 3600_000, '1 ms to 1 h').optional(),
+    .optional()
+    .refine(required, 'required')
+    .transform((j) => j!),
 });
 
 const createScheduleSchema = z.object({
@@ -96,18 +134,19 @@ const createScheduleSchema = z.object({
       payload: z.unknown(),
       priority: z.number().int().min(-1000, '-1000..1000').max(1000, '-1000..1000'),
       maxAttempts: z.number().int().min(0, '1–100 (0 means 25)').max(100, '1–100 (0 means 25)'),
-      timeoutMs: z.number().int().min(0, '10 ms to 24 h (0 means 5 min)').max(24 * 3600_000, '10 ms to 24 h (0 means 5 min)'),
-      overlapPolicy: z.number().refine((p) => p in OVERLAP_NAMES, { message: 'must be SKIP, BUFFER_ONE or ALLOW_ALL', params: { reason: 'ENUM_UNSPECIFIED' } }),
-      catchupWindowSeconds: z.number().int().min(0, '0 to 7 days').max(7 * 86_400, '0 to 7 days'),
+      timeout: durationMs(10, 24 * 3600_000, '10 ms to 24 h (unset means 5 min)').optional(),
+      overlapPolicy: overlapPolicies.required(),
+      catchupWindow: durationSeconds(0, 7 * 86_400, '0 to 7 days').optional(),
       paused: z.boolean(),
     })
     .optional()
-    .refine((s) => s !== undefined, 'required'),
+    .refine(required, 'required')
+    .transform((s) => s!),
 });
 
 const getJobSchema = z.object({ jobId: jobIdField });
 const listJobsSchema = z.object({
-  state: z.number().refine((s) => s === JobState.JOB_STATE_UNSPECIFIED || s in STATE_NAMES, 'unknown state'),
+  state: jobStates.filter(),
   pageSize: z.number(),
   pageToken: z.string().max(1000),
 });
@@ -128,7 +167,7 @@ const backfillSchema = z
   });
 const leaseSchema = z.object({
   queue: name,
-  types: z.array(name).max(100, 'at most 100 types'),
+  jobTypes: z.array(name).max(100, 'at most 100 job types'),
   maxJobs: z.number().int().min(0, '1–100').max(100, '1–100').transform((n) => n || 1),
   leaseDuration: durationMs(1000, 600_000, '1 s to 10 min').optional(),
   wait: durationMs(0, 60_000, '0 to 60 s').optional(),
@@ -149,22 +188,23 @@ export function jobMessage(row: JobRow): Job {
   return {
     jobId: row.job_id,
     queue: row.queue,
-    type: row.type,
+    jobType: row.type,
     payload: row.payload,
-    state: STATE_VALUES[row.state],
+    state: jobStates.toProto(row.state),
     attempt: row.attempt,
     maxAttempts: row.max_attempts,
     priority: row.priority,
-    runAt: row.run_at,
+    runTime: row.run_at,
     jobKey: row.job_key ?? '',
     scheduleId: row.schedule_id ?? '',
     traceId: row.trace_id,
-    errors: row.errors.map((e) => ({ attempt: e.attempt, error: e.error, time: new Date(e.time), retryTime: e.retry_at ? new Date(e.retry_at) : undefined })),
+    errors: row.errors.map((e) => ({ attempt: e.attempt, error: e.error, errorTime: new Date(e.time), retryTime: e.retry_at ? new Date(e.retry_at) : undefined })),
     createTime: row.create_time,
     startTime: row.start_time ?? undefined,
     finishTime: row.finish_time ?? undefined,
     leaseExpireTime: row.lease_expire_time ?? undefined,
-    timeoutMs: row.timeout_ms,
+    timeout: durationOfMs(row.timeout_ms),
+    backoffBase: durationOfMs(row.backoff_base_ms),
   };
 }
 
@@ -178,9 +218,9 @@ function scheduleMessage(s: ScheduleRecord): Schedule {
     payload: s.payload,
     priority: s.priority,
     maxAttempts: s.maxAttempts,
-    timeoutMs: s.timeoutMs,
-    overlapPolicy: OVERLAP_VALUES[s.overlapPolicy],
-    catchupWindowSeconds: s.catchupWindowSeconds,
+    timeout: durationOfMs(s.timeoutMs),
+    overlapPolicy: overlapPolicies.toProto(s.overlapPolicy),
+    catchupWindow: { seconds: s.catchupWindowSeconds, nanos: 0 },
     paused: s.paused,
     nextFireTime: s.nextFireTime,
     lastFireTime: s.lastFireTime,
@@ -191,8 +231,8 @@ function scheduleMessage(s: ScheduleRecord): Schedule {
 
 const tickMessage = (t: { time: Date; kind: TickKindName; outcome: TickOutcomeName; jobId?: string | null }): ScheduleTick => ({
   tickTime: t.time,
-  kind: KIND_VALUES[t.kind],
-  outcome: OUTCOME_VALUES[t.outcome],
+  kind: tickKinds.toProto(t.kind),
+  outcome: tickOutcomes.toProto(t.outcome),
   jobId: t.jobId ?? '',
 });
 
@@ -200,24 +240,24 @@ const tickMessage = (t: { time: Date; kind: TickKindName; outcome: TickOutcomeNa
 export function schedulerService(deps: { db: Database; notifications: NotificationHub }): SchedulerServiceImplementation<KernelCallContext> {
   return {
     async enqueueJob(request, ctx) {
-      const input = parseRequest(enqueueSchema, request);
+      const { job: input } = parseRequest(enqueueSchema, request);
       const spec = {
         queue: input.queue,
-        type: input.type,
+        type: input.jobType,
         payload: input.payload ?? null,
-        runAt: input.runAt,
+        runAt: input.runTime,
         priority: input.priority,
         maxAttempts: input.maxAttempts || undefined,
         jobKey: input.jobKey || undefined,
         timeoutMs: input.timeout,
         backoffBaseMs: input.backoffBase,
       };
-      validateJobSpec(spec);
+      validateJobSpec(spec, { fields: JOB_FIELDS });
       const { job, deduplicated } = await ctx.unitOfWork.run(async (tx) => {
         const { jobId, deduplicated } = await insertJob(tx, spec, ctx.trace);
         return { job: await findJob(tx, jobId), deduplicated };
       });
-      ctx.unitOfWork.describeChange(`jobs/${job.job_id}`, { type: job.type, queue: job.queue, deduplicated });
+      ctx.unitOfWork.describeChange(`jobs/${job.job_id}`, { job_type: job.type, queue: job.queue, deduplicated });
       return { job: jobMessage(job), deduplicated };
     },
 
@@ -228,15 +268,12 @@ export function schedulerService(deps: { db: Database; notifications: Notificati
 
     async listJobs(request, ctx) {
       const input = parseRequest(listJobsSchema, request);
-      const size = pageSize(input.pageSize);
-      const after = decodePageToken(ctx, request, jobCursor);
-      const rows = await ctx.unitOfWork.run((tx) => listJobs(tx, STATE_NAMES[input.state], after, size + 1));
-      const items = rows.slice(0, size);
-      const last = items[items.length - 1];
-      return {
-        jobs: items.map(jobMessage),
-        nextPageToken: rows.length > size ? encodePageToken(ctx, request, last.job_id) : '',
-      };
+      const { items, nextPageToken } = await paginate(ctx, request, {
+        position: jobCursor,
+        fetch: (after, limit) => ctx.unitOfWork.run((tx) => listJobs(tx, input.state, after, limit)),
+        positionOf: (job) => job.job_id,
+      });
+      return { jobs: items.map(jobMessage), nextPageToken };
     },
 
     async cancelJob(request, ctx) {
@@ -247,10 +284,12 @@ export function schedulerService(deps: { db: Database; notifications: Notificati
     },
 
     async createSchedule(request, ctx) {
-      const { schedule } = parseRequest(createScheduleSchema, request);
-      const s = schedule!;
+      const { schedule: s } = parseRequest(createScheduleSchema, request);
       cronOf(s.cron, s.timeZone);
-      const valid = validateJobSpec({ queue: s.queue, type: s.jobType, payload: s.payload ?? null, maxAttempts: s.maxAttempts || undefined, timeoutMs: s.timeoutMs || undefined, priority: s.priority });
+      const valid = validateJobSpec(
+        { queue: s.queue, type: s.jobType, payload: s.payload ?? null, maxAttempts: s.maxAttempts || undefined, timeoutMs: s.timeout, priority: s.priority },
+        { fields: SCHEDULE_JOB_FIELDS },
+      );
       const created = await ctx.unitOfWork.run((tx) =>
         createSchedule(tx, {
           scheduleId: s.scheduleId,
@@ -262,12 +301,12 @@ export function schedulerService(deps: { db: Database; notifications: Notificati
           priority: valid.priority,
           maxAttempts: valid.maxAttempts,
           timeoutMs: valid.timeoutMs,
-          overlapPolicy: OVERLAP_NAMES[s.overlapPolicy],
-          catchupWindowSeconds: s.catchupWindowSeconds,
+          overlapPolicy: s.overlapPolicy,
+          catchupWindowSeconds: s.catchupWindow ?? 0,
           paused: s.paused,
         }),
       );
-      ctx.unitOfWork.describeChange(`schedules/${s.scheduleId}`, { cron: s.cron, time_zone: s.timeZone, job_type: s.jobType, overlap_policy: OVERLAP_NAMES[s.overlapPolicy], paused: s.paused });
+      ctx.unitOfWork.describeChange(`schedules/${s.scheduleId}`, { cron: s.cron, time_zone: s.timeZone, job_type: s.jobType, overlap_policy: s.overlapPolicy, paused: s.paused });
       return { schedule: scheduleMessage(created!) };
     },
 
@@ -284,14 +323,12 @@ export function schedulerService(deps: { db: Database; notifications: Notificati
     },
 
     async listSchedules(request, ctx) {
-      const size = pageSize(request.pageSize);
-      const after = decodePageToken(ctx, request, scheduleId) ?? '';
-      const rows = await ctx.unitOfWork.run((tx) => listSchedules(tx, after, size + 1));
-      const items = rows.slice(0, size);
-      return {
-        schedules: items.map(scheduleMessage),
-        nextPageToken: rows.length > size ? encodePageToken(ctx, request, items[items.length - 1].scheduleId) : '',
-      };
+      const { items, nextPageToken } = await paginate(ctx, request, {
+        position: scheduleId,
+        fetch: (after, limit) => ctx.unitOfWork.run((tx) => listSchedules(tx, after ?? '', limit)),
+        positionOf: (schedule) => schedule.scheduleId,
+      });
+      return { schedules: items.map(scheduleMessage), nextPageToken };
     },
 
     async pauseSchedule(request, ctx) {
@@ -323,7 +360,7 @@ export function schedulerService(deps: { db: Database; notifications: Notificati
       const input = parseRequest(leaseSchema, request);
       const lease = {
         queue: input.queue,
-        types: input.types,
+        types: input.jobTypes,
         maxJobs: input.maxJobs,
         leaseMs: input.leaseDuration ?? DEFAULT_LEASE_MS,
         workerId: `${ctx.principal.subject}${input.workerId ? `/${input.workerId}` : ''}`.slice(0, 300),

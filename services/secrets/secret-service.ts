@@ -11,7 +11,8 @@ import {
 import type { SecretServiceImplementation } from '../../gen/proto/axis/kernel/secrets/v1/secret_service';
 import type { KernelCallContext } from '../platform/call-context';
 import type { Envelope } from '../platform/crypto/envelope';
-import { decodePageToken, encodePageToken, pageSize } from '../platform/page-token';
+import { paginate } from '../platform/page-token';
+import { protoEnum } from '../platform/proto-enum';
 import { parseRequest } from '../platform/request-validation';
 import { listExpiring, type ExpiryReasonName } from './secret-expiry';
 import { findSecret, insertSecret, listSecrets, secretResource, type SecretLabelName, type SecretRecord } from './secret-store';
@@ -28,40 +29,29 @@ import {
 } from './secret-versions';
 import { checkValueSize, type SecretKindName } from './secret-value';
 
-const ENUM_UNSPECIFIED = { reason: 'ENUM_UNSPECIFIED' };
 const HOUR = 3600;
 const DAY = 24 * HOUR;
 const YEAR = 365 * DAY;
 
-const kindNames: Record<number, SecretKindName> = {
-  [SecretKind.SECRET_KIND_OPAQUE]: 'OPAQUE',
-  [SecretKind.SECRET_KIND_CERTIFICATE]: 'CERTIFICATE',
-  [SecretKind.SECRET_KIND_CREDENTIAL]: 'CREDENTIAL',
-};
-const kindValues: Record<SecretKindName, SecretKind> = {
+const secretKinds = protoEnum<SecretKindName, SecretKind>({
   OPAQUE: SecretKind.SECRET_KIND_OPAQUE,
   CERTIFICATE: SecretKind.SECRET_KIND_CERTIFICATE,
   CREDENTIAL: SecretKind.SECRET_KIND_CREDENTIAL,
-};
-const labelNames: Record<number, SecretLabelName> = {
-  [SecretLabel.SECRET_LABEL_CURRENT]: 'CURRENT',
-  [SecretLabel.SECRET_LABEL_PREVIOUS]: 'PREVIOUS',
-  [SecretLabel.SECRET_LABEL_PENDING]: 'PENDING',
-};
-const labelValues: Record<SecretLabelName, SecretLabel> = {
+});
+const secretLabels = protoEnum<SecretLabelName, SecretLabel>({
   CURRENT: SecretLabel.SECRET_LABEL_CURRENT,
   PREVIOUS: SecretLabel.SECRET_LABEL_PREVIOUS,
   PENDING: SecretLabel.SECRET_LABEL_PENDING,
-};
-const stateValues: Record<VersionStateName, SecretVersionState> = {
+});
+const versionStates = protoEnum<VersionStateName, SecretVersionState>({
   ENABLED: SecretVersionState.SECRET_VERSION_STATE_ENABLED,
   DISABLED: SecretVersionState.SECRET_VERSION_STATE_DISABLED,
   DESTROYED: SecretVersionState.SECRET_VERSION_STATE_DESTROYED,
-};
-const reasonValues: Record<ExpiryReasonName, ExpiryReason> = {
+});
+const expiryReasons = protoEnum<ExpiryReasonName, ExpiryReason>({
   CERTIFICATE_NOT_AFTER: ExpiryReason.EXPIRY_REASON_CERTIFICATE_NOT_AFTER,
   ROTATION_DUE: ExpiryReason.EXPIRY_REASON_ROTATION_DUE,
-};
+});
 
 const secretId = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'must be 1–63 characters of [a-z0-9._-], starting with a letter or digit');
 const versionNumber = z.number().int().min(1, 'must be ≥ 1').max(2_147_483_647, 'too large');
@@ -79,13 +69,14 @@ const createSecretSchema = z.object({
   secret: z
     .object({
       secretId,
-      kind: z.number().refine((k) => k in kindNames, { message: 'must be OPAQUE, CERTIFICATE or CREDENTIAL', params: ENUM_UNSPECIFIED }),
+      kind: secretKinds.required(),
       description: z.string().max(500, 'at most 500 characters'),
       rotationPeriod: duration(HOUR, 10 * YEAR, 'must be 1 hour to 10 years').optional(),
       defaultGracePeriod: duration(0, 30 * DAY, 'must be 0 to 30 days').optional(),
     })
     .optional()
-    .refine((s) => s !== undefined, 'required'),
+    .refine((s) => s !== undefined, 'required')
+    .transform((s) => s!),
 });
 const secretRefSchema = z.object({ secretId });
 const addSchema = z.object({ secretId, value, expectedLatestVersion });
@@ -94,13 +85,7 @@ const accessSchema = z.object({
   selector: z
     .discriminatedUnion('$case', [
       z.object({ $case: z.literal('version'), value: versionNumber }),
-      z.object({
-        $case: z.literal('label'),
-        value: z
-          .number()
-          .refine((l) => l in labelNames, { message: 'must be CURRENT, PREVIOUS or PENDING', params: ENUM_UNSPECIFIED })
-          .transform((l) => labelNames[l]),
-      }),
+      z.object({ $case: z.literal('label'), value: secretLabels.required() }),
     ])
     .optional()
     .refine((s) => s !== undefined, { message: 'set version or label', params: { reason: 'VERSION_SELECTOR_REQUIRED' } }),
@@ -135,7 +120,7 @@ const durationOf = (seconds: number | undefined) => (seconds === undefined ? und
 function secretMessage(s: SecretRecord): Secret {
   return {
     secretId: s.secretId,
-    kind: kindValues[s.kind],
+    kind: secretKinds.toProto(s.kind),
     description: s.description,
     rotationPeriod: durationOf(s.rotationPeriodSeconds),
     defaultGracePeriod: durationOf(s.defaultGracePeriodSeconds),
@@ -153,8 +138,8 @@ function versionMessage(v: VersionRecord): SecretVersion {
   return {
     secretId: v.secretId,
     version: v.version,
-    state: stateValues[v.state],
-    labels: v.labels.map((l) => labelValues[l]),
+    state: versionStates.toProto(v.state),
+    labels: v.labels.map(secretLabels.toProto),
     valueSizeBytes: v.valueSizeBytes,
     createTime: v.createTime,
     retireTime: v.retireTime,
@@ -179,11 +164,11 @@ function versionMessage(v: VersionRecord): SecretVersion {
 export function secretService(envelope: Envelope): SecretServiceImplementation<KernelCallContext> {
   return {
     async createSecret(request, ctx) {
-      const s = parseRequest(createSecretSchema, request).secret!;
+      const s = parseRequest(createSecretSchema, request).secret;
       const created = await ctx.unitOfWork.run((tx) =>
         insertSecret(tx, {
           secretId: s.secretId,
-          kind: kindNames[s.kind],
+          kind: s.kind,
           description: s.description,
           rotationPeriodSeconds: s.rotationPeriod,
           defaultGracePeriodSeconds: s.defaultGracePeriod ?? DAY,
@@ -199,14 +184,12 @@ export function secretService(envelope: Envelope): SecretServiceImplementation<K
     },
 
     async listSecrets(request, ctx) {
-      const size = pageSize(request.pageSize);
-      const after = decodePageToken(ctx, request, secretId) ?? '';
-      const page = await ctx.unitOfWork.run((tx) => listSecrets(tx, after, size + 1));
-      const items = page.slice(0, size);
-      return {
-        secrets: items.map(secretMessage),
-        nextPageToken: page.length > size ? encodePageToken(ctx, request, items[items.length - 1].secretId) : '',
-      };
+      const { items, nextPageToken } = await paginate(ctx, request, {
+        position: secretId,
+        fetch: (after, limit) => ctx.unitOfWork.run((tx) => listSecrets(tx, after ?? '', limit)),
+        positionOf: (secret) => secret.secretId,
+      });
+      return { secrets: items.map(secretMessage), nextPageToken };
     },
 
     async addSecretVersion(request, ctx) {
@@ -247,14 +230,13 @@ export function secretService(envelope: Envelope): SecretServiceImplementation<K
 
     async listSecretVersions(request, ctx) {
       const input = parseRequest(listVersionsSchema, request);
-      const size = pageSize(input.pageSize);
-      const before = decodePageToken(ctx, request, versionNumber);
-      const page = await ctx.unitOfWork.run((tx) => listVersions(tx, input.secretId, before, size + 1));
-      const items = page.slice(0, size);
-      return {
-        versions: items.map(versionMessage),
-        nextPageToken: page.length > size ? encodePageToken(ctx, request, items[items.length - 1].version) : '',
-      };
+      // Newest first: the position is the last version listed, and the next page holds older ones.
+      const { items, nextPageToken } = await paginate(ctx, request, {
+        position: versionNumber,
+        fetch: (before, limit) => ctx.unitOfWork.run((tx) => listVersions(tx, input.secretId, before, limit)),
+        positionOf: (version) => version.version,
+      });
+      return { versions: items.map(versionMessage), nextPageToken };
     },
 
     async promoteVersion(request, ctx) {
@@ -284,22 +266,23 @@ export function secretService(envelope: Envelope): SecretServiceImplementation<K
 
     async listExpiring(request, ctx) {
       const input = parseRequest(listExpiringSchema, request);
-      const size = pageSize(input.pageSize);
-      const after = decodePageToken(ctx, request, expiryCursorSchema);
-      const page = await ctx.unitOfWork.run((tx) => listExpiring(tx, input.within!, after, size + 1));
-      const items = page.slice(0, size);
+      const { items, nextPageToken } = await paginate(ctx, request, {
+        position: expiryCursorSchema,
+        fetch: (after, limit) => ctx.unitOfWork.run((tx) => listExpiring(tx, input.within!, after, limit)),
+        positionOf: (entry) => entry.cursor,
+      });
       return {
         secrets: items.map(
           (e): ExpiringSecret => ({
             secretId: e.secretId,
-            kind: kindValues[e.kind],
-            reason: reasonValues[e.reason],
+            kind: secretKinds.toProto(e.kind),
+            reason: expiryReasons.toProto(e.reason),
             version: e.version,
             dueTime: e.dueTime,
             overdue: e.overdue,
           }),
         ),
-        nextPageToken: page.length > size ? encodePageToken(ctx, request, items[items.length - 1].cursor) : '',
+        nextPageToken,
       };
     },
   };

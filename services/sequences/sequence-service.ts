@@ -7,7 +7,8 @@ import {
 } from '../../gen/proto/axis/kernel/sequences/v1/sequence';
 import type { SequenceServiceImplementation } from '../../gen/proto/axis/kernel/sequences/v1/sequence_service';
 import type { KernelCallContext } from '../platform/call-context';
-import { decodePageToken, encodePageToken, pageSize } from '../platform/page-token';
+import { paginate } from '../platform/page-token';
+import { protoEnum } from '../platform/proto-enum';
 import { parseRequest } from '../platform/request-validation';
 import {
   commitReservation,
@@ -23,7 +24,6 @@ import { checkPatternFitsPolicy, isKnownTimeZone, parsePattern, PatternError, ty
 import { SeriesStore, type SeriesRecord } from './series-store';
 
 const PATTERN_INVALID = { reason: 'PATTERN_INVALID' };
-const ENUM_UNSPECIFIED = { reason: 'ENUM_UNSPECIFIED' };
 
 const seriesId = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'must be 1–63 characters of [a-z0-9._-], starting with a letter or digit');
 const period = z.string().regex(/^$|^\d{4}$|^\d{4}-\d{2}$/, 'must be "", YYYY or YYYY-MM');
@@ -36,21 +36,16 @@ const durationSeconds = z
   .pipe(z.number().min(1, 'at least 1 s').max(MAX_TTL_SECONDS, 'at most 7 days'))
   .transform(Math.ceil);
 
-const resetPolicyNames: Record<number, ResetPolicyName> = {
-  [ResetPolicy.RESET_POLICY_NEVER]: 'NEVER',
-  [ResetPolicy.RESET_POLICY_YEARLY]: 'YEARLY',
-  [ResetPolicy.RESET_POLICY_MONTHLY]: 'MONTHLY',
-};
-const statusNames: Record<number, NumberStatusName> = {
-  [NumberStatus.NUMBER_STATUS_RESERVED]: 'RESERVED',
-  [NumberStatus.NUMBER_STATUS_ISSUED]: 'ISSUED',
-  [NumberStatus.NUMBER_STATUS_VOIDED]: 'VOIDED',
-};
-const statusValues: Record<NumberStatusName, NumberStatus> = {
+const resetPolicies = protoEnum<ResetPolicyName, ResetPolicy>({
+  NEVER: ResetPolicy.RESET_POLICY_NEVER,
+  YEARLY: ResetPolicy.RESET_POLICY_YEARLY,
+  MONTHLY: ResetPolicy.RESET_POLICY_MONTHLY,
+});
+const numberStatuses = protoEnum<NumberStatusName, NumberStatus>({
   RESERVED: NumberStatus.NUMBER_STATUS_RESERVED,
   ISSUED: NumberStatus.NUMBER_STATUS_ISSUED,
   VOIDED: NumberStatus.NUMBER_STATUS_VOIDED,
-};
+});
 
 const createSeriesSchema = z.object({
   series: z
@@ -58,7 +53,7 @@ const createSeriesSchema = z.object({
       seriesId,
       displayName: z.string().max(200, 'at most 200 characters'),
       pattern: z.string(),
-      resetPolicy: z.number().refine((p) => p in resetPolicyNames, { message: 'must be NEVER, YEARLY or MONTHLY', params: ENUM_UNSPECIFIED }),
+      resetPolicy: resetPolicies.required(),
       startValue: z.number().int().min(0, 'must be ≥ 0').max(1e15, 'must be ≤ 10^15').default(1),
       timeZone: z.string().refine(isKnownTimeZone, { message: 'unknown IANA time zone', params: { reason: 'TIME_ZONE_UNKNOWN' } }),
       defaultReservationTtl: durationSeconds.optional(),
@@ -66,14 +61,16 @@ const createSeriesSchema = z.object({
     .superRefine((s, ctx) => {
       try {
         const parts = parsePattern(s.pattern);
-        if (s.resetPolicy in resetPolicyNames) checkPatternFitsPolicy(parts, resetPolicyNames[s.resetPolicy]);
+        // The policy is a name once it parsed; a refused one has no name and is reported already.
+        if (resetPolicies.names.includes(s.resetPolicy)) checkPatternFitsPolicy(parts, s.resetPolicy);
       } catch (error) {
         if (!(error instanceof PatternError)) throw error;
         ctx.addIssue({ code: 'custom', path: ['pattern'], message: error.message, params: PATTERN_INVALID });
       }
     })
     .optional()
-    .refine((s) => s !== undefined, 'required'),
+    .refine((s) => s !== undefined, 'required')
+    .transform((s) => s!),
 });
 
 const issueSchema = z.object({ seriesId, documentTime: z.date().optional(), subjectRef });
@@ -93,7 +90,7 @@ const voidSchema = numberRefSchema.extend({
 const listNumbersSchema = z.object({
   seriesId,
   period: period.optional().transform((p) => p || undefined),
-  status: z.number().refine((s) => s === NumberStatus.NUMBER_STATUS_UNSPECIFIED || s in statusNames, 'unknown status'),
+  status: numberStatuses.filter(),
   pageSize: z.number(),
   pageToken: z.string().max(1000),
 });
@@ -108,7 +105,7 @@ function seriesMessage(series: SeriesRecord): Series {
     seriesId: series.seriesId,
     displayName: series.displayName,
     pattern: series.pattern,
-    resetPolicy: Number(Object.entries(resetPolicyNames).find(([, name]) => name === series.resetPolicy)?.[0]) as ResetPolicy,
+    resetPolicy: resetPolicies.toProto(series.resetPolicy),
     startValue: series.startValue,
     timeZone: series.timeZone,
     defaultReservationTtl: { seconds: series.defaultReservationTtlSeconds, nanos: 0 },
@@ -122,7 +119,7 @@ function numberMessage(n: NumberRecord): SequenceNumber {
     period: n.period,
     value: n.value,
     formatted: n.formatted,
-    status: statusValues[n.status],
+    status: numberStatuses.toProto(n.status),
     subjectRef: n.subjectRef,
     documentDate: n.documentDate,
     issueTime: n.issueTime,
@@ -140,14 +137,13 @@ export function sequenceService(store = new SeriesStore()): SequenceServiceImple
   const allocation = numberAllocation(store);
   return {
     async createSeries(request, ctx) {
-      const { series: input } = parseRequest(createSeriesSchema, request);
-      const s = input!;
+      const { series: s } = parseRequest(createSeriesSchema, request);
       const created = await ctx.unitOfWork.run((tx) =>
         store.insert(tx, {
           seriesId: s.seriesId,
           displayName: s.displayName,
           pattern: s.pattern,
-          resetPolicy: resetPolicyNames[s.resetPolicy],
+          resetPolicy: s.resetPolicy,
           startValue: s.startValue,
           timeZone: s.timeZone,
           defaultReservationTtlSeconds: s.defaultReservationTtl ?? 900,
@@ -163,15 +159,12 @@ export function sequenceService(store = new SeriesStore()): SequenceServiceImple
     },
 
     async listSeries(request, ctx) {
-      const size = pageSize(request.pageSize);
-      const after = decodePageToken(ctx, request, seriesId) ?? '';
-      const page = await ctx.unitOfWork.run((tx) => store.list(tx, after, size + 1));
-      const more = page.length > size;
-      const items = page.slice(0, size);
-      return {
-        series: items.map(seriesMessage),
-        nextPageToken: more ? encodePageToken(ctx, request, items[items.length - 1].seriesId) : '',
-      };
+      const { items, nextPageToken } = await paginate(ctx, request, {
+        position: seriesId,
+        fetch: (after, limit) => ctx.unitOfWork.run((tx) => store.list(tx, after ?? '', limit)),
+        positionOf: (series) => series.seriesId,
+      });
+      return { series: items.map(seriesMessage), nextPageToken };
     },
 
     async issueNumber(request, ctx) {
@@ -219,26 +212,24 @@ export function sequenceService(store = new SeriesStore()): SequenceServiceImple
 
     async listNumbers(request, ctx) {
       const input = parseRequest(listNumbersSchema, request);
-      const size = pageSize(input.pageSize);
-      const after = decodePageToken(ctx, request, numberCursorSchema);
-      const page = await ctx.unitOfWork.run(async (tx) =>
-        listNumbers(tx, await store.find(tx, input.seriesId), { period: input.period, status: statusNames[input.status] }, after, size + 1),
-      );
-      const more = page.length > size;
-      const items = page.slice(0, size);
-      const last = items[items.length - 1];
-      return {
-        numbers: items.map(numberMessage),
-        nextPageToken: more ? encodePageToken(ctx, request, { period: last.period, value: last.value }) : '',
-      };
+      const { items, nextPageToken } = await paginate(ctx, request, {
+        position: numberCursorSchema,
+        fetch: (after, limit) =>
+          ctx.unitOfWork.run(async (tx) => listNumbers(tx, await store.find(tx, input.seriesId), { period: input.period, status: input.status }, after, limit)),
+        positionOf: (number) => ({ period: number.period, value: number.value }),
+      });
+      return { numbers: items.map(numberMessage), nextPageToken };
     },
 
     async getGapReport(request, ctx) {
       const input = parseRequest(gapReportSchema, request);
       const periods = await ctx.unitOfWork.run(async (tx) => gapReport(tx, await store.find(tx, input.seriesId), input.period));
       return {
-        periods,
-        complete: periods.every((p) => p.missingValues.length === 0 && p.voidedWithoutReason.length === 0),
+        gapReport: {
+          seriesId: input.seriesId,
+          periods,
+          complete: periods.every((p) => p.missingValues.length === 0 && p.voidedWithoutReason.length === 0),
+        },
       };
     },
   };

@@ -33,8 +33,8 @@ import { waitFor } from '../support/wait-for';
     try {
       for (let i = 0; i < 20; i++) await client.appendEvents({ events: [{ action: 'lag.Test', resource: `r/${i}` }] });
       await waitFor(async () => {
-        const checkpoint = await client.getCheckpoint({}).catch(() => undefined);
-        return (checkpoint?.checkpoint?.treeSize ?? 0) >= 20;
+        const { checkpoint } = await client.getCheckpoint({});
+        return checkpoint!.treeSize >= 20;
       }, 10_000);
       // ... and the stranger's transaction is still open.
       const { rows } = await stranger.query('SELECT pg_current_xact_id_if_assigned() IS NOT NULL AS open');

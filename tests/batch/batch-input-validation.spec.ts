@@ -3,7 +3,7 @@ import * as fc from 'fast-check';
 import { Status } from 'nice-grpc-common';
 import { Client } from 'pg';
 import { closeKernelClient, createBatchClient, isKernelError, type BatchClient } from '../../clients/src';
-import { BatchState } from '../../gen/proto/axis/kernel/batch/v1/batch';
+import { BatchState, type Batch } from '../../gen/proto/axis/kernel/batch/v1/batch';
 import type { StartBatchRequest } from '../../gen/proto/axis/kernel/batch/v1/batch_service';
 import { refusal } from '../support/refusal';
 import { startTestKernel, type TestKernel } from '../support/test-kernel';
@@ -32,7 +32,14 @@ describe('BatchService input validation', () => {
   });
 
   const rows = async () => (await sql.query(`SELECT (SELECT count(*) FROM batch_run)::int AS runs, (SELECT count(*) FROM batch_item)::int AS items`)).rows[0];
-  const valid: Partial<StartBatchRequest> = { batchId: 'b-1', itemType: 'test.record', items: { $case: 'range', value: { start: 0, count: 10 } } };
+  /** StartBatch's inputs, flat: the batch's settable fields and the items. */
+  type StartFields = Partial<Pick<Batch, 'batchId' | 'itemType' | 'chunkSize' | 'skipLimit' | 'retryLimit'>> & Pick<Partial<StartBatchRequest>, 'items'>;
+  const valid: StartFields = { batchId: 'b-1', itemType: 'test.record', items: { $case: 'range', value: { start: 0, count: 10 } } };
+  /** A StartBatch request: `valid` with `overrides`, the batch's fields in `batch` (AIP-133). */
+  const start = (overrides: StartFields = {}) => {
+    const { items, ...batch } = { ...valid, ...overrides };
+    return { batch, items };
+  };
   const expectRefused = async (call: Promise<unknown>, code: Status, reason: string) => {
     const error = await refusal(call);
     expect([Status[error.code], error.reason]).toEqual([Status[code], reason]);
@@ -41,7 +48,7 @@ describe('BatchService input validation', () => {
 
   test('StartBatch refuses malformed identities, types, chunk sizes, limits and item sets without writing anything', async () => {
     const before = await rows();
-    const cases: Array<[Partial<StartBatchRequest>, Status, string]> = [
+    const cases: Array<[StartFields, Status, string]> = [
       [{ batchId: '' }, Status.INVALID_ARGUMENT, 'FIELD_INVALID'],
       [{ batchId: 'has space' }, Status.INVALID_ARGUMENT, 'FIELD_INVALID'],
       [{ batchId: 'x'.repeat(129) }, Status.INVALID_ARGUMENT, 'FIELD_INVALID'],
@@ -66,7 +73,7 @@ describe('BatchService input validation', () => {
       [{ items: { $case: 'inlineItems', value: { payloads: ['nul\u0000byte'] } } }, Status.INVALID_ARGUMENT, 'FIELD_INVALID'],
     ];
     for (const [override, code, reason] of cases) {
-      await expectRefused(client.startBatch({ ...valid, ...override }), code, reason);
+      await expectRefused(client.startBatch(start(override)), code, reason);
     }
     expect(await rows()).toEqual(before);
   });
@@ -126,7 +133,8 @@ describe('BatchService input validation', () => {
     };
     await fc.assert(
       fc.asyncProperty(request, async (r) => {
-        await check(client.startBatch(r as StartBatchRequest));
+        const { items, ...batch } = r;
+        await check(client.startBatch({ batch, items } as StartBatchRequest));
         await check(client.getBatch({ batchId: r.batchId }));
         await check(client.cancelBatch({ batchId: r.batchId }));
         await check(client.resumeBatch({ batchId: r.batchId, skipLimit: r.skipLimit }));
@@ -138,14 +146,14 @@ describe('BatchService input validation', () => {
   });
 
   test('state rules: a completed batch cannot be resumed or cancelled; another identity request conflicts; wrong tenant is refused', async () => {
-    await client.startBatch({ ...valid, batchId: 'done-1' });
+    await client.startBatch(start({ batchId: 'done-1' }));
     let state = BatchState.BATCH_STATE_RUNNING;
     for await (const { progress } of client.watchBatch({ batchId: 'done-1', pollInterval: { seconds: 0, nanos: 50e6 } })) state = progress!.state;
     expect(state).toBe(BatchState.BATCH_STATE_SUCCEEDED);
     const before = await rows();
     await expectRefused(client.resumeBatch({ batchId: 'done-1' }), Status.FAILED_PRECONDITION, 'BATCH_COMPLETED');
     await expectRefused(client.cancelBatch({ batchId: 'done-1' }), Status.FAILED_PRECONDITION, 'BATCH_NOT_RUNNING');
-    await expectRefused(client.startBatch({ ...valid, batchId: 'done-1', skipLimit: 5 }), Status.ALREADY_EXISTS, 'BATCH_EXISTS');
+    await expectRefused(client.startBatch(start({ batchId: 'done-1', skipLimit: 5 })), Status.ALREADY_EXISTS, 'BATCH_EXISTS');
     await expectRefused(client.getBatch({ batchId: 'done-1' }, { tenantId: 'someone-else' }), Status.PERMISSION_DENIED, 'TENANT_NOT_ALLOWED');
     const other = createBatchClient({ address: kernel.address, tenantId: 'other', token: await kernel.token({ tenants: ['other'] }) });
     try {
@@ -156,7 +164,7 @@ describe('BatchService input validation', () => {
     }
     const readOnly = createBatchClient({ address: kernel.address, tenantId: 'acme', token: await kernel.token({ tenants: ['acme'], scope: 'batch:read' }) });
     try {
-      await expectRefused(readOnly.startBatch({ ...valid, batchId: 'nope-2' }), Status.PERMISSION_DENIED, 'SCOPE_MISSING');
+      await expectRefused(readOnly.startBatch(start({ batchId: 'nope-2' })), Status.PERMISSION_DENIED, 'SCOPE_MISSING');
     } finally {
       closeKernelClient(readOnly);
     }

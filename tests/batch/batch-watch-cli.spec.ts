@@ -40,7 +40,7 @@ describe('kernel batch watch', () => {
     const token = await kernel.token({ tenants: ['cli'], scope: 'batch:read batch:write' });
     const client = createBatchClient({ address: kernel.address, tenantId: 'cli', token });
     try {
-      await client.startBatch({ batchId: 'watched', itemType: 'test.slow', items: { $case: 'range', value: { start: 0, count: 1500 } }, chunkSize: 100 });
+      await client.startBatch({ batch: { batchId: 'watched', itemType: 'test.slow', chunkSize: 100 }, items: { $case: 'range', value: { start: 0, count: 1500 } } });
       const run = await cli(['batch', 'watch', 'watched', '--tenant', 'cli', '--address', kernel.address, '--token', token]);
       expect(run.stderr).not.toContain('kernel batch watch:');
       expect(run.code).toBe(0);

@@ -86,16 +86,16 @@ describe('EVI041 Keymaster / Signing (K-M4)', () => {
   };
 
   /** The private key behind a stored version, opened with the test's own copy of the master key. */
-  const storedPrivateKey = async (tenant: string, alias: string, version: number) => {
+  const storedPrivateKey = async (tenant: string, keyId: string, version: number) => {
     const { rows } = await sql.query(`SELECT ciphertext, wrapped_key, kek_version FROM keymaster_key_version WHERE tenant_id = $1 AND alias = $2 AND version = $3`, [
       tenant,
-      alias,
+      keyId,
       version,
     ]);
     const row = rows[0];
     return envelope.open(
       { ciphertext: row.ciphertext, wrappedKey: row.wrapped_key, kekVersion: row.kek_version },
-      { tenantId: tenant, purpose: 'signing-key', resource: `keys/${alias}`, version },
+      { tenantId: tenant, purpose: 'signing-key', resource: `keys/${keyId}`, version },
       { traceId: 'test', log: quiet },
     );
   };
@@ -103,10 +103,10 @@ describe('EVI041 Keymaster / Signing (K-M4)', () => {
   test('[A] create answers metadata only; the database holds the private key only as ciphertext', async () => {
     const client = await clientFor('tenant-a');
     for (const { algorithm, name } of ALGORITHMS) {
-      const alias = `a-${name.toLowerCase().replace(/_/g, '-')}`;
-      const { key } = await client.createKey({ alias, algorithm });
+      const keyId = `a-${name.toLowerCase().replace(/_/g, '-')}`;
+      const { key } = await client.createKey({ key: { keyId, algorithm } });
       expect(key).toEqual({
-        alias,
+        keyId,
         algorithm,
         primaryVersion: 1,
         minSignVersion: 1,
@@ -115,140 +115,140 @@ describe('EVI041 Keymaster / Signing (K-M4)', () => {
         createTime: expect.any(Date),
         updateTime: expect.any(Date),
       });
-      expect((await client.getKey({ alias })).key).toEqual(key);
+      expect((await client.getKey({ keyId })).key).toEqual(key);
 
-      const privateDer = await storedPrivateKey('tenant-a', alias, 1);
+      const privateDer = await storedPrivateKey('tenant-a', keyId, 1);
       // The ciphertext really is this key's private key (its public half is what GetPublicKey serves)…
-      const { pem } = await client.getPublicKey({ alias });
+      const { pem } = (await client.getPublicKey({ keyId })).publicKey!;
       expect(createPublicKey(createPrivateKey({ key: privateDer, format: 'der', type: 'pkcs8' })).export({ type: 'spki', format: 'pem' })).toBe(pem);
       // …and no column of any keymaster row holds it, or its raw private scalar, in the clear.
       const privateJwk = createPrivateKey({ key: privateDer, format: 'der', type: 'pkcs8' }).export({ format: 'jwk' });
       const secrets = [privateDer.toString('hex'), Buffer.from(String(privateJwk.d), 'base64url').toString('hex')];
-      const { rows } = await sql.query(`SELECT t::text AS text FROM keymaster_key_version t WHERE alias = $1`, [alias]);
+      const { rows } = await sql.query(`SELECT t::text AS text FROM keymaster_key_version t WHERE alias = $1`, [keyId]);
       expect(rows.length).toBeGreaterThan(0);
       for (const row of rows) for (const secret of secrets) expect(row.text.toLowerCase()).not.toContain(secret);
     }
     const { keys } = await client.listKeys({});
     // (kernel.audit, the tenant's audit-log key, appears once its first checkpoint is signed.)
-    expect(keys.map((k) => k.alias).filter((a) => !a.startsWith('kernel.'))).toEqual(['a-ecdsa-p256-sha256', 'a-ed25519', 'a-rsa-pss-3072-sha256']);
+    expect(keys.map((k) => k.keyId).filter((a) => !a.startsWith('kernel.'))).toEqual(['a-ecdsa-p256-sha256', 'a-ed25519', 'a-rsa-pss-3072-sha256']);
   });
 
   test('[B] signatures verify outside the kernel: OpenSSL with only the PEM from GetPublicKey', async () => {
     const client = await clientFor('tenant-b');
     const message = Buffer.from(`invoice 2026-00042 total 1234.56 EUR ${randomUUID()}`);
     for (const { algorithm, name } of ALGORITHMS) {
-      const alias = `b-${name.toLowerCase().replace(/_/g, '-')}`;
-      await client.createKey({ alias, algorithm });
-      const { pem, jwk, version } = await client.getPublicKey({ alias, version: 0 });
+      const keyId = `b-${name.toLowerCase().replace(/_/g, '-')}`;
+      await client.createKey({ key: { keyId, algorithm } });
+      const { pem, jwk, version } = (await client.getPublicKey({ keyId, version: 0 })).publicKey!;
       expect(pem).toMatch(/^-----BEGIN PUBLIC KEY-----\n/);
-      expect(JSON.parse(jwk)).toMatchObject({ kid: `${alias}/1`, use: 'sig' });
+      expect(JSON.parse(jwk)).toMatchObject({ kid: `${keyId}/1`, use: 'sig' });
       expect(version).toBe(1);
 
-      const signed = await client.sign({ alias, input: { $case: 'message', value: message } });
+      const signed = (await client.sign({ keyId, input: { $case: 'message', value: message } })).signature!;
       expect(signed).toMatchObject({ version: 1, algorithm });
-      expect(opensslVerifies(algorithm, pem, { message }, signed.signature)).toBe(true);
-      expect(opensslVerifies(algorithm, pem, { message: Buffer.concat([message, Buffer.from('!')]) }, signed.signature)).toBe(false);
-      expect((await client.verify({ alias, version: 1, input: { $case: 'message', value: message }, signature: signed.signature })).valid).toBe(true);
+      expect(opensslVerifies(algorithm, pem, { message }, signed.value)).toBe(true);
+      expect(opensslVerifies(algorithm, pem, { message: Buffer.concat([message, Buffer.from('!')]) }, signed.value)).toBe(false);
+      expect((await client.verify({ keyId, version: 1, input: { $case: 'message', value: message }, signature: signed.value })).valid).toBe(true);
 
       if (algorithm !== Algorithm.ALGORITHM_ED25519) {
         // A pre-hashed digest: OpenSSL checks it against the message it was the digest of.
-        const byDigest = await client.sign({ alias, input: { $case: 'digest', value: sha256(message) } });
-        expect(opensslVerifies(algorithm, pem, { message }, byDigest.signature)).toBe(true);
-        expect(opensslVerifies(algorithm, pem, { digest: sha256(message) }, byDigest.signature)).toBe(true);
+        const byDigest = (await client.sign({ keyId, input: { $case: 'digest', value: sha256(message) } })).signature!;
+        expect(opensslVerifies(algorithm, pem, { message }, byDigest.value)).toBe(true);
+        expect(opensslVerifies(algorithm, pem, { digest: sha256(message) }, byDigest.value)).toBe(true);
       } else {
-        const refused = await refusal(client.sign({ alias, input: { $case: 'digest', value: sha256(message) } }));
+        const refused = await refusal(client.sign({ keyId, input: { $case: 'digest', value: sha256(message) } }));
         expect([refused.code, refused.reason]).toEqual([Status.INVALID_ARGUMENT, 'DIGEST_UNSUPPORTED']);
       }
       // Garbage is simply not a valid signature.
-      const garbage = await client.verify({ alias, version: 1, input: { $case: 'message', value: message }, signature: Buffer.from('not a signature') });
+      const garbage = await client.verify({ keyId, version: 1, input: { $case: 'message', value: message }, signature: Buffer.from('not a signature') });
       expect(garbage).toEqual({ valid: false, version: 1, refusal: '' });
     }
   });
 
   test('[C] rotation: new signatures use v2, v1 signatures verify until the minimum verify version passes them, signing below the minimum sign version is refused', async () => {
     const client = await clientFor('tenant-c');
-    const alias = 'rotating';
+    const keyId = 'rotating';
     const message = Buffer.from('ledger batch 7');
     const input = { $case: 'message' as const, value: message };
-    await client.createKey({ alias, algorithm: Algorithm.ALGORITHM_ECDSA_P256_SHA256 });
-    const v1 = await client.sign({ alias, input });
+    await client.createKey({ key: { keyId, algorithm: Algorithm.ALGORITHM_ECDSA_P256_SHA256 } });
+    const v1 = (await client.sign({ keyId, input })).signature!;
     expect(v1.version).toBe(1);
 
-    const { key } = await client.rotateKey({ alias });
+    const { key } = await client.rotateKey({ keyId });
     expect(key).toMatchObject({ primaryVersion: 2, versions: [expect.objectContaining({ version: 1 }), expect.objectContaining({ version: 2 })] });
-    const v2 = await client.sign({ alias, input });
+    const v2 = (await client.sign({ keyId, input })).signature!;
     expect(v2.version).toBe(2);
-    const pem1 = (await client.getPublicKey({ alias, version: 1 })).pem;
-    const pem2 = (await client.getPublicKey({ alias, version: 2 })).pem;
+    const pem1 = (await client.getPublicKey({ keyId, version: 1 })).publicKey!.pem;
+    const pem2 = (await client.getPublicKey({ keyId, version: 2 })).publicKey!.pem;
     expect(pem2).not.toBe(pem1);
-    expect(opensslVerifies(Algorithm.ALGORITHM_ECDSA_P256_SHA256, pem2, { message }, v2.signature)).toBe(true);
-    expect(opensslVerifies(Algorithm.ALGORITHM_ECDSA_P256_SHA256, pem1, { message }, v2.signature)).toBe(false);
+    expect(opensslVerifies(Algorithm.ALGORITHM_ECDSA_P256_SHA256, pem2, { message }, v2.value)).toBe(true);
+    expect(opensslVerifies(Algorithm.ALGORITHM_ECDSA_P256_SHA256, pem1, { message }, v2.value)).toBe(false);
 
     // v1 still verifies, and may still sign when asked for explicitly.
-    expect((await client.verify({ alias, version: 1, input, signature: v1.signature })).valid).toBe(true);
-    expect((await client.sign({ alias, version: 1, input })).version).toBe(1);
+    expect((await client.verify({ keyId, version: 1, input, signature: v1.value })).valid).toBe(true);
+    expect((await client.sign({ keyId, version: 1, input })).signature!.version).toBe(1);
 
-    await client.updateKeyPolicy({ alias, minSignVersion: 2, minVerifyVersion: 1 });
-    const below = await refusal(client.sign({ alias, version: 1, input }));
+    await client.updateKeyPolicy({ keyId, minSignVersion: 2, minVerifyVersion: 1 });
+    const below = await refusal(client.sign({ keyId, version: 1, input }));
     expect([below.code, below.reason]).toEqual([Status.FAILED_PRECONDITION, 'BELOW_MIN_SIGN_VERSION']);
-    expect((await client.verify({ alias, version: 1, input, signature: v1.signature })).valid).toBe(true);
+    expect((await client.verify({ keyId, version: 1, input, signature: v1.value })).valid).toBe(true);
 
-    await client.updateKeyPolicy({ alias, minSignVersion: 2, minVerifyVersion: 2 });
-    expect(await client.verify({ alias, version: 1, input, signature: v1.signature })).toEqual({ valid: false, version: 1, refusal: 'BELOW_MIN_VERIFY_VERSION' });
-    expect((await client.verify({ alias, version: 2, input, signature: v2.signature })).valid).toBe(true);
+    await client.updateKeyPolicy({ keyId, minSignVersion: 2, minVerifyVersion: 2 });
+    expect(await client.verify({ keyId, version: 1, input, signature: v1.value })).toEqual({ valid: false, version: 1, refusal: 'BELOW_MIN_VERIFY_VERSION' });
+    expect((await client.verify({ keyId, version: 2, input, signature: v2.value })).valid).toBe(true);
 
-    const invalid = await refusal(client.updateKeyPolicy({ alias, minSignVersion: 3, minVerifyVersion: 1 }));
+    const invalid = await refusal(client.updateKeyPolicy({ keyId, minSignVersion: 3, minVerifyVersion: 1 }));
     expect([invalid.code, invalid.reason]).toEqual([Status.INVALID_ARGUMENT, 'POLICY_INVALID']);
 
     // A disabled version neither signs nor verifies (its private key may still sit in this
     // node's cache: the state is read in the signing transaction); enabled again, it signs again.
-    await client.updateKeyPolicy({ alias, minSignVersion: 1, minVerifyVersion: 1 });
-    expect((await client.sign({ alias, version: 1, input })).version).toBe(1); // warms the cache with v1
-    await client.disableKeyVersion({ alias, version: 1 });
-    const disabled = await refusal(client.sign({ alias, version: 1, input }));
+    await client.updateKeyPolicy({ keyId, minSignVersion: 1, minVerifyVersion: 1 });
+    expect((await client.sign({ keyId, version: 1, input })).signature!.version).toBe(1); // warms the cache with v1
+    await client.disableKeyVersion({ keyId, version: 1 });
+    const disabled = await refusal(client.sign({ keyId, version: 1, input }));
     expect([disabled.code, disabled.reason]).toEqual([Status.FAILED_PRECONDITION, 'KEY_VERSION_DISABLED']);
-    expect(await client.verify({ alias, version: 1, input, signature: v1.signature })).toEqual({ valid: false, version: 1, refusal: 'KEY_VERSION_DISABLED' });
-    expect((await client.sign({ alias, input })).version).toBe(2); // the primary is untouched
-    await client.enableKeyVersion({ alias, version: 1 });
-    const again = await client.sign({ alias, version: 1, input });
+    expect(await client.verify({ keyId, version: 1, input, signature: v1.value })).toEqual({ valid: false, version: 1, refusal: 'KEY_VERSION_DISABLED' });
+    expect((await client.sign({ keyId, input })).signature!.version).toBe(2); // the primary is untouched
+    await client.enableKeyVersion({ keyId, version: 1 });
+    const again = (await client.sign({ keyId, version: 1, input })).signature!;
     expect(again.version).toBe(1);
-    expect(opensslVerifies(Algorithm.ALGORITHM_ECDSA_P256_SHA256, pem1, { message }, again.signature)).toBe(true);
-    expect((await client.verify({ alias, version: 1, input, signature: v1.signature })).valid).toBe(true);
+    expect(opensslVerifies(Algorithm.ALGORITHM_ECDSA_P256_SHA256, pem1, { message }, again.value)).toBe(true);
+    expect((await client.verify({ keyId, version: 1, input, signature: v1.value })).valid).toBe(true);
   });
 
-  test("[D] tenant B cannot use tenant A's alias (NOT_FOUND), and RLS hides A's keys from raw SQL under the application role", async () => {
+  test("[D] tenant B cannot use tenant A's key_id (NOT_FOUND), and RLS hides A's keys from raw SQL under the application role", async () => {
     const owner = await clientFor('tenant-d-a');
     const other = await clientFor('tenant-d-b');
-    const { signature } = await owner.createKey({ alias: 'shared-name', algorithm: Algorithm.ALGORITHM_ED25519 }).then(() =>
-      owner.sign({ alias: 'shared-name', input: { $case: 'message', value: Buffer.from('x') } }),
+    const signature = await owner.createKey({ key: { keyId: 'shared-name', algorithm: Algorithm.ALGORITHM_ED25519 } }).then(async () =>
+      (await owner.sign({ keyId: 'shared-name', input: { $case: 'message', value: Buffer.from('x') } })).signature!.value,
     );
     const attempts = [
-      other.getKey({ alias: 'shared-name' }),
-      other.getPublicKey({ alias: 'shared-name' }),
-      other.sign({ alias: 'shared-name', input: { $case: 'message', value: Buffer.from('x') } }),
-      other.verify({ alias: 'shared-name', input: { $case: 'message', value: Buffer.from('x') }, signature }),
-      other.rotateKey({ alias: 'shared-name' }),
-      other.disableKeyVersion({ alias: 'shared-name', version: 1 }),
+      other.getKey({ keyId: 'shared-name' }),
+      other.getPublicKey({ keyId: 'shared-name' }),
+      other.sign({ keyId: 'shared-name', input: { $case: 'message', value: Buffer.from('x') } }),
+      other.verify({ keyId: 'shared-name', input: { $case: 'message', value: Buffer.from('x') }, signature }),
+      other.rotateKey({ keyId: 'shared-name' }),
+      other.disableKeyVersion({ keyId: 'shared-name', version: 1 }),
     ];
     for (const attempt of attempts) {
       const refused = await refusal(attempt);
       expect([refused.code, refused.reason]).toEqual([Status.NOT_FOUND, 'KEY_NOT_FOUND']);
     }
     expect((await other.listKeys({})).keys).toEqual([]);
-    // B may create its own key under the same alias: aliases are tenant-relative.
-    await other.createKey({ alias: 'shared-name', algorithm: Algorithm.ALGORITHM_ED25519 });
+    // B may create its own key under the same key_id: key ids are tenant-relative.
+    await other.createKey({ key: { keyId: 'shared-name', algorithm: Algorithm.ALGORITHM_ED25519 } });
     // Each tenant's signatures are made with its own private key, whatever this node has cached
-    // for the other tenant's alias of the same name (A's key was used, and cached, above): each
+    // for the other tenant's key of the same key_id (A's key was used, and cached, above): each
     // verifies with its own tenant's public key only, checked here with node:crypto.
-    const message = Buffer.from('same alias, two tenants');
-    const pemOf = async (client: KeymasterClient) => (await client.getPublicKey({ alias: 'shared-name', version: 1 })).pem;
+    const message = Buffer.from('same key_id, two tenants');
+    const pemOf = async (client: KeymasterClient) => (await client.getPublicKey({ keyId: 'shared-name', version: 1 })).publicKey!.pem;
     const [pemA, pemB] = [await pemOf(owner), await pemOf(other)];
     expect(pemB).not.toBe(pemA);
     for (const [signer, own, foreign] of [
       [other, pemB, pemA],
       [owner, pemA, pemB],
     ] as const) {
-      const { signature: sig } = await signer.sign({ alias: 'shared-name', input: { $case: 'message', value: message } });
+      const sig = (await signer.sign({ keyId: 'shared-name', input: { $case: 'message', value: message } })).signature!.value;
       expect(verifySignature(null, message, createPublicKey(own), sig)).toBe(true);
       expect(verifySignature(null, message, createPublicKey(foreign), sig)).toBe(false);
     }
@@ -256,7 +256,7 @@ describe('EVI041 Keymaster / Signing (K-M4)', () => {
     const tenantToken = await kernel.token({ tenants: ['tenant-d-a'] });
     const intruder = createKeymasterClient({ address: kernel.address, tenantId: 'tenant-d-b', token: tenantToken });
     clients.push(intruder);
-    const denied = await refusal(intruder.getKey({ alias: 'shared-name' }));
+    const denied = await refusal(intruder.getKey({ keyId: 'shared-name' }));
     expect([denied.code, denied.reason]).toEqual([Status.PERMISSION_DENIED, 'TENANT_NOT_ALLOWED']);
 
     await sql.query('BEGIN');
@@ -274,7 +274,7 @@ describe('EVI041 Keymaster / Signing (K-M4)', () => {
 
   test('[E] every create/sign/rotate/policy change is audited with the trace id; a destroyed version neither signs nor verifies; restore inside the window works', async () => {
     const client = await clientFor('tenant-e');
-    const alias = 'audited';
+    const keyId = 'audited';
     const input = { $case: 'message' as const, value: Buffer.from('audit me') };
     const traced = () => {
       const traceId = randomUUID().replace(/-/g, '');
@@ -286,37 +286,37 @@ describe('EVI041 Keymaster / Signing (K-M4)', () => {
       await call(metadata);
       calls.push({ traceId, action: `axis.kernel.keymaster.v1.KeymasterService/${action}`, resource });
     };
-    await audited('CreateKey', 'keys/audited', (metadata) => client.createKey({ alias, algorithm: Algorithm.ALGORITHM_ED25519 }, { metadata }));
-    await audited('Sign', 'keys/audited/versions/1', (metadata) => client.sign({ alias, input }, { metadata }));
-    await audited('RotateKey', 'keys/audited', (metadata) => client.rotateKey({ alias }, { metadata }));
-    await audited('UpdateKeyPolicy', 'keys/audited', (metadata) => client.updateKeyPolicy({ alias, minSignVersion: 1, minVerifyVersion: 1 }, { metadata }));
-    const v1 = await client.sign({ alias, version: 1, input });
+    await audited('CreateKey', 'keys/audited', (metadata) => client.createKey({ key: { keyId, algorithm: Algorithm.ALGORITHM_ED25519 } }, { metadata }));
+    await audited('Sign', 'keys/audited/versions/1', (metadata) => client.sign({ keyId, input }, { metadata }));
+    await audited('RotateKey', 'keys/audited', (metadata) => client.rotateKey({ keyId }, { metadata }));
+    await audited('UpdateKeyPolicy', 'keys/audited', (metadata) => client.updateKeyPolicy({ keyId, minSignVersion: 1, minVerifyVersion: 1 }, { metadata }));
+    const v1 = (await client.sign({ keyId, version: 1, input })).signature!;
 
     // Restore inside the window: the version is back, signing and verifying as before.
     await audited('ScheduleKeyVersionDestruction', 'keys/audited/versions/1', (metadata) =>
-      client.scheduleKeyVersionDestruction({ alias, version: 1, restoreWindow: { seconds: 600, nanos: 0 } }, { metadata }),
+      client.scheduleKeyVersionDestruction({ keyId, version: 1, restoreWindow: { seconds: 600, nanos: 0 } }, { metadata }),
     );
-    const scheduled = await refusal(client.sign({ alias, version: 1, input }));
+    const scheduled = await refusal(client.sign({ keyId, version: 1, input }));
     expect([scheduled.code, scheduled.reason]).toEqual([Status.FAILED_PRECONDITION, 'KEY_VERSION_DESTRUCTION_SCHEDULED']);
-    expect(await client.verify({ alias, version: 1, input, signature: v1.signature })).toEqual({ valid: false, version: 1, refusal: 'KEY_VERSION_DESTRUCTION_SCHEDULED' });
-    await audited('RestoreKeyVersion', 'keys/audited/versions/1', (metadata) => client.restoreKeyVersion({ alias, version: 1 }, { metadata }));
-    expect((await client.verify({ alias, version: 1, input, signature: v1.signature })).valid).toBe(true);
-    expect((await client.sign({ alias, version: 1, input })).version).toBe(1);
+    expect(await client.verify({ keyId, version: 1, input, signature: v1.value })).toEqual({ valid: false, version: 1, refusal: 'KEY_VERSION_DESTRUCTION_SCHEDULED' });
+    await audited('RestoreKeyVersion', 'keys/audited/versions/1', (metadata) => client.restoreKeyVersion({ keyId, version: 1 }, { metadata }));
+    expect((await client.verify({ keyId, version: 1, input, signature: v1.value })).valid).toBe(true);
+    expect((await client.sign({ keyId, version: 1, input })).signature!.version).toBe(1);
 
     // Past the window the version is destroyed: no signing, no verifying, no material, no restore.
-    await client.scheduleKeyVersionDestruction({ alias, version: 1, restoreWindow: { seconds: 1, nanos: 0 } });
+    await client.scheduleKeyVersionDestruction({ keyId, version: 1, restoreWindow: { seconds: 1, nanos: 0 } });
     await waitFor(async () => {
-      const { rows } = await sql.query(`SELECT state, ciphertext IS NULL AS erased FROM keymaster_key_version WHERE tenant_id = 'tenant-e' AND alias = $1 AND version = 1`, [alias]);
+      const { rows } = await sql.query(`SELECT state, ciphertext IS NULL AS erased FROM keymaster_key_version WHERE tenant_id = 'tenant-e' AND alias = $1 AND version = 1`, [keyId]);
       return rows[0].state === 'DESTROYED' && rows[0].erased === true;
     });
-    const { key } = await client.getKey({ alias });
+    const { key } = await client.getKey({ keyId });
     expect(key!.versions[0]).toMatchObject({ version: 1, state: KeyVersionState.KEY_VERSION_STATE_DESTROYED });
-    const destroyed = await refusal(client.sign({ alias, version: 1, input }));
+    const destroyed = await refusal(client.sign({ keyId, version: 1, input }));
     expect([destroyed.code, destroyed.reason]).toEqual([Status.FAILED_PRECONDITION, 'KEY_VERSION_DESTROYED']);
-    expect(await client.verify({ alias, version: 1, input, signature: v1.signature })).toEqual({ valid: false, version: 1, refusal: 'KEY_VERSION_DESTROYED' });
-    const noRestore = await refusal(client.restoreKeyVersion({ alias, version: 1 }));
+    expect(await client.verify({ keyId, version: 1, input, signature: v1.value })).toEqual({ valid: false, version: 1, refusal: 'KEY_VERSION_DESTROYED' });
+    const noRestore = await refusal(client.restoreKeyVersion({ keyId, version: 1 }));
     expect([noRestore.code, noRestore.reason]).toEqual([Status.FAILED_PRECONDITION, 'KEY_VERSION_DESTROYED']);
-    const noPublicKey = await refusal(client.getPublicKey({ alias, version: 1 }));
+    const noPublicKey = await refusal(client.getPublicKey({ keyId, version: 1 }));
     expect([noPublicKey.code, noPublicKey.reason]).toEqual([Status.FAILED_PRECONDITION, 'KEY_VERSION_DESTROYED']);
 
     // One audit entry per change, carrying the caller's trace id; the destruction by the kernel too.

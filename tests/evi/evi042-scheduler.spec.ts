@@ -69,7 +69,7 @@ describe('EVI042 Scheduler / heartbeat (K-M5)', () => {
       const client = await clientFor('tenant-a', nodes[0].address, secret);
       const every = (scheduleId: string, overlapPolicy: OverlapPolicy) =>
         client.createSchedule({
-          schedule: { scheduleId, cron: '* * * * * *', timeZone: 'Europe/Berlin', jobType: 'kernel.noop', overlapPolicy, catchupWindowSeconds: 3 },
+          schedule: { scheduleId, cron: '* * * * * *', timeZone: 'Europe/Berlin', jobType: 'kernel.noop', overlapPolicy, catchupWindow: { seconds: 3, nanos: 0 } },
         });
       await every('all', OverlapPolicy.OVERLAP_POLICY_ALLOW_ALL);
       await every('skip', OverlapPolicy.OVERLAP_POLICY_SKIP);
@@ -145,7 +145,7 @@ describe('EVI042 Scheduler / heartbeat (K-M5)', () => {
     const tenant = 'tenant-a-backfill';
     const client = await clientFor(tenant);
     await client.createSchedule({
-      schedule: { scheduleId: 'every-second', cron: '* * * * * *', timeZone: 'UTC', jobType: 'kernel.noop', overlapPolicy: OverlapPolicy.OVERLAP_POLICY_ALLOW_ALL, catchupWindowSeconds: 60 },
+      schedule: { scheduleId: 'every-second', cron: '* * * * * *', timeZone: 'UTC', jobType: 'kernel.noop', overlapPolicy: OverlapPolicy.OVERLAP_POLICY_ALLOW_ALL, catchupWindow: { seconds: 60, nanos: 0 } },
     });
     const ticks = () =>
       sql(kernel.databaseUrl, async (c) =>
@@ -182,7 +182,7 @@ describe('EVI042 Scheduler / heartbeat (K-M5)', () => {
 
   test('[B] a worker process killed with SIGKILL mid-job: the job is re-leased after the lease expires and the old worker\'s CompleteJob is refused (fencing)', async () => {
     const client = await clientFor('tenant-b');
-    const { job } = await client.enqueueJob({ type: 'remote.crash', queue: 'crash', maxAttempts: 3, payload: { doc: 42 } });
+    const { job } = await client.enqueueJob({ job: { jobType: 'remote.crash', queue: 'crash', maxAttempts: 3, payload: { doc: 42 } } });
     const token = await mintDevelopmentToken({ secret: kernel.secret, subject: 'worker', tenants: ['tenant-b'], scope: SCOPES });
     const worker = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'tests/scheduler/remote-worker.ts'), kernel.address, 'tenant-b', token, 'crash', '2'], {
       cwd: ROOT,
@@ -231,7 +231,7 @@ describe('EVI042 Scheduler / heartbeat (K-M5)', () => {
     await listener.query('LISTEN axis_scheduler_dead_letter');
     try {
       const client = await clientFor('tenant-c');
-      const { job } = await client.enqueueJob({ type: 'evi.always-fails', payload: { invoice: 7 }, maxAttempts: 4, backoffBase: { seconds: 0, nanos: 100_000_000 } });
+      const { job } = await client.enqueueJob({ job: { jobType: 'evi.always-fails', payload: { invoice: 7 }, maxAttempts: 4, backoffBase: { seconds: 0, nanos: 100_000_000 } } });
       await waitFor(async () => (await client.getJob({ jobId: job!.jobId })).job!.state === JobState.JOB_STATE_DEAD, 30_000);
       const dead = (await client.getJob({ jobId: job!.jobId })).job!;
       expect(attempts).toEqual([1, 2, 3, 4]);
@@ -239,7 +239,7 @@ describe('EVI042 Scheduler / heartbeat (K-M5)', () => {
       expect(dead.errors.map((e) => [e.attempt, e.error])).toEqual([1, 2, 3, 4].map((n) => [n, `upstream refused attempt ${n}`]));
       // Backoff: attempt n waits 100 ms · 2^(n-1), ±50 % jitter; the last attempt has no retry.
       dead.errors.slice(0, 3).forEach((e, i) => {
-        const delay = e.retryTime!.getTime() - e.time!.getTime();
+        const delay = e.retryTime!.getTime() - e.errorTime!.getTime();
         expect(delay).toBeGreaterThanOrEqual(0.5 * 100 * 2 ** i);
         expect(delay).toBeLessThan(1.5 * 100 * 2 ** i + 1);
       });
@@ -340,7 +340,7 @@ describe('EVI042 Scheduler / heartbeat (K-M5)', () => {
     const traceId = randomBytes(16).toString('hex');
     const callerSpan = randomBytes(8).toString('hex');
     const metadata = () => Metadata({ traceparent: `00-${traceId}-${callerSpan}-01` });
-    const { job } = await client.enqueueJob({ type: 'evi.traced', payload: {} }, { metadata: metadata() });
+    const { job } = await client.enqueueJob({ job: { jobType: 'evi.traced', payload: {} } }, { metadata: metadata() });
     expect(job!.traceId).toBe(traceId);
     await waitFor(async () => (await client.getJob({ jobId: job!.jobId })).job!.state === JobState.JOB_STATE_SUCCEEDED);
 

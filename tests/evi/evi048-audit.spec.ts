@@ -150,7 +150,7 @@ describe('EVI048 Audit immutability (K-W1)', () => {
   const publicKeyPem = async (tenant: string, version: number) => {
     const keys = createKeymasterClient({ address: kernel.address, tenantId: tenant, maxAttempts: 1, token: await kernel.token({ tenants: [tenant] }) });
     clients.push(keys);
-    return (await keys.getPublicKey({ alias: 'kernel.audit', version })).pem;
+    return (await keys.getPublicKey({ keyId: 'kernel.audit', version })).publicKey!.pem;
   };
   const origin = (tenant: string) => `kernel.axis/audit/${tenant}`;
 
@@ -406,7 +406,7 @@ describe('EVI048 Audit immutability (K-W1)', () => {
     expect(verified).toMatchObject({ ok: true, purgedEntries: 20 });
     // Hashes stay: a proof for a purged position still verifies against the signed root.
     const { checkpoint } = await client.getCheckpoint({});
-    const proof = await client.getInclusionProof({ leafIndex: 4, treeSize: checkpoint!.treeSize });
+    const proof = (await client.getInclusionProof({ leafIndex: 4, treeSize: checkpoint!.treeSize })).inclusionProof!;
     expect(inclusionVerifies(4, checkpoint!.treeSize, Buffer.from(gone.event!.leafHash), proof.hashes.map((h) => Buffer.from(h)), Buffer.from(checkpoint!.rootHash))).toBe(true);
   });
 
@@ -420,7 +420,7 @@ describe('EVI048 Audit immutability (K-W1)', () => {
     expect(treeHead(leaves).equals(signed!.root)).toBe(true);
 
     for (const index of [0, 1, 127, 128, 255, size - 2, size - 1]) {
-      const proof = await client.getInclusionProof({ leafIndex: index, treeSize: size });
+      const proof = (await client.getInclusionProof({ leafIndex: index, treeSize: size })).inclusionProof!;
       const path = proof.hashes.map((h) => Buffer.from(h));
       expect(Buffer.from(proof.leafHash).equals(leaves[index])).toBe(true);
       expect(inclusionVerifies(index, size, leaves[index], path, signed!.root)).toBe(true);
@@ -436,7 +436,7 @@ describe('EVI048 Audit immutability (K-W1)', () => {
     // Any tree size, not only checkpointed ones: checked against the head computed here.
     for (const treeSize of [1, 2, 3, 7, 64, 65, 199]) {
       for (const index of [0, Math.floor(treeSize / 2), treeSize - 1]) {
-        const proof = await client.getInclusionProof({ leafIndex: index, treeSize });
+        const proof = (await client.getInclusionProof({ leafIndex: index, treeSize })).inclusionProof!;
         expect(inclusionVerifies(index, treeSize, leaves[index], proof.hashes.map((h) => Buffer.from(h)), treeHead(leaves.slice(0, treeSize)))).toBe(true);
       }
     }
@@ -494,12 +494,12 @@ describe('EVI048 Audit immutability (K-W1)', () => {
     const now = openCheckpoint((await first.client.getCheckpoint({})).checkpoint!.note, origin('tenant-d'), pem)!;
     expect(now.size).toBe(size);
 
-    const proof = (await first.client.getConsistencyProof({ firstSize: old.size, secondSize: now.size })).hashes.map((h) => Buffer.from(h));
+    const proof = (await first.client.getConsistencyProof({ firstSize: old.size, secondSize: now.size })).consistencyProof!.hashes.map((h) => Buffer.from(h));
     expect(consistencyVerifies(old.size, now.size, old.root, now.root, proof)).toBe(true);
     // Every stored checkpoint is consistent with the latest one.
     const leaves = await leavesOf(first.client);
     for (const m of [1, 2, 5, 64, 99, 100, 101, 128]) {
-      const p = (await first.client.getConsistencyProof({ firstSize: m, secondSize: now.size })).hashes.map((h) => Buffer.from(h));
+      const p = (await first.client.getConsistencyProof({ firstSize: m, secondSize: now.size })).consistencyProof!.hashes.map((h) => Buffer.from(h));
       expect(consistencyVerifies(m, now.size, treeHead(leaves.slice(0, m)), now.root, p)).toBe(true);
     }
 
@@ -527,7 +527,7 @@ describe('EVI048 Audit immutability (K-W1)', () => {
         if (l && r) await sql.query(`UPDATE kernel_audit_node SET hash = $3 WHERE tenant_id = 'tenant-d' AND level = $1 AND idx = $2`, [level, index, nodeHashOf(l, r)]);
       }
     });
-    const rewritten = (await first.client.getConsistencyProof({ firstSize: old.size, secondSize: now.size })).hashes.map((h) => Buffer.from(h));
+    const rewritten = (await first.client.getConsistencyProof({ firstSize: old.size, secondSize: now.size })).consistencyProof!.hashes.map((h) => Buffer.from(h));
     expect(consistencyVerifies(old.size, now.size, old.root, now.root, rewritten)).toBe(false);
     const verdict = await first.client.verifyLog({ trustedCheckpoint: first.checkpoint.note });
     expect(verdict.ok).toBe(false);
@@ -550,8 +550,8 @@ describe('EVI048 Audit immutability (K-W1)', () => {
     const calls: Array<[string, (options: object) => Promise<unknown>]> = [
       ['axis.kernel.sequences.v1.SequenceService/CreateSeries', (o) => sequences.createSeries({ series: { seriesId: 'inv', pattern: 'INV-{SEQ:4}', resetPolicy: ResetPolicy.RESET_POLICY_NEVER, timeZone: 'UTC' } }, o)],
       ['axis.kernel.sequences.v1.SequenceService/IssueNumber', (o) => sequences.issueNumber({ seriesId: 'inv', subjectRef: 'doc-1' }, o)],
-      ['axis.kernel.keymaster.v1.KeymasterService/CreateKey', (o) => keys.createKey({ alias: 'signer', algorithm: Algorithm.ALGORITHM_ED25519 }, o)],
-      ['axis.kernel.keymaster.v1.KeymasterService/Sign', (o) => keys.sign({ alias: 'signer', input: { $case: 'message', value: Buffer.from('x') } }, o)],
+      ['axis.kernel.keymaster.v1.KeymasterService/CreateKey', (o) => keys.createKey({ key: { keyId: 'signer', algorithm: Algorithm.ALGORITHM_ED25519 } }, o)],
+      ['axis.kernel.keymaster.v1.KeymasterService/Sign', (o) => keys.sign({ keyId: 'signer', input: { $case: 'message', value: Buffer.from('x') } }, o)],
       ['ledger.JournalPosted', (o) => audit.appendEvents({ events: events(1, 'e') }, o)],
     ];
     const traces: Array<[string, string]> = [];
@@ -648,7 +648,7 @@ describe('EVI048 Audit immutability (K-W1)', () => {
     ]);
     const old = openCheckpoint(checkpoint.note, origin('tenant-order'), await publicKeyPem('tenant-order', checkpoint.keyVersion))!;
     const now = (await client.getCheckpoint({})).checkpoint!;
-    const proof = (await client.getConsistencyProof({ firstSize: old.size, secondSize: after })).hashes.map((h) => Buffer.from(h));
+    const proof = (await client.getConsistencyProof({ firstSize: old.size, secondSize: after })).consistencyProof!.hashes.map((h) => Buffer.from(h));
     expect(consistencyVerifies(old.size, after, old.root, Buffer.from(now.rootHash), proof)).toBe(true);
   });
 
@@ -673,9 +673,24 @@ describe('EVI048 Audit immutability (K-W1)', () => {
     // Retention: below the kernel's minimum, or beyond 100 years (an unbounded value once answered INTERNAL).
     expect(await reasonOf(client.setRetentionPolicy({ retention: { seconds: 0, nanos: 0 } }))).toEqual([Status.INVALID_ARGUMENT, 'RETENTION_TOO_SHORT']);
     expect(await reasonOf(client.setRetentionPolicy({ retention: { seconds: Number.MAX_SAFE_INTEGER, nanos: 6 } }))).toEqual([Status.INVALID_ARGUMENT, 'FIELD_INVALID']);
-    // A tenant that never logged anything has an empty log.
-    const unknown = await auditClient(`unknown-${randomUUID().slice(0, 8)}`);
-    expect(await reasonOf(unknown.getCheckpoint({}))).toEqual([Status.NOT_FOUND, 'CHECKPOINT_NOT_FOUND']);
+    // A tenant that never logged anything has an empty log: its latest checkpoint is the
+    // unsigned size-0 checkpoint (RFC 6962 empty-tree root SHA-256("")), never NOT_FOUND; a
+    // checkpoint at a size that was never signed stays NOT_FOUND.
+    const unknownTenant = `unknown-${randomUUID().slice(0, 8)}`;
+    const unknown = await auditClient(unknownTenant);
+    expect((await unknown.getCheckpoint({})).checkpoint).toEqual({
+      treeSize: 0,
+      rootHash: sha256(),
+      chainHash: Buffer.alloc(32),
+      createTime: undefined,
+      keyVersion: 0,
+      note: '',
+      verifierKey: '',
+      origin: origin(unknownTenant),
+    });
+    expect(sha256().toString('hex')).toBe('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
+    expect(treeHead([]).equals(sha256())).toBe(true);
+    expect(await reasonOf(unknown.getCheckpoint({ treeSize: 1 }))).toEqual([Status.NOT_FOUND, 'CHECKPOINT_NOT_FOUND']);
     expect(await reasonOf(unknown.getInclusionProof({ leafIndex: 0, treeSize: 1 }))).toEqual([Status.OUT_OF_RANGE, 'TREE_SIZE_BEYOND_LOG']);
     expect(await reasonOf(unknown.getConsistencyProof({ firstSize: 1, secondSize: 1 }))).toEqual([Status.OUT_OF_RANGE, 'TREE_SIZE_BEYOND_LOG']);
     expect(await unknown.verifyLog({})).toMatchObject({ ok: true, verifiedSize: 0 });
@@ -694,8 +709,8 @@ describe('EVI048 Audit immutability (K-W1)', () => {
     // The audit key signs checkpoints only: no client may sign with it or create a kernel key.
     const keys = createKeymasterClient({ address: kernel.address, tenantId: 'tenant-bad', maxAttempts: 1, token: await kernel.token({ tenants: ['tenant-bad'] }) });
     clients.push(keys);
-    expect(await reasonOf(keys.sign({ alias: 'kernel.audit', input: { $case: 'message', value: Buffer.from('forged checkpoint') } }))).toEqual([Status.PERMISSION_DENIED, 'KEY_RESERVED']);
-    expect(await reasonOf(keys.createKey({ alias: 'kernel.other', algorithm: Algorithm.ALGORITHM_ED25519 }))).toEqual([Status.INVALID_ARGUMENT, 'ALIAS_RESERVED']);
+    expect(await reasonOf(keys.sign({ keyId: 'kernel.audit', input: { $case: 'message', value: Buffer.from('forged checkpoint') } }))).toEqual([Status.PERMISSION_DENIED, 'KEY_RESERVED']);
+    expect(await reasonOf(keys.createKey({ key: { keyId: 'kernel.other', algorithm: Algorithm.ALGORITHM_ED25519 } }))).toEqual([Status.INVALID_ARGUMENT, 'KEY_ID_RESERVED']);
     expect((await client.verifyLog({})).ok).toBe(true);
   });
 });

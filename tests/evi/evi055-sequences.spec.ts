@@ -72,7 +72,7 @@ describe('EVI055 Sequence Governance (K-M10)', () => {
       expect(Math.max(...values)).toBe(total);
       expect(perNode[0]).toBeGreaterThan(0);
       expect(perNode[1]).toBeGreaterThan(0);
-      const report = await clients[0].getGapReport({ seriesId: 'hot' });
+      const report = (await clients[0].getGapReport({ seriesId: 'hot' })).gapReport!;
       expect(report.complete).toBe(true);
       expect(report.periods).toEqual([
         expect.objectContaining({ period: '', firstValue: 1, lastValue: total, issuedCount: total, missingValues: [] }),
@@ -104,7 +104,7 @@ describe('EVI055 Sequence Governance (K-M10)', () => {
     expect(jan.number).toMatchObject({ period: '2026-01', value: 1, formatted: '2601/001' });
     expect(feb.number).toMatchObject({ period: '2026-02', value: 1, formatted: '2602/001' });
 
-    const report = await client.getGapReport({ seriesId: 'inv' });
+    const report = (await client.getGapReport({ seriesId: 'inv' })).gapReport!;
     expect(report.periods.map((p) => [p.period, p.lastValue])).toEqual([
       ['2025', 2],
       ['2026', 2],
@@ -141,7 +141,7 @@ describe('EVI055 Sequence Governance (K-M10)', () => {
     const late = await refusal(client.commitReservation({ seriesId: 'void', period: '', value: 5 }));
     expect([late.code, late.reason]).toEqual([Status.FAILED_PRECONDITION, 'NUMBER_NOT_RESERVED']);
 
-    const report = await client.getGapReport({ seriesId: 'void' });
+    const report = (await client.getGapReport({ seriesId: 'void' })).gapReport!;
     expect(report.complete).toBe(true);
     expect(report.periods[0]).toMatchObject({ firstValue: 1, lastValue: 6, issuedCount: 4, voidedCount: 2, reservedCount: 0, missingValues: [] });
   });
@@ -164,7 +164,7 @@ describe('EVI055 Sequence Governance (K-M10)', () => {
     } finally {
       await sql.end();
     }
-    const report = await client.getGapReport({ seriesId: 'deleted' });
+    const report = (await client.getGapReport({ seriesId: 'deleted' })).gapReport!;
     expect(report.complete).toBe(false);
     expect(report.periods).toEqual([
       expect.objectContaining({ period: '2025', firstValue: 1, lastValue: 3, issuedCount: 0, missingValues: [1, 2, 3] }),

@@ -67,12 +67,7 @@ describe('EVI059 Batch framework (K-M13)', () => {
 
   test('[A] 100,000 items in chunks of 500 are each processed exactly once; progress is monotonic', async () => {
     const client = await clientFor('tenant-a');
-    const { batch } = await client.startBatch({
-      batchId: 'big-run',
-      itemType: 'test.record',
-      items: { $case: 'range', value: { start: 1, count: 100_000 } },
-      chunkSize: 500,
-    });
+    const { batch } = await client.startBatch({ batch: { batchId: 'big-run', itemType: 'test.record', chunkSize: 500 }, items: { $case: 'range', value: { start: 1, count: 100_000 } } });
     expect(batch).toMatchObject({ state: BatchState.BATCH_STATE_RUNNING, totalItems: 100_000, chunkSize: 500 });
 
     const progress = await watch(client, 'big-run');
@@ -115,12 +110,7 @@ describe('EVI059 Batch framework (K-M13)', () => {
         (await ownSql.query<{ n: number; distinct: number }>(`SELECT count(*)::int AS n, count(DISTINCT item_index)::int AS distinct FROM ${EFFECT_TABLE}`)).rows[0];
       const checkpoint = async () => Number((await ownSql.query(`SELECT next_index FROM batch_run WHERE batch_id = 'crash-run'`)).rows[0].next_index);
       const onFirst = await clientFor('tenant-b', nodes[0].address);
-      await onFirst.startBatch({
-        batchId: 'crash-run',
-        itemType: 'test.slow',
-        items: { $case: 'range', value: { start: 0, count: 6_000 } },
-        chunkSize: 200,
-      });
+      await onFirst.startBatch({ batch: { batchId: 'crash-run', itemType: 'test.slow', chunkSize: 200 }, items: { $case: 'range', value: { start: 0, count: 6_000 } } });
       await waitFor(async () => (await checkpoint()) >= 400);
       await nodes[0].kill(); // SIGKILL: no clean-up; the chunk transaction in flight is cut off
       const atFirstKill = await count();
@@ -167,7 +157,7 @@ describe('EVI059 Batch framework (K-M13)', () => {
     for (const i of flaky) payloads[i] = 'flaky:2';
     payloads[700] = 'flaky:50'; // never recovers within the retry limit
     const start = (batchId: string, skipLimit: number) =>
-      client.startBatch({ batchId, itemType: 'test.poison', items: { $case: 'inlineItems', value: { payloads } }, chunkSize: 100, skipLimit, retryLimit: 3 });
+      client.startBatch({ batch: { batchId, itemType: 'test.poison', chunkSize: 100, skipLimit, retryLimit: 3 }, items: { $case: 'inlineItems', value: { payloads } } });
 
     await start('poisoned', 38);
     const done = (await watch(client, 'poisoned')).pop()!;
@@ -192,7 +182,7 @@ describe('EVI059 Batch framework (K-M13)', () => {
     // The same items with a skip limit of 30: the 31st skip is refused and the batch fails.
     const traceId = randomUUID().replace(/-/g, '');
     await client.startBatch(
-      { batchId: 'over-limit', itemType: 'test.poison', items: { $case: 'inlineItems', value: { payloads } }, chunkSize: 100, skipLimit: 30, retryLimit: 3 },
+      { batch: { batchId: 'over-limit', itemType: 'test.poison', chunkSize: 100, skipLimit: 30, retryLimit: 3 }, items: { $case: 'inlineItems', value: { payloads } } },
       { metadata: Metadata({ traceparent: `00-${traceId}-${'2'.repeat(16)}-01` }) },
     );
     const failed = (await watch(client, 'over-limit')).pop()!;
@@ -224,7 +214,7 @@ describe('EVI059 Batch framework (K-M13)', () => {
 
   test("[D] cancel stops the batch within one chunk; another tenant cannot see or touch the batch (NOT_FOUND), and RLS hides it from raw SQL", async () => {
     const client = await clientFor('tenant-d');
-    await client.startBatch({ batchId: 'to-cancel', itemType: 'test.slow', items: { $case: 'range', value: { start: 0, count: 20_000 } }, chunkSize: 100 });
+    await client.startBatch({ batch: { batchId: 'to-cancel', itemType: 'test.slow', chunkSize: 100 }, items: { $case: 'range', value: { start: 0, count: 20_000 } } });
     await waitFor(async () => (await client.getBatch({ batchId: 'to-cancel' })).batch!.processedItems >= 200);
     const { batch: cancelled } = await client.cancelBatch({ batchId: 'to-cancel' });
     expect(cancelled).toMatchObject({ state: BatchState.BATCH_STATE_CANCELLED, failureReason: 'CANCELLED_BY_REQUEST' });
@@ -252,7 +242,7 @@ describe('EVI059 Batch framework (K-M13)', () => {
     const forged = await refusal(other.getBatch({ batchId: 'to-cancel' }, { tenantId: 'tenant-d' }));
     expect([forged.code, forged.reason]).toEqual([Status.PERMISSION_DENIED, 'TENANT_NOT_ALLOWED']);
     // The same identity in another tenant is another batch.
-    const { batch: own, alreadyExisted } = await other.startBatch({ batchId: 'to-cancel', itemType: 'test.record', items: { $case: 'range', value: { start: 0, count: 3 } } });
+    const { batch: own, alreadyExisted } = await other.startBatch({ batch: { batchId: 'to-cancel', itemType: 'test.record' }, items: { $case: 'range', value: { start: 0, count: 3 } } });
     expect(alreadyExisted).toBe(false);
     expect((await watch(other, 'to-cancel')).pop()).toMatchObject({ state: BatchState.BATCH_STATE_SUCCEEDED, processedItems: 3 });
     expect(own!.totalItems).toBe(3);
@@ -274,7 +264,7 @@ describe('EVI059 Batch framework (K-M13)', () => {
     const client = await clientFor('tenant-e');
     const traceId = randomUUID().replace(/-/g, '');
     const metadata = () => Metadata({ traceparent: `00-${traceId}-${'3'.repeat(16)}-01` });
-    const request = { batchId: 'once', itemType: 'test.record', items: { $case: 'range' as const, value: { start: 0, count: 2_500 } }, chunkSize: 500 };
+    const request = { batch: { batchId: 'once', itemType: 'test.record', chunkSize: 500 }, items: { $case: 'range' as const, value: { start: 0, count: 2_500 } } };
     const key = randomUUID();
     const started = await client.startBatch(request, { metadata: metadata(), idempotencyKey: key });
     expect(started.alreadyExisted).toBe(false);
@@ -290,7 +280,7 @@ describe('EVI059 Batch framework (K-M13)', () => {
     const again = await client.startBatch(request);
     expect(again.alreadyExisted).toBe(true);
     expect(again.batch).toMatchObject({ state: BatchState.BATCH_STATE_SUCCEEDED, processedItems: 2_500, traceId });
-    const refused = await refusal(client.startBatch({ ...request, chunkSize: 100 }));
+    const refused = await refusal(client.startBatch({ ...request, batch: { ...request.batch, chunkSize: 100 } }));
     expect([refused.code, refused.reason]).toEqual([Status.ALREADY_EXISTS, 'BATCH_EXISTS']);
     const resume = await refusal(client.resumeBatch({ batchId: 'once' }));
     expect([resume.code, resume.reason]).toEqual([Status.FAILED_PRECONDITION, 'BATCH_COMPLETED']);

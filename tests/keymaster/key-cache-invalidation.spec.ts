@@ -33,16 +33,16 @@ describe('private-key cache across nodes', () => {
   it('drops a disabled version on every node, and the database, not the cache, decides', async () => {
     const onA = await client(a);
     const onB = await client(b);
-    await onA.createKey({ alias: 'k', algorithm: Algorithm.ALGORITHM_ED25519 });
-    await onA.rotateKey({ alias: 'k' });
+    await onA.createKey({ key: { keyId: 'k', algorithm: Algorithm.ALGORITHM_ED25519 } });
+    await onA.rotateKey({ keyId: 'k' });
 
-    await onB.sign({ alias: 'k', version: 1, input: message });
-    await onB.sign({ alias: 'k', version: 1, input: message });
+    await onB.sign({ keyId: 'k', version: 1, input: message });
+    await onB.sign({ keyId: 'k', version: 1, input: message });
     expect(decryptions(b)).toBe(1); // the second signature came from B's cache
 
-    await onA.disableKeyVersion({ alias: 'k', version: 1 });
+    await onA.disableKeyVersion({ keyId: 'k', version: 1 });
     // B refuses at once (the state is read in the signing transaction) …
-    const refused = await refusal(onB.sign({ alias: 'k', version: 1, input: message }));
+    const refused = await refusal(onB.sign({ keyId: 'k', version: 1, input: message }));
     expect(refused.reason).toBe('KEY_VERSION_DISABLED');
     // … and forgets the private key when A's notification arrives.
     const deadline = Date.now() + 10_000;
@@ -50,8 +50,8 @@ describe('private-key cache across nodes', () => {
       if (Date.now() > deadline) throw new Error(`node B never heard of the disabled version (backend ${TEST_BACKEND})`);
       await new Promise((r) => setTimeout(r, 20));
     }
-    await onA.enableKeyVersion({ alias: 'k', version: 1 });
-    await onB.sign({ alias: 'k', version: 1, input: message });
+    await onA.enableKeyVersion({ keyId: 'k', version: 1 });
+    await onB.sign({ keyId: 'k', version: 1, input: message });
     expect(decryptions(b)).toBe(2); // decrypted again: the cached key was gone
   });
 });

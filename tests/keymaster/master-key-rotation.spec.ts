@@ -33,8 +33,8 @@ describe('master-key rotation (kernel keys rewrap)', () => {
     const first = await startTestKernel({ databaseUrl: db.url, env: { KERNEL_MASTER_KEYS: v1Only } });
     for (const tenant of ['t1', 't2', 't3']) {
       const client = createKeymasterClient({ address: first.address, tenantId: tenant, token: await first.token({ tenants: [tenant] }) });
-      for (let i = 0; i < 4; i++) await client.createKey({ alias: `k${i}`, algorithm: Algorithm.ALGORITHM_ED25519 });
-      signatures.set(tenant, (await client.sign({ alias: 'k0', input: message })).signature);
+      for (let i = 0; i < 4; i++) await client.createKey({ key: { keyId: `k${i}`, algorithm: Algorithm.ALGORITHM_ED25519 } });
+      signatures.set(tenant, (await client.sign({ keyId: 'k0', input: message })).signature!.value);
       closeKernelClient(client);
     }
     const sql = new Client({ connectionString: db.url });
@@ -70,8 +70,8 @@ describe('master-key rotation (kernel keys rewrap)', () => {
     try {
       for (const tenant of ['t1', 't2', 't3']) {
         const client = createKeymasterClient({ address: retired.address, tenantId: tenant, token: await retired.token({ tenants: [tenant] }) });
-        for (let i = 0; i < 4; i++) expect((await client.sign({ alias: `k${i}`, input: message })).signature).toHaveLength(64);
-        expect((await client.verify({ alias: 'k0', input: message, signature: signatures.get(tenant)! })).valid).toBe(true);
+        for (let i = 0; i < 4; i++) expect((await client.sign({ keyId: `k${i}`, input: message })).signature!.value).toHaveLength(64);
+        expect((await client.verify({ keyId: 'k0', input: message, signature: signatures.get(tenant)! })).valid).toBe(true);
         closeKernelClient(client);
       }
     } finally {

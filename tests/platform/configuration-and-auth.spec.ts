@@ -109,7 +109,7 @@ describe('kernel process', () => {
       closeKernelClient(client);
       // Whatever was cut off, nothing half-wrote: every number handed out is accounted for.
       const survivor = createSequenceClient({ address: kernel.address, tenantId: 'proc', token: await kernel.token({ tenants: ['proc'] }) });
-      expect((await survivor.getGapReport({ seriesId: 's' })).complete).toBe(true);
+      expect((await survivor.getGapReport({ seriesId: 's' })).gapReport!.complete).toBe(true);
       closeKernelClient(survivor);
     } finally {
       await kernel.stop();

@@ -68,7 +68,7 @@ import { waitFor } from '../support/wait-for';
 
   async function expectNothingLost(c: SequenceClient, acknowledged: number[]): Promise<void> {
     expect(new Set(acknowledged).size).toBe(acknowledged.length);
-    const report = await c.getGapReport({ seriesId: 'load' });
+    const report = (await c.getGapReport({ seriesId: 'load' })).gapReport!;
     expect(report.complete).toBe(true);
     const issued = new Set<number>();
     for (let token = ''; ; ) {

@@ -53,7 +53,7 @@ describe('group commit', () => {
     expect(results.filter((r) => r === 'NOT_FOUND NUMBER_NOT_FOUND')).toHaveLength(4);
     expect(results.filter((r) => r === 'INVALID_ARGUMENT FIELD_INVALID')).toHaveLength(4);
 
-    const report = await client.getGapReport({ seriesId: 'mixed' });
+    const report = (await client.getGapReport({ seriesId: 'mixed' })).gapReport!;
     expect(report.complete).toBe(true);
     expect(report.periods[0]).toMatchObject({ firstValue: 1, lastValue: ok, issuedCount: ok });
     expect(await count(`SELECT count(*)::int AS n FROM kernel_audit_event WHERE tenant_id = 'groups' AND resource LIKE 'series/mixed/%'`)).toBe(ok);
@@ -71,7 +71,7 @@ describe('group commit', () => {
     );
     expect(results.filter((r) => r === 'OK')).toHaveLength(149);
     expect(results[75]).toBe('NOT_FOUND SERIES_NOT_FOUND');
-    const report = await client.getGapReport({ seriesId: 'big' });
+    const report = (await client.getGapReport({ seriesId: 'big' })).gapReport!;
     expect(report.complete).toBe(true);
     expect(report.periods[0]).toMatchObject({ firstValue: 1, lastValue: 149, issuedCount: 149 });
     expect(await count(`SELECT count(*)::int AS n FROM kernel_audit_event WHERE tenant_id = 'groups' AND resource LIKE 'series/big/%'`)).toBe(149);

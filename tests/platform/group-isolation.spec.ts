@@ -180,19 +180,19 @@ const keyFamily: Family<KeyState> = {
   ops: [
     {
       name: 'disable(v1)',
-      send: (c, r) => outcomeOf(c.keymaster.disableKeyVersion({ alias: r.id, version: 1 })),
+      send: (c, r) => outcomeOf(c.keymaster.disableKeyVersion({ keyId: r.id, version: 1 })),
       model: (s) => (s.v1 !== 'ENABLED' ? { outcome: 'FAILED_PRECONDITION KEY_VERSION_NOT_ENABLED', next: s } : { outcome: ok(), next: { ...s, v1: 'DISABLED' } }),
       audit: (r) => ({ action: 'DisableKeyVersion', resource: `keys/${r.id}/versions/1` }),
     },
     {
       name: 'enable(v1)',
-      send: (c, r) => outcomeOf(c.keymaster.enableKeyVersion({ alias: r.id, version: 1 })),
+      send: (c, r) => outcomeOf(c.keymaster.enableKeyVersion({ keyId: r.id, version: 1 })),
       model: (s) => (s.v1 !== 'DISABLED' ? { outcome: 'FAILED_PRECONDITION KEY_VERSION_NOT_DISABLED', next: s } : { outcome: ok(), next: { ...s, v1: 'ENABLED' } }),
       audit: (r) => ({ action: 'EnableKeyVersion', resource: `keys/${r.id}/versions/1` }),
     },
     {
       name: 'sign(v1)',
-      send: (c, r) => outcomeOf(c.keymaster.sign({ alias: r.id, version: 1, input: { $case: 'message', value: Buffer.from('m') } })),
+      send: (c, r) => outcomeOf(c.keymaster.sign({ keyId: r.id, version: 1, input: { $case: 'message', value: Buffer.from('m') } })),
       model: (s) => {
         if (s.v1 !== 'ENABLED') return { outcome: 'FAILED_PRECONDITION KEY_VERSION_DISABLED', next: s };
         if (s.minSign > 1) return { outcome: 'FAILED_PRECONDITION BELOW_MIN_SIGN_VERSION', next: s };
@@ -202,24 +202,24 @@ const keyFamily: Family<KeyState> = {
     },
     {
       name: 'policy(minSign 2)',
-      send: (c, r) => outcomeOf(c.keymaster.updateKeyPolicy({ alias: r.id, minSignVersion: 2, minVerifyVersion: 1 })),
+      send: (c, r) => outcomeOf(c.keymaster.updateKeyPolicy({ keyId: r.id, minSignVersion: 2, minVerifyVersion: 1 })),
       model: (s) => ({ outcome: ok(), next: { ...s, minSign: 2 } }),
       audit: (r) => ({ action: 'UpdateKeyPolicy', resource: `keys/${r.id}` }),
     },
     {
       name: 'rotate',
-      send: (c, r) => outcomeOf(c.keymaster.rotateKey({ alias: r.id })),
+      send: (c, r) => outcomeOf(c.keymaster.rotateKey({ keyId: r.id })),
       model: (s) => ({ outcome: ok(), next: { ...s, primary: s.primary + 1 } }),
       audit: (r) => ({ action: 'RotateKey', resource: `keys/${r.id}` }),
     },
   ],
   async setup(c, r) {
-    await c.keymaster.createKey({ alias: r.id, algorithm: Algorithm.ALGORITHM_ED25519 });
-    await c.keymaster.rotateKey({ alias: r.id });
+    await c.keymaster.createKey({ key: { keyId: r.id, algorithm: Algorithm.ALGORITHM_ED25519 } });
+    await c.keymaster.rotateKey({ keyId: r.id });
   },
   initial: { v1: 'ENABLED', minSign: 1, primary: 2 },
   async final(c, r) {
-    const { key } = await c.keymaster.getKey({ alias: r.id });
+    const { key } = await c.keymaster.getKey({ keyId: r.id });
     const v1 = key!.versions.find((v) => v.version === 1)!;
     return { v1: v1.state === KeyVersionState.KEY_VERSION_STATE_ENABLED ? 'ENABLED' : 'DISABLED', minSign: key!.minSignVersion, primary: key!.primaryVersion };
   },
@@ -434,7 +434,7 @@ describe('commit groups are serializable', () => {
     expect(await deadlocks()).toBe(before);
     let issued = 0;
     for (const id of ['cross-a', 'cross-b']) {
-      const report = await nodes[0].sequences.getGapReport({ seriesId: id });
+      const report = (await nodes[0].sequences.getGapReport({ seriesId: id })).gapReport!;
       expect(report.complete).toBe(true);
       issued += report.periods[0].issuedCount;
     }

@@ -422,7 +422,7 @@ describe('hostile input', () => {
         const incompleteGapReports: unknown[] = [];
         for (const { series_id: seriesId } of await sql(`SELECT series_id FROM sequence_series WHERE tenant_id = $1 ORDER BY series_id`)) {
           const report = await send(method('GetGapReport'), encode(method('GetGapReport'), { seriesId }));
-          const body = report.response as GetGapReportResponse | undefined;
+          const body = (report.response as GetGapReportResponse | undefined)?.gapReport;
           if (!report.ok || !body?.complete) incompleteGapReports.push({ seriesId, outcome: summary(report), periods: body?.periods });
         }
         const [{ ok }] = await sql(`SELECT count(*)::int AS ok FROM kernel_audit_event WHERE tenant_id = $1 AND outcome = 'OK' AND principal <> 'system:kernel'`);

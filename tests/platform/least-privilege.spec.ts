@@ -87,16 +87,16 @@ const ROOT = path.resolve(__dirname, '../..');
     const { number } = await sequences.reserveNumber({ seriesId: 's', ttl: { seconds: 1, nanos: 0 } });
     await waitFor(async () => (await sequences.listNumbers({ seriesId: 's' })).numbers.find((n) => n.value === number!.value)?.status === NumberStatus.NUMBER_STATUS_VOIDED, 20_000);
     // Key destruction (another system sweep).
-    await keys.createKey({ alias: 'k', algorithm: Algorithm.ALGORITHM_ED25519 });
-    await keys.rotateKey({ alias: 'k' });
-    await keys.scheduleKeyVersionDestruction({ alias: 'k', version: 1, restoreWindow: { seconds: 1, nanos: 0 } });
+    await keys.createKey({ key: { keyId: 'k', algorithm: Algorithm.ALGORITHM_ED25519 } });
+    await keys.rotateKey({ keyId: 'k' });
+    await keys.scheduleKeyVersionDestruction({ keyId: 'k', version: 1, restoreWindow: { seconds: 1, nanos: 0 } });
     await waitFor(async () => {
       const [row] = await kernel.kernel.db.inTenantTransaction('lp', (tx) =>
         tx.query<{ n: number }>(`SELECT count(*)::int AS n FROM kernel_audit_event WHERE action LIKE '%/DestroyKeyVersion'`),
       );
       return row.n === 1;
     }, 20_000);
-    expect((await keys.getKey({ alias: 'k' })).key!.versions[0].state).toBe(KeyVersionState.KEY_VERSION_STATE_DESTROYED);
+    expect((await keys.getKey({ keyId: 'k' })).key!.versions[0].state).toBe(KeyVersionState.KEY_VERSION_STATE_DESTROYED);
     // A dead letter (the scheduler's failure bookkeeping), recorded in the audit log.
     const { jobId } = await kernel.kernel.db.inTenantTransaction('lp', (tx) => enqueueJob(tx, { type: 'lp.fail', payload: {}, maxAttempts: 1 }));
     await waitFor(async () => {

@@ -86,7 +86,7 @@ describeOnPostgres('liveness under held locks', () => {
       await su.query('ROLLBACK');
     }
     // Nothing half-written: the refused call took no number.
-    const report = await a.getGapReport({ seriesId: 'held' });
+    const report = (await a.getGapReport({ seriesId: 'held' })).gapReport!;
     expect(report).toMatchObject({ complete: true, periods: [{ lastValue: 1, issuedCount: 1 }] });
   });
 

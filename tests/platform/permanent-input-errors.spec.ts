@@ -156,7 +156,7 @@ describe('permanent input errors are answered as permanent (issue 11 §2)', () =
     });
 
     test('a token of one query is refused for another query of the same method; page_size may change', async () => {
-      for (let i = 0; i < 3; i++) expect((await call(ENQUEUE_JOB, encode(ENQUEUE_JOB, { type: 'perm.unhandled', runAt: new Date(Date.now() + 86_400_000) }))).ok).toBe(true);
+      for (let i = 0; i < 3; i++) expect((await call(ENQUEUE_JOB, encode(ENQUEUE_JOB, { job: { jobType: 'perm.unhandled', runTime: new Date(Date.now() + 86_400_000) } }))).ok).toBe(true);
       const queued = { state: JobState.JOB_STATE_QUEUED };
       const first = await call(LIST_JOBS, encode(LIST_JOBS, { ...queued, pageSize: 1 }));
       const next = (first.response as { nextPageToken: string }).nextPageToken;
@@ -284,9 +284,9 @@ describe('permanent input errors are answered as permanent (issue 11 §2)', () =
     });
 
     test('a Struct key holding U+0000 at depth (EnqueueJob payload) is FIELD_INVALID', async () => {
-      const refused = await call(ENQUEUE_JOB, encode(ENQUEUE_JOB, { type: 'perm.job', payload: { list: [{ ok: { 'x\u0000': true } }] } }));
+      const refused = await call(ENQUEUE_JOB, encode(ENQUEUE_JOB, { job: { jobType: 'perm.job', payload: { list: [{ ok: { 'x\u0000': true } }] } } }));
       expect(summary(refused)).toEqual(refusedWith(Status.INVALID_ARGUMENT, 'FIELD_INVALID'));
-      expect(refused.fields).toEqual(['payload.list.0.ok']);
+      expect(refused.fields).toEqual(['job.payload.list.0.ok']);
     });
 
     test.each([
@@ -300,9 +300,9 @@ describe('permanent input errors are answered as permanent (issue 11 §2)', () =
     });
 
     test('NaN as a job payload (a bare google.protobuf.Value) is FIELD_INVALID', async () => {
-      const refused = await call(ENQUEUE_JOB, encode(ENQUEUE_JOB, { type: 'perm.job', payload: Number.NaN }));
+      const refused = await call(ENQUEUE_JOB, encode(ENQUEUE_JOB, { job: { jobType: 'perm.job', payload: Number.NaN } }));
       expect(summary(refused)).toEqual(refusedWith(Status.INVALID_ARGUMENT, 'FIELD_INVALID'));
-      expect(refused.fields).toEqual(['payload']);
+      expect(refused.fields).toEqual(['job.payload']);
     });
   });
 

@@ -41,7 +41,7 @@ describe('SchedulerService hostile input', () => {
     client = createClient(RAW, channel) as unknown as typeof client;
     const enqueue = METHODS.find((m) => m.name === 'EnqueueJob')!;
     for (let i = 0; i < 3; i++) {
-      const outcome = await send(enqueue, enqueue.requestType.encode(enqueue.requestType.fromPartial({ type: 'fuzz.job', queue: 'fuzz', payload: { i } })).finish());
+      const outcome = await send(enqueue, enqueue.requestType.encode(enqueue.requestType.fromPartial({ job: { jobType: 'fuzz.job', queue: 'fuzz', payload: { i } } })).finish());
       jobIds.push(((outcome.response as { job: { jobId: string } }).job.jobId));
     }
     const create = METHODS.find((m) => m.name === 'CreateSchedule')!;
@@ -68,7 +68,7 @@ describe('SchedulerService hostile input', () => {
   const hints = (): FieldHints => ({
     jobId: fc.oneof(fc.constantFrom(...jobIds), fc.uuid(), hostileString()),
     scheduleId: fc.constantFrom('fuzz', 'missing', 'Bad Id', ''),
-    type: fc.constantFrom('fuzz.job', 'kernel.noop', 'x'),
+    jobType: fc.constantFrom('fuzz.job', 'kernel.noop', 'x'),
     queue: fc.constantFrom('fuzz', 'default', ''),
     cron: fc.constantFrom('* * * * *', '*/5 * * * * *', '0 0 30 2 *', '61 * * * *', ''),
     timeZone: fc.constantFrom('UTC', 'Europe/Berlin', 'Mars/Olympus', ''),

@@ -37,29 +37,29 @@ describe('scheduler input validation', () => {
     schedule: { scheduleId: 'bad', cron: '* * * * *', timeZone: 'UTC', jobType: 'x.y', overlapPolicy: OverlapPolicy.OVERLAP_POLICY_SKIP, ...overrides },
   });
 
-  test('EnqueueJob refuses bad types, queues, payloads, delays and limits', async () => {
+  test('EnqueueJob refuses bad job types, queues, payloads, delays and limits', async () => {
     const cases: Array<[Record<string, unknown>, string]> = [
-      [{ type: '' }, 'FIELD_INVALID'],
-      [{ type: 'Has Spaces' }, 'FIELD_INVALID'],
-      [{ type: 'x'.repeat(101) }, 'FIELD_INVALID'],
-      [{ type: 'ok', queue: '../etc' }, 'FIELD_INVALID'],
-      [{ type: 'ok', payload: { blob: 'x'.repeat(70_000) } }, 'PAYLOAD_TOO_LARGE'],
+      [{ jobType: '' }, 'FIELD_INVALID'],
+      [{ jobType: 'Has Spaces' }, 'FIELD_INVALID'],
+      [{ jobType: 'x'.repeat(101) }, 'FIELD_INVALID'],
+      [{ jobType: 'ok', queue: '../etc' }, 'FIELD_INVALID'],
+      [{ jobType: 'ok', payload: { blob: 'x'.repeat(70_000) } }, 'PAYLOAD_TOO_LARGE'],
       // The platform's request guard refuses U+0000 in any string before the handler runs.
-      [{ type: 'ok', payload: { nul: 'a\u0000b' } }, 'FIELD_INVALID'],
-      [{ type: 'ok', runAt: new Date(Date.now() + 400 * 86_400_000) }, 'RUN_AT_OUT_OF_RANGE'],
-      [{ type: 'ok', runAt: new Date('1000-01-01T00:00:00Z') }, 'RUN_AT_OUT_OF_RANGE'],
+      [{ jobType: 'ok', payload: { nul: 'a\u0000b' } }, 'FIELD_INVALID'],
+      [{ jobType: 'ok', runTime: new Date(Date.now() + 400 * 86_400_000) }, 'RUN_TIME_OUT_OF_RANGE'],
+      [{ jobType: 'ok', runTime: new Date('1000-01-01T00:00:00Z') }, 'RUN_TIME_OUT_OF_RANGE'],
       // Outside google.protobuf.Timestamp's range: the platform's request guard refuses it.
-      [{ type: 'ok', runAt: new Date(-8.64e15) }, 'FIELD_INVALID'],
-      [{ type: 'ok', priority: 5000 }, 'FIELD_INVALID'],
-      [{ type: 'ok', maxAttempts: -1 }, 'FIELD_INVALID'],
-      [{ type: 'ok', maxAttempts: 101 }, 'FIELD_INVALID'],
-      [{ type: 'ok', timeout: { seconds: -5, nanos: 0 } }, 'FIELD_INVALID'],
-      [{ type: 'ok', timeout: { seconds: 10 ** 12, nanos: 0 } }, 'FIELD_INVALID'],
-      [{ type: 'ok', backoffBase: { seconds: 0, nanos: -1 } }, 'FIELD_INVALID'],
-      [{ type: 'ok', jobKey: 'k'.repeat(256) }, 'FIELD_INVALID'],
-      [{ type: 'ok', jobKey: 'has space' }, 'FIELD_INVALID'],
+      [{ jobType: 'ok', runTime: new Date(-8.64e15) }, 'FIELD_INVALID'],
+      [{ jobType: 'ok', priority: 5000 }, 'FIELD_INVALID'],
+      [{ jobType: 'ok', maxAttempts: -1 }, 'FIELD_INVALID'],
+      [{ jobType: 'ok', maxAttempts: 101 }, 'FIELD_INVALID'],
+      [{ jobType: 'ok', timeout: { seconds: -5, nanos: 0 } }, 'FIELD_INVALID'],
+      [{ jobType: 'ok', timeout: { seconds: 10 ** 12, nanos: 0 } }, 'FIELD_INVALID'],
+      [{ jobType: 'ok', backoffBase: { seconds: 0, nanos: -1 } }, 'FIELD_INVALID'],
+      [{ jobType: 'ok', jobKey: 'k'.repeat(256) }, 'FIELD_INVALID'],
+      [{ jobType: 'ok', jobKey: 'has space' }, 'FIELD_INVALID'],
     ];
-    for (const [request, reason] of cases) await expectRefused(client.enqueueJob(request as never), Status.INVALID_ARGUMENT, reason);
+    for (const [request, reason] of cases) await expectRefused(client.enqueueJob({ job: request } as never), Status.INVALID_ARGUMENT, reason);
   });
 
   test('schedules refuse invalid cron expressions, unknown time zones, missing policies and bad ranges', async () => {
@@ -69,7 +69,7 @@ describe('scheduler input validation', () => {
     await expectRefused(client.createSchedule(schedule({ timeZone: 'Mars/Olympus' })), Status.INVALID_ARGUMENT, 'TIME_ZONE_UNKNOWN');
     await expectRefused(client.createSchedule(schedule({ overlapPolicy: OverlapPolicy.OVERLAP_POLICY_UNSPECIFIED })), Status.INVALID_ARGUMENT, 'ENUM_UNSPECIFIED');
     await expectRefused(client.createSchedule(schedule({ scheduleId: 'Bad Id' })), Status.INVALID_ARGUMENT, 'FIELD_INVALID');
-    await expectRefused(client.createSchedule(schedule({ catchupWindowSeconds: -1 })), Status.INVALID_ARGUMENT, 'FIELD_INVALID');
+    await expectRefused(client.createSchedule(schedule({ catchupWindow: { seconds: -1, nanos: 0 } })), Status.INVALID_ARGUMENT, 'FIELD_INVALID');
     await expectRefused(client.createSchedule({}), Status.INVALID_ARGUMENT, 'FIELD_INVALID');
     await expectRefused(client.getSchedule({ scheduleId: 'missing' }), Status.NOT_FOUND, 'SCHEDULE_NOT_FOUND');
     await expectRefused(client.triggerSchedule({ scheduleId: 'missing' }), Status.NOT_FOUND, 'SCHEDULE_NOT_FOUND');
@@ -94,7 +94,7 @@ describe('scheduler input validation', () => {
     await expectRefused(client.completeJob({ jobId: UNKNOWN_JOB, leaseToken: 0 }), Status.INVALID_ARGUMENT, 'FIELD_INVALID');
     await expectRefused(client.completeJob({ jobId: UNKNOWN_JOB, leaseToken: -5 }), Status.INVALID_ARGUMENT, 'FIELD_INVALID');
     // A queued job nobody leased: completing it is LEASE_LOST, and it stays queued.
-    const { job } = await client.enqueueJob({ type: 'remote.only', queue: 'nobody', runAt: new Date(Date.now() + 3600_000) });
+    const { job } = await client.enqueueJob({ job: { jobType: 'remote.only', queue: 'nobody', runTime: new Date(Date.now() + 3600_000) } });
     await expectRefused(client.completeJob({ jobId: job!.jobId, leaseToken: 12345 }), Status.FAILED_PRECONDITION, 'LEASE_LOST');
     await expectRefused(client.failJob({ jobId: job!.jobId, leaseToken: 12345, error: 'no' }), Status.FAILED_PRECONDITION, 'LEASE_LOST');
     expect((await client.getJob({ jobId: job!.jobId })).job).toMatchObject({ state: 1, attempt: 0, errors: [] });

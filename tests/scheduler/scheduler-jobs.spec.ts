@@ -30,7 +30,7 @@ describe('scheduler jobs', () => {
 
   test('an enqueued job runs on an in-process handler and succeeds; enqueue inside a tenant transaction commits with it', async () => {
     const client = await clientFor('t-jobs');
-    const { job } = await client.enqueueJob({ type: 'test.record', payload: { n: 1 } });
+    const { job } = await client.enqueueJob({ job: { jobType: 'test.record', payload: { n: 1 } } });
     expect(job).toMatchObject({ state: JobState.JOB_STATE_QUEUED, queue: 'default', maxAttempts: 25 });
     await waitFor(async () => (await client.getJob({ jobId: job!.jobId })).job!.state === JobState.JOB_STATE_SUCCEEDED);
     expect(ran).toContain('t-jobs:1:1');
@@ -49,14 +49,14 @@ describe('scheduler jobs', () => {
 
   test('job keys de-duplicate while the job is queued', async () => {
     const client = await clientFor('t-dedup');
-    const runAt = new Date(Date.now() + 3600_000);
-    const first = await client.enqueueJob({ type: 'remote.thing', queue: 'remote', jobKey: 'k1', runAt });
-    const second = await client.enqueueJob({ type: 'remote.thing', queue: 'remote', jobKey: 'k1', runAt });
+    const runTime = new Date(Date.now() + 3600_000);
+    const first = await client.enqueueJob({ job: { jobType: 'remote.thing', queue: 'remote', jobKey: 'k1', runTime } });
+    const second = await client.enqueueJob({ job: { jobType: 'remote.thing', queue: 'remote', jobKey: 'k1', runTime } });
     expect(second.deduplicated).toBe(true);
     expect(second.job!.jobId).toBe(first.job!.jobId);
     const cancelled = await client.cancelJob({ jobId: first.job!.jobId });
     expect(cancelled.job!.state).toBe(JobState.JOB_STATE_CANCELLED);
-    const third = await client.enqueueJob({ type: 'remote.thing', queue: 'remote', jobKey: 'k1', runAt });
+    const third = await client.enqueueJob({ job: { jobType: 'remote.thing', queue: 'remote', jobKey: 'k1', runTime } });
     expect(third.deduplicated).toBe(false);
     const again = await refusal(client.cancelJob({ jobId: first.job!.jobId }));
     expect([again.code, again.reason]).toEqual([Status.FAILED_PRECONDITION, 'JOB_NOT_CANCELLABLE']);
@@ -64,7 +64,7 @@ describe('scheduler jobs', () => {
 
   test('a remote worker leases, heartbeats and completes; a stale token is refused with LEASE_LOST', async () => {
     const client = await clientFor('t-remote');
-    const { job } = await client.enqueueJob({ type: 'remote.work', queue: 'remote', payload: { hello: 'world' } });
+    const { job } = await client.enqueueJob({ job: { jobType: 'remote.work', queue: 'remote', payload: { hello: 'world' } } });
     const { leases } = await client.leaseJobs({ queue: 'remote', maxJobs: 5, wait: { seconds: 5, nanos: 0 }, leaseDuration: { seconds: 10, nanos: 0 } });
     expect(leases).toHaveLength(1);
     expect(leases[0].job).toMatchObject({ jobId: job!.jobId, payload: { hello: 'world' }, state: JobState.JOB_STATE_RUNNING, attempt: 1 });
@@ -82,7 +82,7 @@ describe('scheduler jobs', () => {
     const client = await clientFor('t-poll');
     const polling = client.leaseJobs({ queue: 'poll', wait: { seconds: 20, nanos: 0 } });
     await new Promise((r) => setTimeout(r, 300));
-    const { job } = await client.enqueueJob({ type: 'poll.work', queue: 'poll' });
+    const { job } = await client.enqueueJob({ job: { jobType: 'poll.work', queue: 'poll' } });
     const { leases } = await polling;
     expect(leases.map((l) => l.job!.jobId)).toEqual([job!.jobId]);
   });
@@ -90,7 +90,7 @@ describe('scheduler jobs', () => {
   test('schedules: create, trigger, pause, backfill once', async () => {
     const client = await clientFor('t-sched');
     const { schedule } = await client.createSchedule({
-      schedule: { scheduleId: 'nightly', cron: '0 3 * * *', timeZone: 'Europe/Berlin', jobType: 'remote.nightly', queue: 'remote', overlapPolicy: OverlapPolicy.OVERLAP_POLICY_ALLOW_ALL, catchupWindowSeconds: 0 },
+      schedule: { scheduleId: 'nightly', cron: '0 3 * * *', timeZone: 'Europe/Berlin', jobType: 'remote.nightly', queue: 'remote', overlapPolicy: OverlapPolicy.OVERLAP_POLICY_ALLOW_ALL, catchupWindow: { seconds: 0, nanos: 0 } },
     });
     expect(schedule!.nextFireTime!.getTime()).toBeGreaterThan(Date.now());
     const { tick } = await client.triggerSchedule({ scheduleId: 'nightly' });

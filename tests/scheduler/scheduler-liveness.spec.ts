@@ -43,7 +43,7 @@ describe('scheduler liveness', () => {
   (TEST_BACKEND === 'embedded' ? test.skip : test)('LeaseJobs never leases to a caller whose deadline passed while it claimed: the job stays QUEUED, no attempt spent', async () => {
     const worker = await client('live-lease', { deadlineMs: 500 });
     const patient = await client('live-lease');
-    const { job } = await patient.enqueueJob({ type: 'remote.work', queue: 'remote-live' });
+    const { job } = await patient.enqueueJob({ job: { jobType: 'remote.work', queue: 'remote-live' } });
     // Hold the job table so the claim waits past the caller's deadline, then let it through.
     await su.query('BEGIN');
     await su.query('LOCK TABLE scheduler_job IN SHARE MODE');

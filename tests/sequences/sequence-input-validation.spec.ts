@@ -90,7 +90,7 @@ describe('SequenceService input validation', () => {
       expect([refused.code, refused.reason]).toEqual([Status.INVALID_ARGUMENT, 'FIELD_INVALID']);
       expect(refused.fieldViolations.map((v) => v.field)).toEqual(['document_time']);
     }
-    expect((await client.getGapReport({ seriesId })).periods).toEqual([]);
+    expect((await client.getGapReport({ seriesId })).gapReport!.periods).toEqual([]);
   });
 
   test('a committed number cannot be committed again; a page token from one query is refused by another', async () => {

@@ -143,7 +143,8 @@ export interface AuditEvent {
   leafIndex: number;
   /** The entry's identity, from commit on (GetEvent accepts it before the entry has a seq). */
   eventId: string;
-  time:
+  /** When the audited action happened (the commit of its transaction). */
+  eventTime:
     | Date
     | undefined;
   /**
@@ -187,26 +188,40 @@ export interface AuditEventInput {
   detail: { [key: string]: any } | undefined;
 }
 
-/** A signed checkpoint: the log's tree size and root hash, signed by the tenant's audit key. */
+/**
+ * A signed checkpoint: the log's tree size and root hash, signed by the tenant's audit key.
+ *
+ * The size-0 checkpoint is the one exception: a log without a signed checkpoint yet (a tenant
+ * with no entries, or entries not yet integrated) answers GetCheckpoint with tree_size 0,
+ * root_hash SHA-256 of the empty string (RFC 6962 §2.1: the hash of the empty tree,
+ * e3b0c442…b855), chain_hash 32 zero bytes, origin set and no create_time, key_version, note or
+ * verifier_key. It is not signed — there is nothing to sign: every log extends the empty tree.
+ */
 export interface Checkpoint {
   treeSize: number;
   /** RFC 6962 Merkle tree head over the first tree_size entries. */
   rootHash: Buffer;
-  /** The hash chain after entry tree_size. */
+  /** The hash chain after entry tree_size (32 zero bytes at size 0). */
   chainHash: Buffer;
-  time:
+  /** When the checkpoint was signed (the note's `time` line). */
+  createTime:
     | Date
     | undefined;
-  /** The Keymaster key (alias `kernel.audit`) version that signed. */
+  /**
+   * The version of the Keymaster key `kernel.audit` (key_id) that signed; 0 for the unsigned
+   * size-0 checkpoint.
+   */
   keyVersion: number;
   /**
    * The checkpoint as a C2SP signed note (c2sp.org/tlog-checkpoint, c2sp.org/signed-note,
    * Ed25519): `<origin>\n<tree_size>\n<base64 root>\ntime <RFC 3339>\n\n— <origin> <signature>\n`.
+   * Empty for the unsigned size-0 checkpoint.
    */
   note: string;
   /**
    * The signing key in the signed-note verifier key form `<name>+<key hash>+<base64 key>`.
-   * Verifiers should obtain it out of band (Keymaster GetPublicKey of `kernel.audit`) and pin it.
+   * Verifiers should obtain it out of band (Keymaster GetPublicKey of key_id `kernel.audit`) and
+   * pin it.
    */
   verifierKey: string;
   /** `kernel.axis/audit/<tenant>`: the note's first line and key name. */
@@ -231,12 +246,33 @@ export interface LogProblem {
   detail: string;
 }
 
+/** An RFC 9162 §2.1.3 inclusion proof: the entry at leaf_index is in the tree of tree_size leaves. */
+export interface InclusionProof {
+  /** 0-based (seq - 1). */
+  leafIndex: number;
+  treeSize: number;
+  leafHash: Buffer;
+  /** Leaf-side first (RFC 9162 inclusion_path). */
+  hashes: Buffer[];
+}
+
+/**
+ * An RFC 9162 §2.1.4 consistency proof: the tree of second_size leaves extends the tree of
+ * first_size leaves.
+ */
+export interface ConsistencyProof {
+  firstSize: number;
+  secondSize: number;
+  /** RFC 9162 consistency_path. */
+  hashes: Buffer[];
+}
+
 function createBaseAuditEvent(): AuditEvent {
   return {
     seq: 0,
     leafIndex: 0,
     eventId: "",
-    time: undefined,
+    eventTime: undefined,
     principal: "",
     action: "",
     resource: "",
@@ -263,8 +299,8 @@ export const AuditEvent: MessageFns<AuditEvent> = {
     if (message.eventId !== "") {
       writer.uint32(26).string(message.eventId);
     }
-    if (message.time !== undefined) {
-      Timestamp.encode(toTimestamp(message.time), writer.uint32(34).fork()).join();
+    if (message.eventTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.eventTime), writer.uint32(34).fork()).join();
     }
     if (message.principal !== "") {
       writer.uint32(42).string(message.principal);
@@ -347,7 +383,7 @@ export const AuditEvent: MessageFns<AuditEvent> = {
               break;
             }
 
-            message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            message.eventTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
           case 5: {
@@ -471,7 +507,11 @@ export const AuditEvent: MessageFns<AuditEvent> = {
         : isSet(object.event_id)
         ? globalThis.String(object.event_id)
         : "",
-      time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
+      eventTime: isSet(object.eventTime)
+        ? fromJsonTimestamp(object.eventTime)
+        : isSet(object.event_time)
+        ? fromJsonTimestamp(object.event_time)
+        : undefined,
       principal: isSet(object.principal) ? globalThis.String(object.principal) : "",
       action: isSet(object.action) ? globalThis.String(object.action) : "",
       resource: isSet(object.resource) ? globalThis.String(object.resource) : "",
@@ -522,8 +562,8 @@ export const AuditEvent: MessageFns<AuditEvent> = {
     if (message.eventId !== "") {
       obj.eventId = message.eventId;
     }
-    if (message.time !== undefined) {
-      obj.time = message.time.toISOString();
+    if (message.eventTime !== undefined) {
+      obj.eventTime = message.eventTime.toISOString();
     }
     if (message.principal !== "") {
       obj.principal = message.principal;
@@ -572,7 +612,7 @@ export const AuditEvent: MessageFns<AuditEvent> = {
     message.seq = object.seq ?? 0;
     message.leafIndex = object.leafIndex ?? 0;
     message.eventId = object.eventId ?? "";
-    message.time = object.time ?? undefined;
+    message.eventTime = object.eventTime ?? undefined;
     message.principal = object.principal ?? "";
     message.action = object.action ?? "";
     message.resource = object.resource ?? "";
@@ -711,7 +751,7 @@ function createBaseCheckpoint(): Checkpoint {
     treeSize: 0,
     rootHash: Buffer.alloc(0),
     chainHash: Buffer.alloc(0),
-    time: undefined,
+    createTime: undefined,
     keyVersion: 0,
     note: "",
     verifierKey: "",
@@ -730,8 +770,8 @@ export const Checkpoint: MessageFns<Checkpoint> = {
     if (message.chainHash.length !== 0) {
       writer.uint32(26).bytes(message.chainHash);
     }
-    if (message.time !== undefined) {
-      Timestamp.encode(toTimestamp(message.time), writer.uint32(34).fork()).join();
+    if (message.createTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.createTime), writer.uint32(34).fork()).join();
     }
     if (message.keyVersion !== 0) {
       writer.uint32(40).int32(message.keyVersion);
@@ -790,7 +830,7 @@ export const Checkpoint: MessageFns<Checkpoint> = {
               break;
             }
 
-            message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            message.createTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
           case 5: {
@@ -854,7 +894,11 @@ export const Checkpoint: MessageFns<Checkpoint> = {
         : isSet(object.chain_hash)
         ? Buffer.from(bytesFromBase64(object.chain_hash))
         : Buffer.alloc(0),
-      time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
+      createTime: isSet(object.createTime)
+        ? fromJsonTimestamp(object.createTime)
+        : isSet(object.create_time)
+        ? fromJsonTimestamp(object.create_time)
+        : undefined,
       keyVersion: isSet(object.keyVersion)
         ? globalThis.Number(object.keyVersion)
         : isSet(object.key_version)
@@ -881,8 +925,8 @@ export const Checkpoint: MessageFns<Checkpoint> = {
     if (message.chainHash.length !== 0) {
       obj.chainHash = base64FromBytes(message.chainHash);
     }
-    if (message.time !== undefined) {
-      obj.time = message.time.toISOString();
+    if (message.createTime !== undefined) {
+      obj.createTime = message.createTime.toISOString();
     }
     if (message.keyVersion !== 0) {
       obj.keyVersion = Math.round(message.keyVersion);
@@ -907,7 +951,7 @@ export const Checkpoint: MessageFns<Checkpoint> = {
     message.treeSize = object.treeSize ?? 0;
     message.rootHash = object.rootHash ?? Buffer.alloc(0);
     message.chainHash = object.chainHash ?? Buffer.alloc(0);
-    message.time = object.time ?? undefined;
+    message.createTime = object.createTime ?? undefined;
     message.keyVersion = object.keyVersion ?? 0;
     message.note = object.note ?? "";
     message.verifierKey = object.verifierKey ?? "";
@@ -1144,6 +1188,248 @@ export const LogProblem: MessageFns<LogProblem> = {
     message.seq = object.seq ?? 0;
     message.kind = object.kind ?? 0;
     message.detail = object.detail ?? "";
+    return message;
+  },
+};
+
+function createBaseInclusionProof(): InclusionProof {
+  return { leafIndex: 0, treeSize: 0, leafHash: Buffer.alloc(0), hashes: [] };
+}
+
+export const InclusionProof: MessageFns<InclusionProof> = {
+  encode(message: InclusionProof, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.leafIndex !== 0) {
+      writer.uint32(8).int64(message.leafIndex);
+    }
+    if (message.treeSize !== 0) {
+      writer.uint32(16).int64(message.treeSize);
+    }
+    if (message.leafHash.length !== 0) {
+      writer.uint32(26).bytes(message.leafHash);
+    }
+    for (const v of message.hashes) {
+      writer.uint32(34).bytes(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InclusionProof {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInclusionProof();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.leafIndex = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.treeSize = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.leafHash = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.hashes.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InclusionProof {
+    return {
+      leafIndex: isSet(object.leafIndex)
+        ? globalThis.Number(object.leafIndex)
+        : isSet(object.leaf_index)
+        ? globalThis.Number(object.leaf_index)
+        : 0,
+      treeSize: isSet(object.treeSize)
+        ? globalThis.Number(object.treeSize)
+        : isSet(object.tree_size)
+        ? globalThis.Number(object.tree_size)
+        : 0,
+      leafHash: isSet(object.leafHash)
+        ? Buffer.from(bytesFromBase64(object.leafHash))
+        : isSet(object.leaf_hash)
+        ? Buffer.from(bytesFromBase64(object.leaf_hash))
+        : Buffer.alloc(0),
+      hashes: globalThis.Array.isArray(object?.hashes)
+        ? object.hashes.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+    };
+  },
+
+  toJSON(message: InclusionProof): unknown {
+    const obj: any = {};
+    if (message.leafIndex !== 0) {
+      obj.leafIndex = Math.round(message.leafIndex);
+    }
+    if (message.treeSize !== 0) {
+      obj.treeSize = Math.round(message.treeSize);
+    }
+    if (message.leafHash.length !== 0) {
+      obj.leafHash = base64FromBytes(message.leafHash);
+    }
+    if (message.hashes?.length) {
+      obj.hashes = message.hashes.map((e) => base64FromBytes(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<InclusionProof>): InclusionProof {
+    return InclusionProof.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<InclusionProof>): InclusionProof {
+    const message = createBaseInclusionProof();
+    message.leafIndex = object.leafIndex ?? 0;
+    message.treeSize = object.treeSize ?? 0;
+    message.leafHash = object.leafHash ?? Buffer.alloc(0);
+    message.hashes = object.hashes?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseConsistencyProof(): ConsistencyProof {
+  return { firstSize: 0, secondSize: 0, hashes: [] };
+}
+
+export const ConsistencyProof: MessageFns<ConsistencyProof> = {
+  encode(message: ConsistencyProof, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.firstSize !== 0) {
+      writer.uint32(8).int64(message.firstSize);
+    }
+    if (message.secondSize !== 0) {
+      writer.uint32(16).int64(message.secondSize);
+    }
+    for (const v of message.hashes) {
+      writer.uint32(26).bytes(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConsistencyProof {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConsistencyProof();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.firstSize = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.secondSize = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.hashes.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConsistencyProof {
+    return {
+      firstSize: isSet(object.firstSize)
+        ? globalThis.Number(object.firstSize)
+        : isSet(object.first_size)
+        ? globalThis.Number(object.first_size)
+        : 0,
+      secondSize: isSet(object.secondSize)
+        ? globalThis.Number(object.secondSize)
+        : isSet(object.second_size)
+        ? globalThis.Number(object.second_size)
+        : 0,
+      hashes: globalThis.Array.isArray(object?.hashes)
+        ? object.hashes.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+    };
+  },
+
+  toJSON(message: ConsistencyProof): unknown {
+    const obj: any = {};
+    if (message.firstSize !== 0) {
+      obj.firstSize = Math.round(message.firstSize);
+    }
+    if (message.secondSize !== 0) {
+      obj.secondSize = Math.round(message.secondSize);
+    }
+    if (message.hashes?.length) {
+      obj.hashes = message.hashes.map((e) => base64FromBytes(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ConsistencyProof>): ConsistencyProof {
+    return ConsistencyProof.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ConsistencyProof>): ConsistencyProof {
+    const message = createBaseConsistencyProof();
+    message.firstSize = object.firstSize ?? 0;
+    message.secondSize = object.secondSize ?? 0;
+    message.hashes = object.hashes?.map((e) => e) || [];
     return message;
   },
 };

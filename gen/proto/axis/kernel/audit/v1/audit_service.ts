@@ -15,6 +15,8 @@ import {
   auditOutcomeFromJSON,
   auditOutcomeToJSON,
   Checkpoint,
+  ConsistencyProof,
+  InclusionProof,
   LogProblem,
   RetentionPolicy,
 } from "./audit";
@@ -76,11 +78,9 @@ export interface GetInclusionProofRequest {
 }
 
 export interface GetInclusionProofResponse {
-  leafIndex: number;
-  treeSize: number;
-  leafHash: Buffer;
-  /** Leaf-side first (RFC 9162 inclusion_path). */
-  hashes: Buffer[];
+  inclusionProof:
+    | InclusionProof
+    | undefined;
   /** The signed checkpoint at tree_size, when there is one. */
   checkpoint: Checkpoint | undefined;
 }
@@ -91,10 +91,7 @@ export interface GetConsistencyProofRequest {
 }
 
 export interface GetConsistencyProofResponse {
-  firstSize: number;
-  secondSize: number;
-  /** RFC 9162 consistency_path. */
-  hashes: Buffer[];
+  consistencyProof: ConsistencyProof | undefined;
 }
 
 export interface VerifyLogRequest {
@@ -158,18 +155,12 @@ export interface ExportedEntry {
   purged: boolean;
 }
 
-export interface ExportedConsistencyProof {
-  firstSize: number;
-  secondSize: number;
-  hashes: Buffer[];
-}
-
 export interface ExportLogResponse {
   record:
     | { $case: "header"; value: ExportHeader }
     | { $case: "entry"; value: ExportedEntry }
     | { $case: "checkpoint"; value: Checkpoint }
-    | { $case: "consistency"; value: ExportedConsistencyProof }
+    | { $case: "consistency"; value: ConsistencyProof }
     | undefined;
 }
 
@@ -1061,22 +1052,13 @@ export const GetInclusionProofRequest: MessageFns<GetInclusionProofRequest> = {
 };
 
 function createBaseGetInclusionProofResponse(): GetInclusionProofResponse {
-  return { leafIndex: 0, treeSize: 0, leafHash: Buffer.alloc(0), hashes: [], checkpoint: undefined };
+  return { inclusionProof: undefined, checkpoint: undefined };
 }
 
 export const GetInclusionProofResponse: MessageFns<GetInclusionProofResponse> = {
   encode(message: GetInclusionProofResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.leafIndex !== 0) {
-      writer.uint32(8).int64(message.leafIndex);
-    }
-    if (message.treeSize !== 0) {
-      writer.uint32(16).int64(message.treeSize);
-    }
-    if (message.leafHash.length !== 0) {
-      writer.uint32(26).bytes(message.leafHash);
-    }
-    for (const v of message.hashes) {
-      writer.uint32(34).bytes(v!);
+    if (message.inclusionProof !== undefined) {
+      InclusionProof.encode(message.inclusionProof, writer.uint32(50).fork()).join();
     }
     if (message.checkpoint !== undefined) {
       Checkpoint.encode(message.checkpoint, writer.uint32(42).fork()).join();
@@ -1097,36 +1079,12 @@ export const GetInclusionProofResponse: MessageFns<GetInclusionProofResponse> = 
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
+          case 6: {
+            if (tag !== 50) {
               break;
             }
 
-            message.leafIndex = longToNumber(reader.int64());
-            continue;
-          }
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.treeSize = longToNumber(reader.int64());
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.leafHash = Buffer.from(reader.bytes());
-            continue;
-          }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            message.hashes.push(Buffer.from(reader.bytes()));
+            message.inclusionProof = InclusionProof.decode(reader, reader.uint32());
             continue;
           }
           case 5: {
@@ -1151,41 +1109,19 @@ export const GetInclusionProofResponse: MessageFns<GetInclusionProofResponse> = 
 
   fromJSON(object: any): GetInclusionProofResponse {
     return {
-      leafIndex: isSet(object.leafIndex)
-        ? globalThis.Number(object.leafIndex)
-        : isSet(object.leaf_index)
-        ? globalThis.Number(object.leaf_index)
-        : 0,
-      treeSize: isSet(object.treeSize)
-        ? globalThis.Number(object.treeSize)
-        : isSet(object.tree_size)
-        ? globalThis.Number(object.tree_size)
-        : 0,
-      leafHash: isSet(object.leafHash)
-        ? Buffer.from(bytesFromBase64(object.leafHash))
-        : isSet(object.leaf_hash)
-        ? Buffer.from(bytesFromBase64(object.leaf_hash))
-        : Buffer.alloc(0),
-      hashes: globalThis.Array.isArray(object?.hashes)
-        ? object.hashes.map((e: any) => Buffer.from(bytesFromBase64(e)))
-        : [],
+      inclusionProof: isSet(object.inclusionProof)
+        ? InclusionProof.fromJSON(object.inclusionProof)
+        : isSet(object.inclusion_proof)
+        ? InclusionProof.fromJSON(object.inclusion_proof)
+        : undefined,
       checkpoint: isSet(object.checkpoint) ? Checkpoint.fromJSON(object.checkpoint) : undefined,
     };
   },
 
   toJSON(message: GetInclusionProofResponse): unknown {
     const obj: any = {};
-    if (message.leafIndex !== 0) {
-      obj.leafIndex = Math.round(message.leafIndex);
-    }
-    if (message.treeSize !== 0) {
-      obj.treeSize = Math.round(message.treeSize);
-    }
-    if (message.leafHash.length !== 0) {
-      obj.leafHash = base64FromBytes(message.leafHash);
-    }
-    if (message.hashes?.length) {
-      obj.hashes = message.hashes.map((e) => base64FromBytes(e));
+    if (message.inclusionProof !== undefined) {
+      obj.inclusionProof = InclusionProof.toJSON(message.inclusionProof);
     }
     if (message.checkpoint !== undefined) {
       obj.checkpoint = Checkpoint.toJSON(message.checkpoint);
@@ -1198,10 +1134,9 @@ export const GetInclusionProofResponse: MessageFns<GetInclusionProofResponse> = 
   },
   fromPartial(object: DeepPartial<GetInclusionProofResponse>): GetInclusionProofResponse {
     const message = createBaseGetInclusionProofResponse();
-    message.leafIndex = object.leafIndex ?? 0;
-    message.treeSize = object.treeSize ?? 0;
-    message.leafHash = object.leafHash ?? Buffer.alloc(0);
-    message.hashes = object.hashes?.map((e) => e) || [];
+    message.inclusionProof = (object.inclusionProof !== undefined && object.inclusionProof !== null)
+      ? InclusionProof.fromPartial(object.inclusionProof)
+      : undefined;
     message.checkpoint = (object.checkpoint !== undefined && object.checkpoint !== null)
       ? Checkpoint.fromPartial(object.checkpoint)
       : undefined;
@@ -1303,19 +1238,13 @@ export const GetConsistencyProofRequest: MessageFns<GetConsistencyProofRequest> 
 };
 
 function createBaseGetConsistencyProofResponse(): GetConsistencyProofResponse {
-  return { firstSize: 0, secondSize: 0, hashes: [] };
+  return { consistencyProof: undefined };
 }
 
 export const GetConsistencyProofResponse: MessageFns<GetConsistencyProofResponse> = {
   encode(message: GetConsistencyProofResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.firstSize !== 0) {
-      writer.uint32(8).int64(message.firstSize);
-    }
-    if (message.secondSize !== 0) {
-      writer.uint32(16).int64(message.secondSize);
-    }
-    for (const v of message.hashes) {
-      writer.uint32(26).bytes(v!);
+    if (message.consistencyProof !== undefined) {
+      ConsistencyProof.encode(message.consistencyProof, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -1333,28 +1262,12 @@ export const GetConsistencyProofResponse: MessageFns<GetConsistencyProofResponse
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
+          case 4: {
+            if (tag !== 34) {
               break;
             }
 
-            message.firstSize = longToNumber(reader.int64());
-            continue;
-          }
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.secondSize = longToNumber(reader.int64());
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.hashes.push(Buffer.from(reader.bytes()));
+            message.consistencyProof = ConsistencyProof.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -1371,32 +1284,18 @@ export const GetConsistencyProofResponse: MessageFns<GetConsistencyProofResponse
 
   fromJSON(object: any): GetConsistencyProofResponse {
     return {
-      firstSize: isSet(object.firstSize)
-        ? globalThis.Number(object.firstSize)
-        : isSet(object.first_size)
-        ? globalThis.Number(object.first_size)
-        : 0,
-      secondSize: isSet(object.secondSize)
-        ? globalThis.Number(object.secondSize)
-        : isSet(object.second_size)
-        ? globalThis.Number(object.second_size)
-        : 0,
-      hashes: globalThis.Array.isArray(object?.hashes)
-        ? object.hashes.map((e: any) => Buffer.from(bytesFromBase64(e)))
-        : [],
+      consistencyProof: isSet(object.consistencyProof)
+        ? ConsistencyProof.fromJSON(object.consistencyProof)
+        : isSet(object.consistency_proof)
+        ? ConsistencyProof.fromJSON(object.consistency_proof)
+        : undefined,
     };
   },
 
   toJSON(message: GetConsistencyProofResponse): unknown {
     const obj: any = {};
-    if (message.firstSize !== 0) {
-      obj.firstSize = Math.round(message.firstSize);
-    }
-    if (message.secondSize !== 0) {
-      obj.secondSize = Math.round(message.secondSize);
-    }
-    if (message.hashes?.length) {
-      obj.hashes = message.hashes.map((e) => base64FromBytes(e));
+    if (message.consistencyProof !== undefined) {
+      obj.consistencyProof = ConsistencyProof.toJSON(message.consistencyProof);
     }
     return obj;
   },
@@ -1406,9 +1305,9 @@ export const GetConsistencyProofResponse: MessageFns<GetConsistencyProofResponse
   },
   fromPartial(object: DeepPartial<GetConsistencyProofResponse>): GetConsistencyProofResponse {
     const message = createBaseGetConsistencyProofResponse();
-    message.firstSize = object.firstSize ?? 0;
-    message.secondSize = object.secondSize ?? 0;
-    message.hashes = object.hashes?.map((e) => e) || [];
+    message.consistencyProof = (object.consistencyProof !== undefined && object.consistencyProof !== null)
+      ? ConsistencyProof.fromPartial(object.consistencyProof)
+      : undefined;
     return message;
   },
 };
@@ -2133,117 +2032,6 @@ export const ExportedEntry: MessageFns<ExportedEntry> = {
   },
 };
 
-function createBaseExportedConsistencyProof(): ExportedConsistencyProof {
-  return { firstSize: 0, secondSize: 0, hashes: [] };
-}
-
-export const ExportedConsistencyProof: MessageFns<ExportedConsistencyProof> = {
-  encode(message: ExportedConsistencyProof, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.firstSize !== 0) {
-      writer.uint32(8).int64(message.firstSize);
-    }
-    if (message.secondSize !== 0) {
-      writer.uint32(16).int64(message.secondSize);
-    }
-    for (const v of message.hashes) {
-      writer.uint32(26).bytes(v!);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ExportedConsistencyProof {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseExportedConsistencyProof();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
-              break;
-            }
-
-            message.firstSize = longToNumber(reader.int64());
-            continue;
-          }
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.secondSize = longToNumber(reader.int64());
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.hashes.push(Buffer.from(reader.bytes()));
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  fromJSON(object: any): ExportedConsistencyProof {
-    return {
-      firstSize: isSet(object.firstSize)
-        ? globalThis.Number(object.firstSize)
-        : isSet(object.first_size)
-        ? globalThis.Number(object.first_size)
-        : 0,
-      secondSize: isSet(object.secondSize)
-        ? globalThis.Number(object.secondSize)
-        : isSet(object.second_size)
-        ? globalThis.Number(object.second_size)
-        : 0,
-      hashes: globalThis.Array.isArray(object?.hashes)
-        ? object.hashes.map((e: any) => Buffer.from(bytesFromBase64(e)))
-        : [],
-    };
-  },
-
-  toJSON(message: ExportedConsistencyProof): unknown {
-    const obj: any = {};
-    if (message.firstSize !== 0) {
-      obj.firstSize = Math.round(message.firstSize);
-    }
-    if (message.secondSize !== 0) {
-      obj.secondSize = Math.round(message.secondSize);
-    }
-    if (message.hashes?.length) {
-      obj.hashes = message.hashes.map((e) => base64FromBytes(e));
-    }
-    return obj;
-  },
-
-  create(base?: DeepPartial<ExportedConsistencyProof>): ExportedConsistencyProof {
-    return ExportedConsistencyProof.fromPartial(base ?? {});
-  },
-  fromPartial(object: DeepPartial<ExportedConsistencyProof>): ExportedConsistencyProof {
-    const message = createBaseExportedConsistencyProof();
-    message.firstSize = object.firstSize ?? 0;
-    message.secondSize = object.secondSize ?? 0;
-    message.hashes = object.hashes?.map((e) => e) || [];
-    return message;
-  },
-};
-
 function createBaseExportLogResponse(): ExportLogResponse {
   return { record: undefined };
 }
@@ -2261,7 +2049,7 @@ export const ExportLogResponse: MessageFns<ExportLogResponse> = {
         Checkpoint.encode(message.record.value, writer.uint32(26).fork()).join();
         break;
       case "consistency":
-        ExportedConsistencyProof.encode(message.record.value, writer.uint32(34).fork()).join();
+        ConsistencyProof.encode(message.record.value, writer.uint32(34).fork()).join();
         break;
     }
     return writer;
@@ -2309,7 +2097,7 @@ export const ExportLogResponse: MessageFns<ExportLogResponse> = {
               break;
             }
 
-            message.record = { $case: "consistency", value: ExportedConsistencyProof.decode(reader, reader.uint32()) };
+            message.record = { $case: "consistency", value: ConsistencyProof.decode(reader, reader.uint32()) };
             continue;
           }
         }
@@ -2333,7 +2121,7 @@ export const ExportLogResponse: MessageFns<ExportLogResponse> = {
         : isSet(object.checkpoint)
         ? { $case: "checkpoint", value: Checkpoint.fromJSON(object.checkpoint) }
         : isSet(object.consistency)
-        ? { $case: "consistency", value: ExportedConsistencyProof.fromJSON(object.consistency) }
+        ? { $case: "consistency", value: ConsistencyProof.fromJSON(object.consistency) }
         : undefined,
     };
   },
@@ -2347,7 +2135,7 @@ export const ExportLogResponse: MessageFns<ExportLogResponse> = {
     } else if (message.record?.$case === "checkpoint") {
       obj.checkpoint = Checkpoint.toJSON(message.record.value);
     } else if (message.record?.$case === "consistency") {
-      obj.consistency = ExportedConsistencyProof.toJSON(message.record.value);
+      obj.consistency = ConsistencyProof.toJSON(message.record.value);
     }
     return obj;
   },
@@ -2378,7 +2166,7 @@ export const ExportLogResponse: MessageFns<ExportLogResponse> = {
       }
       case "consistency": {
         if (object.record?.value !== undefined && object.record?.value !== null) {
-          message.record = { $case: "consistency", value: ExportedConsistencyProof.fromPartial(object.record.value) };
+          message.record = { $case: "consistency", value: ConsistencyProof.fromPartial(object.record.value) };
         }
         break;
       }
@@ -2970,8 +2758,8 @@ export const PurgeExpiredResponse: MessageFns<PurgeExpiredResponse> = {
  * The per-tenant tamper-evident audit log (K-W1). Every mutating RPC of every capability
  * appends one entry in its own transaction; domain services append theirs with AppendEvents.
  * After commit the integrator gives each entry its gap-free seq, RFC 6962 leaf hash and
- * hash-chain link, and signs a checkpoint with the tenant's audit key (Keymaster alias
- * `kernel.audit`), normally within a second. Proofs follow RFC 9162 §2.1.3 / §2.1.4, so any
+ * hash-chain link, and signs a checkpoint with the tenant's audit key (the Keymaster key with
+ * key_id `kernel.audit`), normally within a second. Proofs follow RFC 9162 §2.1.3 / §2.1.4, so any
  * RFC 6962 verifier checks them against a checkpoint; `kernel audit verify` checks an
  * ExportLog file offline with only the public key.
  *
@@ -3034,8 +2822,10 @@ export const AuditServiceDefinition = {
       options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
     },
     /**
-     * The latest signed checkpoint, or the one at tree_size. Reasons: NOT_FOUND
-     * (CHECKPOINT_NOT_FOUND: none yet, or none at that size), INVALID_ARGUMENT (TREE_SIZE_INVALID).
+     * The latest signed checkpoint, or the one at tree_size. A log without a signed checkpoint
+     * yet (no entries, or none integrated) answers the unsigned size-0 checkpoint (see
+     * Checkpoint), never NOT_FOUND. Reasons: NOT_FOUND (CHECKPOINT_NOT_FOUND: no checkpoint at the
+     * requested tree_size), INVALID_ARGUMENT (TREE_SIZE_INVALID).
      */
     getCheckpoint: {
       name: "GetCheckpoint",
@@ -3075,7 +2865,8 @@ export const AuditServiceDefinition = {
     /**
      * Recomputes the whole log from the stored entries — leaves, chain, tree — and checks every
      * signed checkpoint (and the trusted one, if given); names the first bad seq and what is
-     * wrong. A problem found is a result, not an error. Reasons: INVALID_ARGUMENT
+     * wrong. A problem found is a result, not an error; the answer is the result of a check, not
+     * a resource, so it stays flat. Reasons: INVALID_ARGUMENT
      * (CHECKPOINT_INVALID: the trusted checkpoint is not a valid note of this log's key).
      */
     verifyLog: {
@@ -3176,8 +2967,10 @@ export interface AuditServiceImplementation<CallContextExt = {}> {
     context: CallContext & CallContextExt,
   ): Promise<DeepPartial<ListEventsResponse>>;
   /**
-   * The latest signed checkpoint, or the one at tree_size. Reasons: NOT_FOUND
-   * (CHECKPOINT_NOT_FOUND: none yet, or none at that size), INVALID_ARGUMENT (TREE_SIZE_INVALID).
+   * The latest signed checkpoint, or the one at tree_size. A log without a signed checkpoint
+   * yet (no entries, or none integrated) answers the unsigned size-0 checkpoint (see
+   * Checkpoint), never NOT_FOUND. Reasons: NOT_FOUND (CHECKPOINT_NOT_FOUND: no checkpoint at the
+   * requested tree_size), INVALID_ARGUMENT (TREE_SIZE_INVALID).
    */
   getCheckpoint(
     request: GetCheckpointRequest,
@@ -3205,7 +2998,8 @@ export interface AuditServiceImplementation<CallContextExt = {}> {
   /**
    * Recomputes the whole log from the stored entries — leaves, chain, tree — and checks every
    * signed checkpoint (and the trusted one, if given); names the first bad seq and what is
-   * wrong. A problem found is a result, not an error. Reasons: INVALID_ARGUMENT
+   * wrong. A problem found is a result, not an error; the answer is the result of a check, not
+   * a resource, so it stays flat. Reasons: INVALID_ARGUMENT
    * (CHECKPOINT_INVALID: the trusted checkpoint is not a valid note of this log's key).
    */
   verifyLog(request: VerifyLogRequest, context: CallContext & CallContextExt): Promise<DeepPartial<VerifyLogResponse>>;
@@ -3278,8 +3072,10 @@ export interface AuditServiceClient<CallOptionsExt = {}> {
     options?: CallOptions & CallOptionsExt,
   ): Promise<ListEventsResponse>;
   /**
-   * The latest signed checkpoint, or the one at tree_size. Reasons: NOT_FOUND
-   * (CHECKPOINT_NOT_FOUND: none yet, or none at that size), INVALID_ARGUMENT (TREE_SIZE_INVALID).
+   * The latest signed checkpoint, or the one at tree_size. A log without a signed checkpoint
+   * yet (no entries, or none integrated) answers the unsigned size-0 checkpoint (see
+   * Checkpoint), never NOT_FOUND. Reasons: NOT_FOUND (CHECKPOINT_NOT_FOUND: no checkpoint at the
+   * requested tree_size), INVALID_ARGUMENT (TREE_SIZE_INVALID).
    */
   getCheckpoint(
     request: DeepPartial<GetCheckpointRequest>,
@@ -3307,7 +3103,8 @@ export interface AuditServiceClient<CallOptionsExt = {}> {
   /**
    * Recomputes the whole log from the stored entries — leaves, chain, tree — and checks every
    * signed checkpoint (and the trusted one, if given); names the first bad seq and what is
-   * wrong. A problem found is a result, not an error. Reasons: INVALID_ARGUMENT
+   * wrong. A problem found is a result, not an error; the answer is the result of a check, not
+   * a resource, so it stays flat. Reasons: INVALID_ARGUMENT
    * (CHECKPOINT_INVALID: the trusted checkpoint is not a valid note of this log's key).
    */
   verifyLog(request: DeepPartial<VerifyLogRequest>, options?: CallOptions & CallOptionsExt): Promise<VerifyLogResponse>;

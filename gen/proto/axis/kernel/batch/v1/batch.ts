@@ -148,18 +148,27 @@ export interface InlineItems {
   payloads: string[];
 }
 
-/** A chunked, restartable batch (K-M13). */
+/**
+ * A chunked, restartable batch (K-M13). StartBatch sets batch_id, item_type, chunk_size,
+ * skip_limit and retry_limit; every other field is output only.
+ */
 export interface Batch {
   /**
    * The batch identity, chosen by the caller: 1–128 characters of [A-Za-z0-9._:-]. Starting a
    * batch with an identity that exists returns that batch and does no work again.
    */
   batchId: string;
-  /** The item handler type (registered by code on the kernel nodes), e.g. `ledger.post`. */
+  /**
+   * The item handler type (registered by code on the kernel nodes), e.g. `ledger.post`: 1–100
+   * characters of [a-z0-9._-].
+   */
   itemType: string;
   state: BatchState;
+  /** Items per chunk (one transaction each): 1–10,000; 0 in StartBatch means 500. */
   chunkSize: number;
+  /** Items that may be skipped or failed before the batch fails: 0–1,000,000,000. */
   skipLimit: number;
+  /** Retries of an item after transient errors: 0–20. */
   retryLimit: number;
   totalItems: number;
   /** Items committed so far (the checkpoint): succeeded + skipped + failed. */

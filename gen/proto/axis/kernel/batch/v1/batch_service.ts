@@ -15,21 +15,15 @@ export const protobufPackage = "axis.kernel.batch.v1";
 export const protobufFileName = "axis/kernel/batch/v1/batch_service.proto";
 
 export interface StartBatchRequest {
-  /** The identity (see Batch.batch_id). */
-  batchId: string;
-  /** The registered item handler type: 1–100 characters of [a-z0-9._-]. */
-  itemType: string;
-  /** Where the items come from: exactly one. */
-  items:
-    | { $case: "inlineItems"; value: InlineItems }
-    | { $case: "range"; value: ItemRange }
+  /**
+   * The batch to start: batch_id (its identity), item_type, chunk_size, skip_limit and
+   * retry_limit (see Batch); its other fields are output only and ignored.
+   */
+  batch:
+    | Batch
     | undefined;
-  /** Items per chunk (one transaction each): 1–10,000; 0 means 500. */
-  chunkSize: number;
-  /** Items that may be skipped or failed before the batch fails: 0–1,000,000,000. */
-  skipLimit: number;
-  /** Retries of an item after transient errors: 0–20. */
-  retryLimit: number;
+  /** Where the items come from: exactly one. */
+  items: { $case: "inlineItems"; value: InlineItems } | { $case: "range"; value: ItemRange } | undefined;
 }
 
 export interface StartBatchResponse {
@@ -91,16 +85,13 @@ export interface ResumeBatchResponse {
 }
 
 function createBaseStartBatchRequest(): StartBatchRequest {
-  return { batchId: "", itemType: "", items: undefined, chunkSize: 0, skipLimit: 0, retryLimit: 0 };
+  return { batch: undefined, items: undefined };
 }
 
 export const StartBatchRequest: MessageFns<StartBatchRequest> = {
   encode(message: StartBatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.batchId !== "") {
-      writer.uint32(10).string(message.batchId);
-    }
-    if (message.itemType !== "") {
-      writer.uint32(18).string(message.itemType);
+    if (message.batch !== undefined) {
+      Batch.encode(message.batch, writer.uint32(66).fork()).join();
     }
     switch (message.items?.$case) {
       case "inlineItems":
@@ -109,15 +100,6 @@ export const StartBatchRequest: MessageFns<StartBatchRequest> = {
       case "range":
         ItemRange.encode(message.items.value, writer.uint32(34).fork()).join();
         break;
-    }
-    if (message.chunkSize !== 0) {
-      writer.uint32(40).int32(message.chunkSize);
-    }
-    if (message.skipLimit !== 0) {
-      writer.uint32(48).int32(message.skipLimit);
-    }
-    if (message.retryLimit !== 0) {
-      writer.uint32(56).int32(message.retryLimit);
     }
     return writer;
   },
@@ -135,20 +117,12 @@ export const StartBatchRequest: MessageFns<StartBatchRequest> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
+          case 8: {
+            if (tag !== 66) {
               break;
             }
 
-            message.batchId = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.itemType = reader.string();
+            message.batch = Batch.decode(reader, reader.uint32());
             continue;
           }
           case 3: {
@@ -167,30 +141,6 @@ export const StartBatchRequest: MessageFns<StartBatchRequest> = {
             message.items = { $case: "range", value: ItemRange.decode(reader, reader.uint32()) };
             continue;
           }
-          case 5: {
-            if (tag !== 40) {
-              break;
-            }
-
-            message.chunkSize = reader.int32();
-            continue;
-          }
-          case 6: {
-            if (tag !== 48) {
-              break;
-            }
-
-            message.skipLimit = reader.int32();
-            continue;
-          }
-          case 7: {
-            if (tag !== 56) {
-              break;
-            }
-
-            message.retryLimit = reader.int32();
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -205,16 +155,7 @@ export const StartBatchRequest: MessageFns<StartBatchRequest> = {
 
   fromJSON(object: any): StartBatchRequest {
     return {
-      batchId: isSet(object.batchId)
-        ? globalThis.String(object.batchId)
-        : isSet(object.batch_id)
-        ? globalThis.String(object.batch_id)
-        : "",
-      itemType: isSet(object.itemType)
-        ? globalThis.String(object.itemType)
-        : isSet(object.item_type)
-        ? globalThis.String(object.item_type)
-        : "",
+      batch: isSet(object.batch) ? Batch.fromJSON(object.batch) : undefined,
       items: isSet(object.inlineItems)
         ? { $case: "inlineItems", value: InlineItems.fromJSON(object.inlineItems) }
         : isSet(object.inline_items)
@@ -222,45 +163,18 @@ export const StartBatchRequest: MessageFns<StartBatchRequest> = {
         : isSet(object.range)
         ? { $case: "range", value: ItemRange.fromJSON(object.range) }
         : undefined,
-      chunkSize: isSet(object.chunkSize)
-        ? globalThis.Number(object.chunkSize)
-        : isSet(object.chunk_size)
-        ? globalThis.Number(object.chunk_size)
-        : 0,
-      skipLimit: isSet(object.skipLimit)
-        ? globalThis.Number(object.skipLimit)
-        : isSet(object.skip_limit)
-        ? globalThis.Number(object.skip_limit)
-        : 0,
-      retryLimit: isSet(object.retryLimit)
-        ? globalThis.Number(object.retryLimit)
-        : isSet(object.retry_limit)
-        ? globalThis.Number(object.retry_limit)
-        : 0,
     };
   },
 
   toJSON(message: StartBatchRequest): unknown {
     const obj: any = {};
-    if (message.batchId !== "") {
-      obj.batchId = message.batchId;
-    }
-    if (message.itemType !== "") {
-      obj.itemType = message.itemType;
+    if (message.batch !== undefined) {
+      obj.batch = Batch.toJSON(message.batch);
     }
     if (message.items?.$case === "inlineItems") {
       obj.inlineItems = InlineItems.toJSON(message.items.value);
     } else if (message.items?.$case === "range") {
       obj.range = ItemRange.toJSON(message.items.value);
-    }
-    if (message.chunkSize !== 0) {
-      obj.chunkSize = Math.round(message.chunkSize);
-    }
-    if (message.skipLimit !== 0) {
-      obj.skipLimit = Math.round(message.skipLimit);
-    }
-    if (message.retryLimit !== 0) {
-      obj.retryLimit = Math.round(message.retryLimit);
     }
     return obj;
   },
@@ -270,8 +184,7 @@ export const StartBatchRequest: MessageFns<StartBatchRequest> = {
   },
   fromPartial(object: DeepPartial<StartBatchRequest>): StartBatchRequest {
     const message = createBaseStartBatchRequest();
-    message.batchId = object.batchId ?? "";
-    message.itemType = object.itemType ?? "";
+    message.batch = (object.batch !== undefined && object.batch !== null) ? Batch.fromPartial(object.batch) : undefined;
     switch (object.items?.$case) {
       case "inlineItems": {
         if (object.items?.value !== undefined && object.items?.value !== null) {
@@ -286,9 +199,6 @@ export const StartBatchRequest: MessageFns<StartBatchRequest> = {
         break;
       }
     }
-    message.chunkSize = object.chunkSize ?? 0;
-    message.skipLimit = object.skipLimit ?? 0;
-    message.retryLimit = object.retryLimit ?? 0;
     return message;
   },
 };
@@ -1195,6 +1105,8 @@ export const ResumeBatchResponse: MessageFns<ResumeBatchResponse> = {
  * guarded by the expected checkpoint, so a crash resumes from the last checkpoint (the lost
  * node's job is rescued when its lease lapses) and no committed item is processed twice.
  *
+ * Errors carry the details of axis.kernel.common.v1.ErrorDetails (ErrorInfo always, in domain
+ * "kernel.axis").
  * Every RPC may also return the platform reasons: UNAUTHENTICATED (TOKEN_MISSING, TOKEN_MALFORMED,
  * TOKEN_AMBIGUOUS, TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_CLAIMS_INVALID), PERMISSION_DENIED
  * (SCOPE_MISSING, TENANT_NOT_ALLOWED), INVALID_ARGUMENT (TENANT_MISSING, TENANT_INVALID,

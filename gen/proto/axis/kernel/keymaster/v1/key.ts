@@ -123,10 +123,18 @@ export function keyVersionStateToJSON(object: KeyVersionState): string {
   }
 }
 
-/** A tenant's signing key: metadata only. No message of this API carries private key material. */
+/**
+ * A tenant's signing key: metadata only. No message of this API carries private key material.
+ * CreateKey sets key_id and algorithm; every other field is output only.
+ */
 export interface Key {
-  /** 1–63 characters of [a-z0-9._-], starting with a letter or digit; unique in the tenant. */
-  alias: string;
+  /**
+   * The key's identity, chosen at creation: 1–63 characters of [a-z0-9._-], starting with a
+   * letter or digit; unique in the tenant. Ids under `kernel.` belong to the kernel's own keys
+   * (the audit log's `kernel.audit`): CreateKey refuses them, Sign refuses to sign with them.
+   */
+  keyId: string;
+  /** Set at creation (required); never changes. */
   algorithm: Algorithm;
   /** The version Sign uses when the request names none (the newest, after RotateKey). */
   primaryVersion: number;
@@ -151,9 +159,33 @@ export interface KeyVersion {
   destroyTime: Date | undefined;
 }
 
+/** The public half of one key version, for verifiers outside the kernel. */
+export interface PublicKey {
+  keyId: string;
+  version: number;
+  algorithm: Algorithm;
+  /** SubjectPublicKeyInfo, PEM ("-----BEGIN PUBLIC KEY-----"). */
+  pem: string;
+  /** RFC 7517 JSON Web Key with kid "<key_id>/<version>" and alg (EdDSA, ES256 or PS256). */
+  jwk: string;
+}
+
+/**
+ * A signature made by one key version (Sign). Verify takes `value` back as its `signature`,
+ * with the same key_id and version.
+ */
+export interface Signature {
+  keyId: string;
+  /** The version that signed. */
+  version: number;
+  algorithm: Algorithm;
+  /** The signature bytes: Ed25519 64 bytes (RFC 8032), ECDSA DER-encoded, RSA-PSS 384 bytes. */
+  value: Buffer;
+}
+
 function createBaseKey(): Key {
   return {
-    alias: "",
+    keyId: "",
     algorithm: 0,
     primaryVersion: 0,
     minSignVersion: 0,
@@ -166,8 +198,8 @@ function createBaseKey(): Key {
 
 export const Key: MessageFns<Key> = {
   encode(message: Key, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.alias !== "") {
-      writer.uint32(10).string(message.alias);
+    if (message.keyId !== "") {
+      writer.uint32(10).string(message.keyId);
     }
     if (message.algorithm !== 0) {
       writer.uint32(16).int32(message.algorithm);
@@ -211,7 +243,7 @@ export const Key: MessageFns<Key> = {
               break;
             }
 
-            message.alias = reader.string();
+            message.keyId = reader.string();
             continue;
           }
           case 2: {
@@ -284,7 +316,11 @@ export const Key: MessageFns<Key> = {
 
   fromJSON(object: any): Key {
     return {
-      alias: isSet(object.alias) ? globalThis.String(object.alias) : "",
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
       algorithm: isSet(object.algorithm) ? algorithmFromJSON(object.algorithm) : 0,
       primaryVersion: isSet(object.primaryVersion)
         ? globalThis.Number(object.primaryVersion)
@@ -319,8 +355,8 @@ export const Key: MessageFns<Key> = {
 
   toJSON(message: Key): unknown {
     const obj: any = {};
-    if (message.alias !== "") {
-      obj.alias = message.alias;
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
     }
     if (message.algorithm !== 0) {
       obj.algorithm = algorithmToJSON(message.algorithm);
@@ -351,7 +387,7 @@ export const Key: MessageFns<Key> = {
   },
   fromPartial(object: DeepPartial<Key>): Key {
     const message = createBaseKey();
-    message.alias = object.alias ?? "";
+    message.keyId = object.keyId ?? "";
     message.algorithm = object.algorithm ?? 0;
     message.primaryVersion = object.primaryVersion ?? 0;
     message.minSignVersion = object.minSignVersion ?? 0;
@@ -487,6 +523,272 @@ export const KeyVersion: MessageFns<KeyVersion> = {
     return message;
   },
 };
+
+function createBasePublicKey(): PublicKey {
+  return { keyId: "", version: 0, algorithm: 0, pem: "", jwk: "" };
+}
+
+export const PublicKey: MessageFns<PublicKey> = {
+  encode(message: PublicKey, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyId !== "") {
+      writer.uint32(10).string(message.keyId);
+    }
+    if (message.version !== 0) {
+      writer.uint32(16).int32(message.version);
+    }
+    if (message.algorithm !== 0) {
+      writer.uint32(24).int32(message.algorithm);
+    }
+    if (message.pem !== "") {
+      writer.uint32(34).string(message.pem);
+    }
+    if (message.jwk !== "") {
+      writer.uint32(42).string(message.jwk);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PublicKey {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePublicKey();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.version = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.algorithm = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.pem = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.jwk = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PublicKey {
+    return {
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
+      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      algorithm: isSet(object.algorithm) ? algorithmFromJSON(object.algorithm) : 0,
+      pem: isSet(object.pem) ? globalThis.String(object.pem) : "",
+      jwk: isSet(object.jwk) ? globalThis.String(object.jwk) : "",
+    };
+  },
+
+  toJSON(message: PublicKey): unknown {
+    const obj: any = {};
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
+    }
+    if (message.version !== 0) {
+      obj.version = Math.round(message.version);
+    }
+    if (message.algorithm !== 0) {
+      obj.algorithm = algorithmToJSON(message.algorithm);
+    }
+    if (message.pem !== "") {
+      obj.pem = message.pem;
+    }
+    if (message.jwk !== "") {
+      obj.jwk = message.jwk;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PublicKey>): PublicKey {
+    return PublicKey.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PublicKey>): PublicKey {
+    const message = createBasePublicKey();
+    message.keyId = object.keyId ?? "";
+    message.version = object.version ?? 0;
+    message.algorithm = object.algorithm ?? 0;
+    message.pem = object.pem ?? "";
+    message.jwk = object.jwk ?? "";
+    return message;
+  },
+};
+
+function createBaseSignature(): Signature {
+  return { keyId: "", version: 0, algorithm: 0, value: Buffer.alloc(0) };
+}
+
+export const Signature: MessageFns<Signature> = {
+  encode(message: Signature, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyId !== "") {
+      writer.uint32(10).string(message.keyId);
+    }
+    if (message.version !== 0) {
+      writer.uint32(16).int32(message.version);
+    }
+    if (message.algorithm !== 0) {
+      writer.uint32(24).int32(message.algorithm);
+    }
+    if (message.value.length !== 0) {
+      writer.uint32(34).bytes(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Signature {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSignature();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.version = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.algorithm = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.value = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Signature {
+    return {
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
+      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      algorithm: isSet(object.algorithm) ? algorithmFromJSON(object.algorithm) : 0,
+      value: isSet(object.value) ? Buffer.from(bytesFromBase64(object.value)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: Signature): unknown {
+    const obj: any = {};
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
+    }
+    if (message.version !== 0) {
+      obj.version = Math.round(message.version);
+    }
+    if (message.algorithm !== 0) {
+      obj.algorithm = algorithmToJSON(message.algorithm);
+    }
+    if (message.value.length !== 0) {
+      obj.value = base64FromBytes(message.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Signature>): Signature {
+    return Signature.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Signature>): Signature {
+    const message = createBaseSignature();
+    message.keyId = object.keyId ?? "";
+    message.version = object.version ?? 0;
+    message.algorithm = object.algorithm ?? 0;
+    message.value = object.value ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 

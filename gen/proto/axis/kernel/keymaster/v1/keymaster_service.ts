@@ -8,15 +8,18 @@
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import type { CallContext, CallOptions } from "nice-grpc-common";
 import { Duration } from "../../../../google/protobuf/duration";
-import { Algorithm, algorithmFromJSON, algorithmToJSON, Key } from "./key";
+import { Key, PublicKey, Signature } from "./key";
 
 export const protobufPackage = "axis.kernel.keymaster.v1";
 
 export const protobufFileName = "axis/kernel/keymaster/v1/keymaster_service.proto";
 
 export interface CreateKeyRequest {
-  alias: string;
-  algorithm: Algorithm;
+  /**
+   * The key to create: key_id and algorithm are required; its other fields are output only and
+   * ignored.
+   */
+  key: Key | undefined;
 }
 
 export interface CreateKeyResponse {
@@ -24,7 +27,7 @@ export interface CreateKeyResponse {
 }
 
 export interface GetKeyRequest {
-  alias: string;
+  keyId: string;
 }
 
 export interface GetKeyResponse {
@@ -43,23 +46,17 @@ export interface ListKeysResponse {
 }
 
 export interface GetPublicKeyRequest {
-  alias: string;
+  keyId: string;
   /** 0 means the primary version. */
   version: number;
 }
 
 export interface GetPublicKeyResponse {
-  alias: string;
-  version: number;
-  algorithm: Algorithm;
-  /** SubjectPublicKeyInfo, PEM ("-----BEGIN PUBLIC KEY-----"). */
-  pem: string;
-  /** RFC 7517 JSON Web Key with kid "<alias>/<version>" and alg (EdDSA, ES256 or PS256). */
-  jwk: string;
+  publicKey: PublicKey | undefined;
 }
 
 export interface SignRequest {
-  alias: string;
+  keyId: string;
   /** 0 means the primary version. */
   version: number;
   input:
@@ -73,16 +70,22 @@ export interface SignRequest {
 }
 
 export interface SignResponse {
-  signature: Buffer;
-  version: number;
-  algorithm: Algorithm;
+  /**
+   * A new number: field 1 was the signature's bytes (now signature.value), and a stale client
+   * must not read a Signature message as signature bytes.
+   */
+  signature: Signature | undefined;
 }
 
 export interface VerifyRequest {
-  alias: string;
+  keyId: string;
   /** The version that made the signature (as Sign returned it); 0 means the primary version. */
   version: number;
-  input: { $case: "message"; value: Buffer } | { $case: "digest"; value: Buffer } | undefined;
+  input:
+    | { $case: "message"; value: Buffer }
+    | { $case: "digest"; value: Buffer }
+    | undefined;
+  /** The signature bytes (Signature.value as Sign returned it). */
   signature: Buffer;
 }
 
@@ -97,7 +100,7 @@ export interface VerifyResponse {
 }
 
 export interface RotateKeyRequest {
-  alias: string;
+  keyId: string;
 }
 
 export interface RotateKeyResponse {
@@ -105,7 +108,7 @@ export interface RotateKeyResponse {
 }
 
 export interface UpdateKeyPolicyRequest {
-  alias: string;
+  keyId: string;
   /** At least 1 and at most the primary version. */
   minSignVersion: number;
   /** At least 1 and at most min_sign_version. */
@@ -117,7 +120,7 @@ export interface UpdateKeyPolicyResponse {
 }
 
 export interface DisableKeyVersionRequest {
-  alias: string;
+  keyId: string;
   version: number;
 }
 
@@ -126,7 +129,7 @@ export interface DisableKeyVersionResponse {
 }
 
 export interface EnableKeyVersionRequest {
-  alias: string;
+  keyId: string;
   version: number;
 }
 
@@ -135,7 +138,7 @@ export interface EnableKeyVersionResponse {
 }
 
 export interface ScheduleKeyVersionDestructionRequest {
-  alias: string;
+  keyId: string;
   version: number;
   /** How long the version can still be restored; unset means 24 h. */
   restoreWindow: Duration | undefined;
@@ -146,7 +149,7 @@ export interface ScheduleKeyVersionDestructionResponse {
 }
 
 export interface RestoreKeyVersionRequest {
-  alias: string;
+  keyId: string;
   version: number;
 }
 
@@ -167,16 +170,13 @@ export interface RewrapDataKeysResponse {
 }
 
 function createBaseCreateKeyRequest(): CreateKeyRequest {
-  return { alias: "", algorithm: 0 };
+  return { key: undefined };
 }
 
 export const CreateKeyRequest: MessageFns<CreateKeyRequest> = {
   encode(message: CreateKeyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.alias !== "") {
-      writer.uint32(10).string(message.alias);
-    }
-    if (message.algorithm !== 0) {
-      writer.uint32(16).int32(message.algorithm);
+    if (message.key !== undefined) {
+      Key.encode(message.key, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -194,20 +194,12 @@ export const CreateKeyRequest: MessageFns<CreateKeyRequest> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
+          case 3: {
+            if (tag !== 26) {
               break;
             }
 
-            message.alias = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.algorithm = reader.int32() as any;
+            message.key = Key.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -223,19 +215,13 @@ export const CreateKeyRequest: MessageFns<CreateKeyRequest> = {
   },
 
   fromJSON(object: any): CreateKeyRequest {
-    return {
-      alias: isSet(object.alias) ? globalThis.String(object.alias) : "",
-      algorithm: isSet(object.algorithm) ? algorithmFromJSON(object.algorithm) : 0,
-    };
+    return { key: isSet(object.key) ? Key.fromJSON(object.key) : undefined };
   },
 
   toJSON(message: CreateKeyRequest): unknown {
     const obj: any = {};
-    if (message.alias !== "") {
-      obj.alias = message.alias;
-    }
-    if (message.algorithm !== 0) {
-      obj.algorithm = algorithmToJSON(message.algorithm);
+    if (message.key !== undefined) {
+      obj.key = Key.toJSON(message.key);
     }
     return obj;
   },
@@ -245,8 +231,7 @@ export const CreateKeyRequest: MessageFns<CreateKeyRequest> = {
   },
   fromPartial(object: DeepPartial<CreateKeyRequest>): CreateKeyRequest {
     const message = createBaseCreateKeyRequest();
-    message.alias = object.alias ?? "";
-    message.algorithm = object.algorithm ?? 0;
+    message.key = (object.key !== undefined && object.key !== null) ? Key.fromPartial(object.key) : undefined;
     return message;
   },
 };
@@ -319,13 +304,13 @@ export const CreateKeyResponse: MessageFns<CreateKeyResponse> = {
 };
 
 function createBaseGetKeyRequest(): GetKeyRequest {
-  return { alias: "" };
+  return { keyId: "" };
 }
 
 export const GetKeyRequest: MessageFns<GetKeyRequest> = {
   encode(message: GetKeyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.alias !== "") {
-      writer.uint32(10).string(message.alias);
+    if (message.keyId !== "") {
+      writer.uint32(10).string(message.keyId);
     }
     return writer;
   },
@@ -348,7 +333,7 @@ export const GetKeyRequest: MessageFns<GetKeyRequest> = {
               break;
             }
 
-            message.alias = reader.string();
+            message.keyId = reader.string();
             continue;
           }
         }
@@ -364,13 +349,19 @@ export const GetKeyRequest: MessageFns<GetKeyRequest> = {
   },
 
   fromJSON(object: any): GetKeyRequest {
-    return { alias: isSet(object.alias) ? globalThis.String(object.alias) : "" };
+    return {
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
+    };
   },
 
   toJSON(message: GetKeyRequest): unknown {
     const obj: any = {};
-    if (message.alias !== "") {
-      obj.alias = message.alias;
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
     }
     return obj;
   },
@@ -380,7 +371,7 @@ export const GetKeyRequest: MessageFns<GetKeyRequest> = {
   },
   fromPartial(object: DeepPartial<GetKeyRequest>): GetKeyRequest {
     const message = createBaseGetKeyRequest();
-    message.alias = object.alias ?? "";
+    message.keyId = object.keyId ?? "";
     return message;
   },
 };
@@ -635,13 +626,13 @@ export const ListKeysResponse: MessageFns<ListKeysResponse> = {
 };
 
 function createBaseGetPublicKeyRequest(): GetPublicKeyRequest {
-  return { alias: "", version: 0 };
+  return { keyId: "", version: 0 };
 }
 
 export const GetPublicKeyRequest: MessageFns<GetPublicKeyRequest> = {
   encode(message: GetPublicKeyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.alias !== "") {
-      writer.uint32(10).string(message.alias);
+    if (message.keyId !== "") {
+      writer.uint32(10).string(message.keyId);
     }
     if (message.version !== 0) {
       writer.uint32(16).int32(message.version);
@@ -667,7 +658,7 @@ export const GetPublicKeyRequest: MessageFns<GetPublicKeyRequest> = {
               break;
             }
 
-            message.alias = reader.string();
+            message.keyId = reader.string();
             continue;
           }
           case 2: {
@@ -692,15 +683,19 @@ export const GetPublicKeyRequest: MessageFns<GetPublicKeyRequest> = {
 
   fromJSON(object: any): GetPublicKeyRequest {
     return {
-      alias: isSet(object.alias) ? globalThis.String(object.alias) : "",
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
       version: isSet(object.version) ? globalThis.Number(object.version) : 0,
     };
   },
 
   toJSON(message: GetPublicKeyRequest): unknown {
     const obj: any = {};
-    if (message.alias !== "") {
-      obj.alias = message.alias;
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
     }
     if (message.version !== 0) {
       obj.version = Math.round(message.version);
@@ -713,32 +708,20 @@ export const GetPublicKeyRequest: MessageFns<GetPublicKeyRequest> = {
   },
   fromPartial(object: DeepPartial<GetPublicKeyRequest>): GetPublicKeyRequest {
     const message = createBaseGetPublicKeyRequest();
-    message.alias = object.alias ?? "";
+    message.keyId = object.keyId ?? "";
     message.version = object.version ?? 0;
     return message;
   },
 };
 
 function createBaseGetPublicKeyResponse(): GetPublicKeyResponse {
-  return { alias: "", version: 0, algorithm: 0, pem: "", jwk: "" };
+  return { publicKey: undefined };
 }
 
 export const GetPublicKeyResponse: MessageFns<GetPublicKeyResponse> = {
   encode(message: GetPublicKeyResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.alias !== "") {
-      writer.uint32(10).string(message.alias);
-    }
-    if (message.version !== 0) {
-      writer.uint32(16).int32(message.version);
-    }
-    if (message.algorithm !== 0) {
-      writer.uint32(24).int32(message.algorithm);
-    }
-    if (message.pem !== "") {
-      writer.uint32(34).string(message.pem);
-    }
-    if (message.jwk !== "") {
-      writer.uint32(42).string(message.jwk);
+    if (message.publicKey !== undefined) {
+      PublicKey.encode(message.publicKey, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -756,44 +739,12 @@ export const GetPublicKeyResponse: MessageFns<GetPublicKeyResponse> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
+          case 6: {
+            if (tag !== 50) {
               break;
             }
 
-            message.alias = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.version = reader.int32();
-            continue;
-          }
-          case 3: {
-            if (tag !== 24) {
-              break;
-            }
-
-            message.algorithm = reader.int32() as any;
-            continue;
-          }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            message.pem = reader.string();
-            continue;
-          }
-          case 5: {
-            if (tag !== 42) {
-              break;
-            }
-
-            message.jwk = reader.string();
+            message.publicKey = PublicKey.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -810,30 +761,18 @@ export const GetPublicKeyResponse: MessageFns<GetPublicKeyResponse> = {
 
   fromJSON(object: any): GetPublicKeyResponse {
     return {
-      alias: isSet(object.alias) ? globalThis.String(object.alias) : "",
-      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
-      algorithm: isSet(object.algorithm) ? algorithmFromJSON(object.algorithm) : 0,
-      pem: isSet(object.pem) ? globalThis.String(object.pem) : "",
-      jwk: isSet(object.jwk) ? globalThis.String(object.jwk) : "",
+      publicKey: isSet(object.publicKey)
+        ? PublicKey.fromJSON(object.publicKey)
+        : isSet(object.public_key)
+        ? PublicKey.fromJSON(object.public_key)
+        : undefined,
     };
   },
 
   toJSON(message: GetPublicKeyResponse): unknown {
     const obj: any = {};
-    if (message.alias !== "") {
-      obj.alias = message.alias;
-    }
-    if (message.version !== 0) {
-      obj.version = Math.round(message.version);
-    }
-    if (message.algorithm !== 0) {
-      obj.algorithm = algorithmToJSON(message.algorithm);
-    }
-    if (message.pem !== "") {
-      obj.pem = message.pem;
-    }
-    if (message.jwk !== "") {
-      obj.jwk = message.jwk;
+    if (message.publicKey !== undefined) {
+      obj.publicKey = PublicKey.toJSON(message.publicKey);
     }
     return obj;
   },
@@ -843,23 +782,21 @@ export const GetPublicKeyResponse: MessageFns<GetPublicKeyResponse> = {
   },
   fromPartial(object: DeepPartial<GetPublicKeyResponse>): GetPublicKeyResponse {
     const message = createBaseGetPublicKeyResponse();
-    message.alias = object.alias ?? "";
-    message.version = object.version ?? 0;
-    message.algorithm = object.algorithm ?? 0;
-    message.pem = object.pem ?? "";
-    message.jwk = object.jwk ?? "";
+    message.publicKey = (object.publicKey !== undefined && object.publicKey !== null)
+      ? PublicKey.fromPartial(object.publicKey)
+      : undefined;
     return message;
   },
 };
 
 function createBaseSignRequest(): SignRequest {
-  return { alias: "", version: 0, input: undefined };
+  return { keyId: "", version: 0, input: undefined };
 }
 
 export const SignRequest: MessageFns<SignRequest> = {
   encode(message: SignRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.alias !== "") {
-      writer.uint32(10).string(message.alias);
+    if (message.keyId !== "") {
+      writer.uint32(10).string(message.keyId);
     }
     if (message.version !== 0) {
       writer.uint32(16).int32(message.version);
@@ -893,7 +830,7 @@ export const SignRequest: MessageFns<SignRequest> = {
               break;
             }
 
-            message.alias = reader.string();
+            message.keyId = reader.string();
             continue;
           }
           case 2: {
@@ -934,7 +871,11 @@ export const SignRequest: MessageFns<SignRequest> = {
 
   fromJSON(object: any): SignRequest {
     return {
-      alias: isSet(object.alias) ? globalThis.String(object.alias) : "",
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
       version: isSet(object.version) ? globalThis.Number(object.version) : 0,
       input: isSet(object.message)
         ? { $case: "message", value: Buffer.from(bytesFromBase64(object.message)) }
@@ -946,8 +887,8 @@ export const SignRequest: MessageFns<SignRequest> = {
 
   toJSON(message: SignRequest): unknown {
     const obj: any = {};
-    if (message.alias !== "") {
-      obj.alias = message.alias;
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
     }
     if (message.version !== 0) {
       obj.version = Math.round(message.version);
@@ -965,7 +906,7 @@ export const SignRequest: MessageFns<SignRequest> = {
   },
   fromPartial(object: DeepPartial<SignRequest>): SignRequest {
     const message = createBaseSignRequest();
-    message.alias = object.alias ?? "";
+    message.keyId = object.keyId ?? "";
     message.version = object.version ?? 0;
     switch (object.input?.$case) {
       case "message": {
@@ -986,19 +927,13 @@ export const SignRequest: MessageFns<SignRequest> = {
 };
 
 function createBaseSignResponse(): SignResponse {
-  return { signature: Buffer.alloc(0), version: 0, algorithm: 0 };
+  return { signature: undefined };
 }
 
 export const SignResponse: MessageFns<SignResponse> = {
   encode(message: SignResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.signature.length !== 0) {
-      writer.uint32(10).bytes(message.signature);
-    }
-    if (message.version !== 0) {
-      writer.uint32(16).int32(message.version);
-    }
-    if (message.algorithm !== 0) {
-      writer.uint32(24).int32(message.algorithm);
+    if (message.signature !== undefined) {
+      Signature.encode(message.signature, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -1016,28 +951,12 @@ export const SignResponse: MessageFns<SignResponse> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
+          case 4: {
+            if (tag !== 34) {
               break;
             }
 
-            message.signature = Buffer.from(reader.bytes());
-            continue;
-          }
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.version = reader.int32();
-            continue;
-          }
-          case 3: {
-            if (tag !== 24) {
-              break;
-            }
-
-            message.algorithm = reader.int32() as any;
+            message.signature = Signature.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -1053,23 +972,13 @@ export const SignResponse: MessageFns<SignResponse> = {
   },
 
   fromJSON(object: any): SignResponse {
-    return {
-      signature: isSet(object.signature) ? Buffer.from(bytesFromBase64(object.signature)) : Buffer.alloc(0),
-      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
-      algorithm: isSet(object.algorithm) ? algorithmFromJSON(object.algorithm) : 0,
-    };
+    return { signature: isSet(object.signature) ? Signature.fromJSON(object.signature) : undefined };
   },
 
   toJSON(message: SignResponse): unknown {
     const obj: any = {};
-    if (message.signature.length !== 0) {
-      obj.signature = base64FromBytes(message.signature);
-    }
-    if (message.version !== 0) {
-      obj.version = Math.round(message.version);
-    }
-    if (message.algorithm !== 0) {
-      obj.algorithm = algorithmToJSON(message.algorithm);
+    if (message.signature !== undefined) {
+      obj.signature = Signature.toJSON(message.signature);
     }
     return obj;
   },
@@ -1079,21 +988,21 @@ export const SignResponse: MessageFns<SignResponse> = {
   },
   fromPartial(object: DeepPartial<SignResponse>): SignResponse {
     const message = createBaseSignResponse();
-    message.signature = object.signature ?? Buffer.alloc(0);
-    message.version = object.version ?? 0;
-    message.algorithm = object.algorithm ?? 0;
+    message.signature = (object.signature !== undefined && object.signature !== null)
+      ? Signature.fromPartial(object.signature)
+      : undefined;
     return message;
   },
 };
 
 function createBaseVerifyRequest(): VerifyRequest {
-  return { alias: "", version: 0, input: undefined, signature: Buffer.alloc(0) };
+  return { keyId: "", version: 0, input: undefined, signature: Buffer.alloc(0) };
 }
 
 export const VerifyRequest: MessageFns<VerifyRequest> = {
   encode(message: VerifyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.alias !== "") {
-      writer.uint32(10).string(message.alias);
+    if (message.keyId !== "") {
+      writer.uint32(10).string(message.keyId);
     }
     if (message.version !== 0) {
       writer.uint32(16).int32(message.version);
@@ -1130,7 +1039,7 @@ export const VerifyRequest: MessageFns<VerifyRequest> = {
               break;
             }
 
-            message.alias = reader.string();
+            message.keyId = reader.string();
             continue;
           }
           case 2: {
@@ -1179,7 +1088,11 @@ export const VerifyRequest: MessageFns<VerifyRequest> = {
 
   fromJSON(object: any): VerifyRequest {
     return {
-      alias: isSet(object.alias) ? globalThis.String(object.alias) : "",
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
       version: isSet(object.version) ? globalThis.Number(object.version) : 0,
       input: isSet(object.message)
         ? { $case: "message", value: Buffer.from(bytesFromBase64(object.message)) }
@@ -1192,8 +1105,8 @@ export const VerifyRequest: MessageFns<VerifyRequest> = {
 
   toJSON(message: VerifyRequest): unknown {
     const obj: any = {};
-    if (message.alias !== "") {
-      obj.alias = message.alias;
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
     }
     if (message.version !== 0) {
       obj.version = Math.round(message.version);
@@ -1214,7 +1127,7 @@ export const VerifyRequest: MessageFns<VerifyRequest> = {
   },
   fromPartial(object: DeepPartial<VerifyRequest>): VerifyRequest {
     const message = createBaseVerifyRequest();
-    message.alias = object.alias ?? "";
+    message.keyId = object.keyId ?? "";
     message.version = object.version ?? 0;
     switch (object.input?.$case) {
       case "message": {
@@ -1337,13 +1250,13 @@ export const VerifyResponse: MessageFns<VerifyResponse> = {
 };
 
 function createBaseRotateKeyRequest(): RotateKeyRequest {
-  return { alias: "" };
+  return { keyId: "" };
 }
 
 export const RotateKeyRequest: MessageFns<RotateKeyRequest> = {
   encode(message: RotateKeyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.alias !== "") {
-      writer.uint32(10).string(message.alias);
+    if (message.keyId !== "") {
+      writer.uint32(10).string(message.keyId);
     }
     return writer;
   },
@@ -1366,7 +1279,7 @@ export const RotateKeyRequest: MessageFns<RotateKeyRequest> = {
               break;
             }
 
-            message.alias = reader.string();
+            message.keyId = reader.string();
             continue;
           }
         }
@@ -1382,13 +1295,19 @@ export const RotateKeyRequest: MessageFns<RotateKeyRequest> = {
   },
 
   fromJSON(object: any): RotateKeyRequest {
-    return { alias: isSet(object.alias) ? globalThis.String(object.alias) : "" };
+    return {
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
+    };
   },
 
   toJSON(message: RotateKeyRequest): unknown {
     const obj: any = {};
-    if (message.alias !== "") {
-      obj.alias = message.alias;
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
     }
     return obj;
   },
@@ -1398,7 +1317,7 @@ export const RotateKeyRequest: MessageFns<RotateKeyRequest> = {
   },
   fromPartial(object: DeepPartial<RotateKeyRequest>): RotateKeyRequest {
     const message = createBaseRotateKeyRequest();
-    message.alias = object.alias ?? "";
+    message.keyId = object.keyId ?? "";
     return message;
   },
 };
@@ -1471,13 +1390,13 @@ export const RotateKeyResponse: MessageFns<RotateKeyResponse> = {
 };
 
 function createBaseUpdateKeyPolicyRequest(): UpdateKeyPolicyRequest {
-  return { alias: "", minSignVersion: 0, minVerifyVersion: 0 };
+  return { keyId: "", minSignVersion: 0, minVerifyVersion: 0 };
 }
 
 export const UpdateKeyPolicyRequest: MessageFns<UpdateKeyPolicyRequest> = {
   encode(message: UpdateKeyPolicyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.alias !== "") {
-      writer.uint32(10).string(message.alias);
+    if (message.keyId !== "") {
+      writer.uint32(10).string(message.keyId);
     }
     if (message.minSignVersion !== 0) {
       writer.uint32(16).int32(message.minSignVersion);
@@ -1506,7 +1425,7 @@ export const UpdateKeyPolicyRequest: MessageFns<UpdateKeyPolicyRequest> = {
               break;
             }
 
-            message.alias = reader.string();
+            message.keyId = reader.string();
             continue;
           }
           case 2: {
@@ -1539,7 +1458,11 @@ export const UpdateKeyPolicyRequest: MessageFns<UpdateKeyPolicyRequest> = {
 
   fromJSON(object: any): UpdateKeyPolicyRequest {
     return {
-      alias: isSet(object.alias) ? globalThis.String(object.alias) : "",
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
       minSignVersion: isSet(object.minSignVersion)
         ? globalThis.Number(object.minSignVersion)
         : isSet(object.min_sign_version)
@@ -1555,8 +1478,8 @@ export const UpdateKeyPolicyRequest: MessageFns<UpdateKeyPolicyRequest> = {
 
   toJSON(message: UpdateKeyPolicyRequest): unknown {
     const obj: any = {};
-    if (message.alias !== "") {
-      obj.alias = message.alias;
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
     }
     if (message.minSignVersion !== 0) {
       obj.minSignVersion = Math.round(message.minSignVersion);
@@ -1572,7 +1495,7 @@ export const UpdateKeyPolicyRequest: MessageFns<UpdateKeyPolicyRequest> = {
   },
   fromPartial(object: DeepPartial<UpdateKeyPolicyRequest>): UpdateKeyPolicyRequest {
     const message = createBaseUpdateKeyPolicyRequest();
-    message.alias = object.alias ?? "";
+    message.keyId = object.keyId ?? "";
     message.minSignVersion = object.minSignVersion ?? 0;
     message.minVerifyVersion = object.minVerifyVersion ?? 0;
     return message;
@@ -1647,13 +1570,13 @@ export const UpdateKeyPolicyResponse: MessageFns<UpdateKeyPolicyResponse> = {
 };
 
 function createBaseDisableKeyVersionRequest(): DisableKeyVersionRequest {
-  return { alias: "", version: 0 };
+  return { keyId: "", version: 0 };
 }
 
 export const DisableKeyVersionRequest: MessageFns<DisableKeyVersionRequest> = {
   encode(message: DisableKeyVersionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.alias !== "") {
-      writer.uint32(10).string(message.alias);
+    if (message.keyId !== "") {
+      writer.uint32(10).string(message.keyId);
     }
     if (message.version !== 0) {
       writer.uint32(16).int32(message.version);
@@ -1679,7 +1602,7 @@ export const DisableKeyVersionRequest: MessageFns<DisableKeyVersionRequest> = {
               break;
             }
 
-            message.alias = reader.string();
+            message.keyId = reader.string();
             continue;
           }
           case 2: {
@@ -1704,15 +1627,19 @@ export const DisableKeyVersionRequest: MessageFns<DisableKeyVersionRequest> = {
 
   fromJSON(object: any): DisableKeyVersionRequest {
     return {
-      alias: isSet(object.alias) ? globalThis.String(object.alias) : "",
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
       version: isSet(object.version) ? globalThis.Number(object.version) : 0,
     };
   },
 
   toJSON(message: DisableKeyVersionRequest): unknown {
     const obj: any = {};
-    if (message.alias !== "") {
-      obj.alias = message.alias;
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
     }
     if (message.version !== 0) {
       obj.version = Math.round(message.version);
@@ -1725,7 +1652,7 @@ export const DisableKeyVersionRequest: MessageFns<DisableKeyVersionRequest> = {
   },
   fromPartial(object: DeepPartial<DisableKeyVersionRequest>): DisableKeyVersionRequest {
     const message = createBaseDisableKeyVersionRequest();
-    message.alias = object.alias ?? "";
+    message.keyId = object.keyId ?? "";
     message.version = object.version ?? 0;
     return message;
   },
@@ -1799,13 +1726,13 @@ export const DisableKeyVersionResponse: MessageFns<DisableKeyVersionResponse> = 
 };
 
 function createBaseEnableKeyVersionRequest(): EnableKeyVersionRequest {
-  return { alias: "", version: 0 };
+  return { keyId: "", version: 0 };
 }
 
 export const EnableKeyVersionRequest: MessageFns<EnableKeyVersionRequest> = {
   encode(message: EnableKeyVersionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.alias !== "") {
-      writer.uint32(10).string(message.alias);
+    if (message.keyId !== "") {
+      writer.uint32(10).string(message.keyId);
     }
     if (message.version !== 0) {
       writer.uint32(16).int32(message.version);
@@ -1831,7 +1758,7 @@ export const EnableKeyVersionRequest: MessageFns<EnableKeyVersionRequest> = {
               break;
             }
 
-            message.alias = reader.string();
+            message.keyId = reader.string();
             continue;
           }
           case 2: {
@@ -1856,15 +1783,19 @@ export const EnableKeyVersionRequest: MessageFns<EnableKeyVersionRequest> = {
 
   fromJSON(object: any): EnableKeyVersionRequest {
     return {
-      alias: isSet(object.alias) ? globalThis.String(object.alias) : "",
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
       version: isSet(object.version) ? globalThis.Number(object.version) : 0,
     };
   },
 
   toJSON(message: EnableKeyVersionRequest): unknown {
     const obj: any = {};
-    if (message.alias !== "") {
-      obj.alias = message.alias;
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
     }
     if (message.version !== 0) {
       obj.version = Math.round(message.version);
@@ -1877,7 +1808,7 @@ export const EnableKeyVersionRequest: MessageFns<EnableKeyVersionRequest> = {
   },
   fromPartial(object: DeepPartial<EnableKeyVersionRequest>): EnableKeyVersionRequest {
     const message = createBaseEnableKeyVersionRequest();
-    message.alias = object.alias ?? "";
+    message.keyId = object.keyId ?? "";
     message.version = object.version ?? 0;
     return message;
   },
@@ -1951,13 +1882,13 @@ export const EnableKeyVersionResponse: MessageFns<EnableKeyVersionResponse> = {
 };
 
 function createBaseScheduleKeyVersionDestructionRequest(): ScheduleKeyVersionDestructionRequest {
-  return { alias: "", version: 0, restoreWindow: undefined };
+  return { keyId: "", version: 0, restoreWindow: undefined };
 }
 
 export const ScheduleKeyVersionDestructionRequest: MessageFns<ScheduleKeyVersionDestructionRequest> = {
   encode(message: ScheduleKeyVersionDestructionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.alias !== "") {
-      writer.uint32(10).string(message.alias);
+    if (message.keyId !== "") {
+      writer.uint32(10).string(message.keyId);
     }
     if (message.version !== 0) {
       writer.uint32(16).int32(message.version);
@@ -1986,7 +1917,7 @@ export const ScheduleKeyVersionDestructionRequest: MessageFns<ScheduleKeyVersion
               break;
             }
 
-            message.alias = reader.string();
+            message.keyId = reader.string();
             continue;
           }
           case 2: {
@@ -2019,7 +1950,11 @@ export const ScheduleKeyVersionDestructionRequest: MessageFns<ScheduleKeyVersion
 
   fromJSON(object: any): ScheduleKeyVersionDestructionRequest {
     return {
-      alias: isSet(object.alias) ? globalThis.String(object.alias) : "",
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
       version: isSet(object.version) ? globalThis.Number(object.version) : 0,
       restoreWindow: isSet(object.restoreWindow)
         ? Duration.fromJSON(object.restoreWindow)
@@ -2031,8 +1966,8 @@ export const ScheduleKeyVersionDestructionRequest: MessageFns<ScheduleKeyVersion
 
   toJSON(message: ScheduleKeyVersionDestructionRequest): unknown {
     const obj: any = {};
-    if (message.alias !== "") {
-      obj.alias = message.alias;
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
     }
     if (message.version !== 0) {
       obj.version = Math.round(message.version);
@@ -2048,7 +1983,7 @@ export const ScheduleKeyVersionDestructionRequest: MessageFns<ScheduleKeyVersion
   },
   fromPartial(object: DeepPartial<ScheduleKeyVersionDestructionRequest>): ScheduleKeyVersionDestructionRequest {
     const message = createBaseScheduleKeyVersionDestructionRequest();
-    message.alias = object.alias ?? "";
+    message.keyId = object.keyId ?? "";
     message.version = object.version ?? 0;
     message.restoreWindow = (object.restoreWindow !== undefined && object.restoreWindow !== null)
       ? Duration.fromPartial(object.restoreWindow)
@@ -2125,13 +2060,13 @@ export const ScheduleKeyVersionDestructionResponse: MessageFns<ScheduleKeyVersio
 };
 
 function createBaseRestoreKeyVersionRequest(): RestoreKeyVersionRequest {
-  return { alias: "", version: 0 };
+  return { keyId: "", version: 0 };
 }
 
 export const RestoreKeyVersionRequest: MessageFns<RestoreKeyVersionRequest> = {
   encode(message: RestoreKeyVersionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.alias !== "") {
-      writer.uint32(10).string(message.alias);
+    if (message.keyId !== "") {
+      writer.uint32(10).string(message.keyId);
     }
     if (message.version !== 0) {
       writer.uint32(16).int32(message.version);
@@ -2157,7 +2092,7 @@ export const RestoreKeyVersionRequest: MessageFns<RestoreKeyVersionRequest> = {
               break;
             }
 
-            message.alias = reader.string();
+            message.keyId = reader.string();
             continue;
           }
           case 2: {
@@ -2182,15 +2117,19 @@ export const RestoreKeyVersionRequest: MessageFns<RestoreKeyVersionRequest> = {
 
   fromJSON(object: any): RestoreKeyVersionRequest {
     return {
-      alias: isSet(object.alias) ? globalThis.String(object.alias) : "",
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
       version: isSet(object.version) ? globalThis.Number(object.version) : 0,
     };
   },
 
   toJSON(message: RestoreKeyVersionRequest): unknown {
     const obj: any = {};
-    if (message.alias !== "") {
-      obj.alias = message.alias;
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
     }
     if (message.version !== 0) {
       obj.version = Math.round(message.version);
@@ -2203,7 +2142,7 @@ export const RestoreKeyVersionRequest: MessageFns<RestoreKeyVersionRequest> = {
   },
   fromPartial(object: DeepPartial<RestoreKeyVersionRequest>): RestoreKeyVersionRequest {
     const message = createBaseRestoreKeyVersionRequest();
-    message.alias = object.alias ?? "";
+    message.keyId = object.keyId ?? "";
     message.version = object.version ?? 0;
     return message;
   },
@@ -2453,6 +2392,8 @@ export const RewrapDataKeysResponse: MessageFns<RewrapDataKeysResponse> = {
  * encrypted at rest (envelope encryption with the kernel's master keys); no RPC returns them
  * and there is no export.
  *
+ * Errors carry the details of axis.kernel.common.v1.ErrorDetails (ErrorInfo always, in domain
+ * "kernel.axis").
  * Every RPC may also return the platform reasons: UNAUTHENTICATED (TOKEN_MISSING, TOKEN_MALFORMED,
  * TOKEN_AMBIGUOUS, TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_CLAIMS_INVALID), PERMISSION_DENIED
  * (SCOPE_MISSING, TENANT_NOT_ALLOWED), INVALID_ARGUMENT (TENANT_MISSING, TENANT_INVALID,
@@ -2474,8 +2415,8 @@ export const KeymasterServiceDefinition = {
   fullName: "axis.kernel.keymaster.v1.KeymasterService",
   methods: {
     /**
-     * Creates a key with version 1 as primary. Reasons: INVALID_ARGUMENT (ENUM_UNSPECIFIED),
-     * ALREADY_EXISTS (KEY_EXISTS).
+     * Creates a key with version 1 as primary. Reasons: INVALID_ARGUMENT (FIELD_INVALID,
+     * ENUM_UNSPECIFIED, KEY_ID_RESERVED: key_id under `kernel.`), ALREADY_EXISTS (KEY_EXISTS).
      */
     createKey: {
       name: "CreateKey",
@@ -2494,7 +2435,7 @@ export const KeymasterServiceDefinition = {
       responseStream: false,
       options: { idempotencyLevel: "NO_SIDE_EFFECTS" },
     },
-    /** Lists the tenant's keys by alias. Reasons: INVALID_ARGUMENT (PAGE_TOKEN_INVALID). */
+    /** Lists the tenant's keys by key_id. Reasons: INVALID_ARGUMENT (PAGE_TOKEN_INVALID). */
     listKeys: {
       name: "ListKeys",
       requestType: ListKeysRequest as typeof ListKeysRequest,
@@ -2520,7 +2461,9 @@ export const KeymasterServiceDefinition = {
      * primary). Every signature is audited. Reasons: NOT_FOUND (KEY_NOT_FOUND,
      * KEY_VERSION_NOT_FOUND), INVALID_ARGUMENT (INPUT_MISSING, DIGEST_LENGTH_INVALID,
      * DIGEST_UNSUPPORTED, MESSAGE_TOO_LARGE), FAILED_PRECONDITION (KEY_VERSION_DISABLED,
-     * KEY_VERSION_DESTRUCTION_SCHEDULED, KEY_VERSION_DESTROYED, BELOW_MIN_SIGN_VERSION).
+     * KEY_VERSION_DESTRUCTION_SCHEDULED, KEY_VERSION_DESTROYED, BELOW_MIN_SIGN_VERSION),
+     * PERMISSION_DENIED (KEY_RESERVED: the kernel's own keys under `kernel.` sign for the kernel
+     * only).
      */
     sign: {
       name: "Sign",
@@ -2532,7 +2475,7 @@ export const KeymasterServiceDefinition = {
     },
     /**
      * Checks a signature. An invalid or garbage signature answers valid = false; it is not an
-     * error. A version that may not verify (disabled, destroyed, below the minimum verify
+     * error. The answer is the result of a check, not a resource, so it stays flat. A version that may not verify (disabled, destroyed, below the minimum verify
      * version) answers valid = false with the refusal named in `refusal`. Reasons: NOT_FOUND
      * (KEY_NOT_FOUND, KEY_VERSION_NOT_FOUND), INVALID_ARGUMENT (INPUT_MISSING,
      * DIGEST_LENGTH_INVALID, DIGEST_UNSUPPORTED, MESSAGE_TOO_LARGE, SIGNATURE_TOO_LARGE).
@@ -2639,13 +2582,13 @@ export const KeymasterServiceDefinition = {
 
 export interface KeymasterServiceImplementation<CallContextExt = {}> {
   /**
-   * Creates a key with version 1 as primary. Reasons: INVALID_ARGUMENT (ENUM_UNSPECIFIED),
-   * ALREADY_EXISTS (KEY_EXISTS).
+   * Creates a key with version 1 as primary. Reasons: INVALID_ARGUMENT (FIELD_INVALID,
+   * ENUM_UNSPECIFIED, KEY_ID_RESERVED: key_id under `kernel.`), ALREADY_EXISTS (KEY_EXISTS).
    */
   createKey(request: CreateKeyRequest, context: CallContext & CallContextExt): Promise<DeepPartial<CreateKeyResponse>>;
   /** Reads a key's metadata. Reasons: NOT_FOUND (KEY_NOT_FOUND). */
   getKey(request: GetKeyRequest, context: CallContext & CallContextExt): Promise<DeepPartial<GetKeyResponse>>;
-  /** Lists the tenant's keys by alias. Reasons: INVALID_ARGUMENT (PAGE_TOKEN_INVALID). */
+  /** Lists the tenant's keys by key_id. Reasons: INVALID_ARGUMENT (PAGE_TOKEN_INVALID). */
   listKeys(request: ListKeysRequest, context: CallContext & CallContextExt): Promise<DeepPartial<ListKeysResponse>>;
   /**
    * The public key of a version (default: primary) as SPKI PEM and as JWK. Reasons: NOT_FOUND
@@ -2660,12 +2603,14 @@ export interface KeymasterServiceImplementation<CallContextExt = {}> {
    * primary). Every signature is audited. Reasons: NOT_FOUND (KEY_NOT_FOUND,
    * KEY_VERSION_NOT_FOUND), INVALID_ARGUMENT (INPUT_MISSING, DIGEST_LENGTH_INVALID,
    * DIGEST_UNSUPPORTED, MESSAGE_TOO_LARGE), FAILED_PRECONDITION (KEY_VERSION_DISABLED,
-   * KEY_VERSION_DESTRUCTION_SCHEDULED, KEY_VERSION_DESTROYED, BELOW_MIN_SIGN_VERSION).
+   * KEY_VERSION_DESTRUCTION_SCHEDULED, KEY_VERSION_DESTROYED, BELOW_MIN_SIGN_VERSION),
+   * PERMISSION_DENIED (KEY_RESERVED: the kernel's own keys under `kernel.` sign for the kernel
+   * only).
    */
   sign(request: SignRequest, context: CallContext & CallContextExt): Promise<DeepPartial<SignResponse>>;
   /**
    * Checks a signature. An invalid or garbage signature answers valid = false; it is not an
-   * error. A version that may not verify (disabled, destroyed, below the minimum verify
+   * error. The answer is the result of a check, not a resource, so it stays flat. A version that may not verify (disabled, destroyed, below the minimum verify
    * version) answers valid = false with the refusal named in `refusal`. Reasons: NOT_FOUND
    * (KEY_NOT_FOUND, KEY_VERSION_NOT_FOUND), INVALID_ARGUMENT (INPUT_MISSING,
    * DIGEST_LENGTH_INVALID, DIGEST_UNSUPPORTED, MESSAGE_TOO_LARGE, SIGNATURE_TOO_LARGE).
@@ -2733,13 +2678,13 @@ export interface KeymasterServiceImplementation<CallContextExt = {}> {
 
 export interface KeymasterServiceClient<CallOptionsExt = {}> {
   /**
-   * Creates a key with version 1 as primary. Reasons: INVALID_ARGUMENT (ENUM_UNSPECIFIED),
-   * ALREADY_EXISTS (KEY_EXISTS).
+   * Creates a key with version 1 as primary. Reasons: INVALID_ARGUMENT (FIELD_INVALID,
+   * ENUM_UNSPECIFIED, KEY_ID_RESERVED: key_id under `kernel.`), ALREADY_EXISTS (KEY_EXISTS).
    */
   createKey(request: DeepPartial<CreateKeyRequest>, options?: CallOptions & CallOptionsExt): Promise<CreateKeyResponse>;
   /** Reads a key's metadata. Reasons: NOT_FOUND (KEY_NOT_FOUND). */
   getKey(request: DeepPartial<GetKeyRequest>, options?: CallOptions & CallOptionsExt): Promise<GetKeyResponse>;
-  /** Lists the tenant's keys by alias. Reasons: INVALID_ARGUMENT (PAGE_TOKEN_INVALID). */
+  /** Lists the tenant's keys by key_id. Reasons: INVALID_ARGUMENT (PAGE_TOKEN_INVALID). */
   listKeys(request: DeepPartial<ListKeysRequest>, options?: CallOptions & CallOptionsExt): Promise<ListKeysResponse>;
   /**
    * The public key of a version (default: primary) as SPKI PEM and as JWK. Reasons: NOT_FOUND
@@ -2754,12 +2699,14 @@ export interface KeymasterServiceClient<CallOptionsExt = {}> {
    * primary). Every signature is audited. Reasons: NOT_FOUND (KEY_NOT_FOUND,
    * KEY_VERSION_NOT_FOUND), INVALID_ARGUMENT (INPUT_MISSING, DIGEST_LENGTH_INVALID,
    * DIGEST_UNSUPPORTED, MESSAGE_TOO_LARGE), FAILED_PRECONDITION (KEY_VERSION_DISABLED,
-   * KEY_VERSION_DESTRUCTION_SCHEDULED, KEY_VERSION_DESTROYED, BELOW_MIN_SIGN_VERSION).
+   * KEY_VERSION_DESTRUCTION_SCHEDULED, KEY_VERSION_DESTROYED, BELOW_MIN_SIGN_VERSION),
+   * PERMISSION_DENIED (KEY_RESERVED: the kernel's own keys under `kernel.` sign for the kernel
+   * only).
    */
   sign(request: DeepPartial<SignRequest>, options?: CallOptions & CallOptionsExt): Promise<SignResponse>;
   /**
    * Checks a signature. An invalid or garbage signature answers valid = false; it is not an
-   * error. A version that may not verify (disabled, destroyed, below the minimum verify
+   * error. The answer is the result of a check, not a resource, so it stays flat. A version that may not verify (disabled, destroyed, below the minimum verify
    * version) answers valid = false with the refusal named in `refusal`. Reasons: NOT_FOUND
    * (KEY_NOT_FOUND, KEY_VERSION_NOT_FOUND), INVALID_ARGUMENT (INPUT_MISSING,
    * DIGEST_LENGTH_INVALID, DIGEST_UNSUPPORTED, MESSAGE_TOO_LARGE, SIGNATURE_TOO_LARGE).

@@ -6,6 +6,7 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { Duration } from "../../../../google/protobuf/duration";
 import { Value } from "../../../../google/protobuf/struct";
 import { Timestamp } from "../../../../google/protobuf/timestamp";
 
@@ -16,7 +17,7 @@ export const protobufFileName = "axis/kernel/scheduler/v1/job.proto";
 /** The life cycle of a job. */
 export enum JobState {
   JOB_STATE_UNSPECIFIED = 0,
-  /** JOB_STATE_QUEUED - Waiting for its run_at (or for a retry after a failed attempt). */
+  /** JOB_STATE_QUEUED - Waiting for its run_time (or for a retry after a failed attempt). */
   JOB_STATE_QUEUED = 1,
   /** JOB_STATE_RUNNING - Leased by a worker (in-process or remote) until lease_expire_time. */
   JOB_STATE_RUNNING = 2,
@@ -223,7 +224,8 @@ export function tickOutcomeToJSON(object: TickOutcome): string {
 export interface JobError {
   attempt: number;
   error: string;
-  time:
+  /** When the attempt failed. */
+  errorTime:
     | Date
     | undefined;
   /** When the next attempt may start (exponential backoff with jitter); unset after the last attempt. */
@@ -232,25 +234,32 @@ export interface JobError {
 
 /**
  * A unit of background work of one tenant. Delivery is at least once: a handler must be
- * idempotent per job.
+ * idempotent per job. EnqueueJob sets queue, job_type, payload, run_time, priority,
+ * max_attempts, job_key, timeout and backoff_base; every other field is output only.
  */
 export interface Job {
   jobId: string;
+  /** Empty means "default"; 1–100 characters of [a-z0-9._:-]. */
   queue: string;
-  /** The handler type, e.g. "kernel.batch.chunk". */
-  type: string;
+  /** The handler type, e.g. "kernel.batch.chunk" (required; 1–100 characters of [a-z0-9._:-]). */
+  jobType: string;
   /** Any JSON value (at most 64 KiB serialised). */
   payload: any | undefined;
   state: JobState;
   /** Attempts started so far. */
   attempt: number;
+  /** 1–100; 0 in EnqueueJob means 25. */
   maxAttempts: number;
-  /** Higher runs first within the tenant. */
+  /** Higher runs first within the tenant: -1000..1000. */
   priority: number;
-  runAt:
+  /** When the job may start. In EnqueueJob: unset means now; at most one year ahead. */
+  runTime:
     | Date
     | undefined;
-  /** De-duplication key: while a job with this key is queued or running, enqueuing returns it. */
+  /**
+   * De-duplication key (≤ 255 visible ASCII characters): while a job with this key is queued or
+   * running, enqueuing returns it.
+   */
   jobKey: string;
   /** Set when a schedule fired the job. */
   scheduleId: string;
@@ -260,8 +269,21 @@ export interface Job {
   createTime: Date | undefined;
   startTime: Date | undefined;
   finishTime: Date | undefined;
-  leaseExpireTime: Date | undefined;
-  timeoutMs: number;
+  leaseExpireTime:
+    | Date
+    | undefined;
+  /**
+   * How long one attempt may run before it is aborted and counts as failed: 10 ms to 24 h. In
+   * EnqueueJob: unset means 5 minutes.
+   */
+  timeout:
+    | Duration
+    | undefined;
+  /**
+   * The first retry delay (doubling per attempt, ±50 % jitter, capped at 1 h): 1 ms to 1 h. In
+   * EnqueueJob: unset means 1 s.
+   */
+  backoffBase: Duration | undefined;
 }
 
 /**
@@ -293,14 +315,14 @@ export interface Schedule {
   priority: number;
   /** 0 means 25. */
   maxAttempts: number;
-  /** 0 means 5 minutes. */
-  timeoutMs: number;
+  /** How long one attempt of a fired job may run: 10 ms to 24 h; unset means 5 minutes. */
+  timeout: Duration | undefined;
   overlapPolicy: OverlapPolicy;
   /**
    * Missed ticks (all nodes down, overloaded) younger than this are fired late; older ones are
-   * recorded as MISSED. 0 fires none late.
+   * recorded as MISSED. 0 to 7 days (whole seconds, rounded up); unset or 0 fires none late.
    */
-  catchupWindowSeconds: number;
+  catchupWindow: Duration | undefined;
   paused: boolean;
   nextFireTime: Date | undefined;
   lastFireTime: Date | undefined;
@@ -317,7 +339,7 @@ export interface ScheduleTick {
 }
 
 function createBaseJobError(): JobError {
-  return { attempt: 0, error: "", time: undefined, retryTime: undefined };
+  return { attempt: 0, error: "", errorTime: undefined, retryTime: undefined };
 }
 
 export const JobError: MessageFns<JobError> = {
@@ -328,8 +350,8 @@ export const JobError: MessageFns<JobError> = {
     if (message.error !== "") {
       writer.uint32(18).string(message.error);
     }
-    if (message.time !== undefined) {
-      Timestamp.encode(toTimestamp(message.time), writer.uint32(26).fork()).join();
+    if (message.errorTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.errorTime), writer.uint32(26).fork()).join();
     }
     if (message.retryTime !== undefined) {
       Timestamp.encode(toTimestamp(message.retryTime), writer.uint32(34).fork()).join();
@@ -371,7 +393,7 @@ export const JobError: MessageFns<JobError> = {
               break;
             }
 
-            message.time = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            message.errorTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
           case 4: {
@@ -398,7 +420,11 @@ export const JobError: MessageFns<JobError> = {
     return {
       attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
       error: isSet(object.error) ? globalThis.String(object.error) : "",
-      time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
+      errorTime: isSet(object.errorTime)
+        ? fromJsonTimestamp(object.errorTime)
+        : isSet(object.error_time)
+        ? fromJsonTimestamp(object.error_time)
+        : undefined,
       retryTime: isSet(object.retryTime)
         ? fromJsonTimestamp(object.retryTime)
         : isSet(object.retry_time)
@@ -415,8 +441,8 @@ export const JobError: MessageFns<JobError> = {
     if (message.error !== "") {
       obj.error = message.error;
     }
-    if (message.time !== undefined) {
-      obj.time = message.time.toISOString();
+    if (message.errorTime !== undefined) {
+      obj.errorTime = message.errorTime.toISOString();
     }
     if (message.retryTime !== undefined) {
       obj.retryTime = message.retryTime.toISOString();
@@ -431,7 +457,7 @@ export const JobError: MessageFns<JobError> = {
     const message = createBaseJobError();
     message.attempt = object.attempt ?? 0;
     message.error = object.error ?? "";
-    message.time = object.time ?? undefined;
+    message.errorTime = object.errorTime ?? undefined;
     message.retryTime = object.retryTime ?? undefined;
     return message;
   },
@@ -441,13 +467,13 @@ function createBaseJob(): Job {
   return {
     jobId: "",
     queue: "",
-    type: "",
+    jobType: "",
     payload: undefined,
     state: 0,
     attempt: 0,
     maxAttempts: 0,
     priority: 0,
-    runAt: undefined,
+    runTime: undefined,
     jobKey: "",
     scheduleId: "",
     traceId: "",
@@ -456,7 +482,8 @@ function createBaseJob(): Job {
     startTime: undefined,
     finishTime: undefined,
     leaseExpireTime: undefined,
-    timeoutMs: 0,
+    timeout: undefined,
+    backoffBase: undefined,
   };
 }
 
@@ -468,8 +495,8 @@ export const Job: MessageFns<Job> = {
     if (message.queue !== "") {
       writer.uint32(18).string(message.queue);
     }
-    if (message.type !== "") {
-      writer.uint32(26).string(message.type);
+    if (message.jobType !== "") {
+      writer.uint32(26).string(message.jobType);
     }
     if (message.payload !== undefined) {
       Value.encode(Value.wrap(message.payload), writer.uint32(34).fork()).join();
@@ -486,8 +513,8 @@ export const Job: MessageFns<Job> = {
     if (message.priority !== 0) {
       writer.uint32(64).int32(message.priority);
     }
-    if (message.runAt !== undefined) {
-      Timestamp.encode(toTimestamp(message.runAt), writer.uint32(74).fork()).join();
+    if (message.runTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.runTime), writer.uint32(74).fork()).join();
     }
     if (message.jobKey !== "") {
       writer.uint32(82).string(message.jobKey);
@@ -513,8 +540,11 @@ export const Job: MessageFns<Job> = {
     if (message.leaseExpireTime !== undefined) {
       Timestamp.encode(toTimestamp(message.leaseExpireTime), writer.uint32(138).fork()).join();
     }
-    if (message.timeoutMs !== 0) {
-      writer.uint32(144).int32(message.timeoutMs);
+    if (message.timeout !== undefined) {
+      Duration.encode(message.timeout, writer.uint32(154).fork()).join();
+    }
+    if (message.backoffBase !== undefined) {
+      Duration.encode(message.backoffBase, writer.uint32(162).fork()).join();
     }
     return writer;
   },
@@ -553,7 +583,7 @@ export const Job: MessageFns<Job> = {
               break;
             }
 
-            message.type = reader.string();
+            message.jobType = reader.string();
             continue;
           }
           case 4: {
@@ -601,7 +631,7 @@ export const Job: MessageFns<Job> = {
               break;
             }
 
-            message.runAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            message.runTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
           case 10: {
@@ -668,12 +698,20 @@ export const Job: MessageFns<Job> = {
             message.leaseExpireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
-          case 18: {
-            if (tag !== 144) {
+          case 19: {
+            if (tag !== 154) {
               break;
             }
 
-            message.timeoutMs = reader.int32();
+            message.timeout = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.backoffBase = Duration.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -696,7 +734,11 @@ export const Job: MessageFns<Job> = {
         ? globalThis.String(object.job_id)
         : "",
       queue: isSet(object.queue) ? globalThis.String(object.queue) : "",
-      type: isSet(object.type) ? globalThis.String(object.type) : "",
+      jobType: isSet(object.jobType)
+        ? globalThis.String(object.jobType)
+        : isSet(object.job_type)
+        ? globalThis.String(object.job_type)
+        : "",
       payload: isSet(object?.payload) ? object.payload : undefined,
       state: isSet(object.state) ? jobStateFromJSON(object.state) : 0,
       attempt: isSet(object.attempt) ? globalThis.Number(object.attempt) : 0,
@@ -706,10 +748,10 @@ export const Job: MessageFns<Job> = {
         ? globalThis.Number(object.max_attempts)
         : 0,
       priority: isSet(object.priority) ? globalThis.Number(object.priority) : 0,
-      runAt: isSet(object.runAt)
-        ? fromJsonTimestamp(object.runAt)
-        : isSet(object.run_at)
-        ? fromJsonTimestamp(object.run_at)
+      runTime: isSet(object.runTime)
+        ? fromJsonTimestamp(object.runTime)
+        : isSet(object.run_time)
+        ? fromJsonTimestamp(object.run_time)
         : undefined,
       jobKey: isSet(object.jobKey)
         ? globalThis.String(object.jobKey)
@@ -749,11 +791,12 @@ export const Job: MessageFns<Job> = {
         : isSet(object.lease_expire_time)
         ? fromJsonTimestamp(object.lease_expire_time)
         : undefined,
-      timeoutMs: isSet(object.timeoutMs)
-        ? globalThis.Number(object.timeoutMs)
-        : isSet(object.timeout_ms)
-        ? globalThis.Number(object.timeout_ms)
-        : 0,
+      timeout: isSet(object.timeout) ? Duration.fromJSON(object.timeout) : undefined,
+      backoffBase: isSet(object.backoffBase)
+        ? Duration.fromJSON(object.backoffBase)
+        : isSet(object.backoff_base)
+        ? Duration.fromJSON(object.backoff_base)
+        : undefined,
     };
   },
 
@@ -765,8 +808,8 @@ export const Job: MessageFns<Job> = {
     if (message.queue !== "") {
       obj.queue = message.queue;
     }
-    if (message.type !== "") {
-      obj.type = message.type;
+    if (message.jobType !== "") {
+      obj.jobType = message.jobType;
     }
     if (message.payload !== undefined) {
       obj.payload = message.payload;
@@ -783,8 +826,8 @@ export const Job: MessageFns<Job> = {
     if (message.priority !== 0) {
       obj.priority = Math.round(message.priority);
     }
-    if (message.runAt !== undefined) {
-      obj.runAt = message.runAt.toISOString();
+    if (message.runTime !== undefined) {
+      obj.runTime = message.runTime.toISOString();
     }
     if (message.jobKey !== "") {
       obj.jobKey = message.jobKey;
@@ -810,8 +853,11 @@ export const Job: MessageFns<Job> = {
     if (message.leaseExpireTime !== undefined) {
       obj.leaseExpireTime = message.leaseExpireTime.toISOString();
     }
-    if (message.timeoutMs !== 0) {
-      obj.timeoutMs = Math.round(message.timeoutMs);
+    if (message.timeout !== undefined) {
+      obj.timeout = Duration.toJSON(message.timeout);
+    }
+    if (message.backoffBase !== undefined) {
+      obj.backoffBase = Duration.toJSON(message.backoffBase);
     }
     return obj;
   },
@@ -823,13 +869,13 @@ export const Job: MessageFns<Job> = {
     const message = createBaseJob();
     message.jobId = object.jobId ?? "";
     message.queue = object.queue ?? "";
-    message.type = object.type ?? "";
+    message.jobType = object.jobType ?? "";
     message.payload = object.payload === undefined ? undefined : object.payload;
     message.state = object.state ?? 0;
     message.attempt = object.attempt ?? 0;
     message.maxAttempts = object.maxAttempts ?? 0;
     message.priority = object.priority ?? 0;
-    message.runAt = object.runAt ?? undefined;
+    message.runTime = object.runTime ?? undefined;
     message.jobKey = object.jobKey ?? "";
     message.scheduleId = object.scheduleId ?? "";
     message.traceId = object.traceId ?? "";
@@ -838,7 +884,12 @@ export const Job: MessageFns<Job> = {
     message.startTime = object.startTime ?? undefined;
     message.finishTime = object.finishTime ?? undefined;
     message.leaseExpireTime = object.leaseExpireTime ?? undefined;
-    message.timeoutMs = object.timeoutMs ?? 0;
+    message.timeout = (object.timeout !== undefined && object.timeout !== null)
+      ? Duration.fromPartial(object.timeout)
+      : undefined;
+    message.backoffBase = (object.backoffBase !== undefined && object.backoffBase !== null)
+      ? Duration.fromPartial(object.backoffBase)
+      : undefined;
     return message;
   },
 };
@@ -962,9 +1013,9 @@ function createBaseSchedule(): Schedule {
     payload: undefined,
     priority: 0,
     maxAttempts: 0,
-    timeoutMs: 0,
+    timeout: undefined,
     overlapPolicy: 0,
-    catchupWindowSeconds: 0,
+    catchupWindow: undefined,
     paused: false,
     nextFireTime: undefined,
     lastFireTime: undefined,
@@ -999,14 +1050,14 @@ export const Schedule: MessageFns<Schedule> = {
     if (message.maxAttempts !== 0) {
       writer.uint32(64).int32(message.maxAttempts);
     }
-    if (message.timeoutMs !== 0) {
-      writer.uint32(72).int32(message.timeoutMs);
+    if (message.timeout !== undefined) {
+      Duration.encode(message.timeout, writer.uint32(138).fork()).join();
     }
     if (message.overlapPolicy !== 0) {
       writer.uint32(80).int32(message.overlapPolicy);
     }
-    if (message.catchupWindowSeconds !== 0) {
-      writer.uint32(88).int32(message.catchupWindowSeconds);
+    if (message.catchupWindow !== undefined) {
+      Duration.encode(message.catchupWindow, writer.uint32(146).fork()).join();
     }
     if (message.paused !== false) {
       writer.uint32(96).bool(message.paused);
@@ -1103,12 +1154,12 @@ export const Schedule: MessageFns<Schedule> = {
             message.maxAttempts = reader.int32();
             continue;
           }
-          case 9: {
-            if (tag !== 72) {
+          case 17: {
+            if (tag !== 138) {
               break;
             }
 
-            message.timeoutMs = reader.int32();
+            message.timeout = Duration.decode(reader, reader.uint32());
             continue;
           }
           case 10: {
@@ -1119,12 +1170,12 @@ export const Schedule: MessageFns<Schedule> = {
             message.overlapPolicy = reader.int32() as any;
             continue;
           }
-          case 11: {
-            if (tag !== 88) {
+          case 18: {
+            if (tag !== 146) {
               break;
             }
 
-            message.catchupWindowSeconds = reader.int32();
+            message.catchupWindow = Duration.decode(reader, reader.uint32());
             continue;
           }
           case 12: {
@@ -1205,21 +1256,17 @@ export const Schedule: MessageFns<Schedule> = {
         : isSet(object.max_attempts)
         ? globalThis.Number(object.max_attempts)
         : 0,
-      timeoutMs: isSet(object.timeoutMs)
-        ? globalThis.Number(object.timeoutMs)
-        : isSet(object.timeout_ms)
-        ? globalThis.Number(object.timeout_ms)
-        : 0,
+      timeout: isSet(object.timeout) ? Duration.fromJSON(object.timeout) : undefined,
       overlapPolicy: isSet(object.overlapPolicy)
         ? overlapPolicyFromJSON(object.overlapPolicy)
         : isSet(object.overlap_policy)
         ? overlapPolicyFromJSON(object.overlap_policy)
         : 0,
-      catchupWindowSeconds: isSet(object.catchupWindowSeconds)
-        ? globalThis.Number(object.catchupWindowSeconds)
-        : isSet(object.catchup_window_seconds)
-        ? globalThis.Number(object.catchup_window_seconds)
-        : 0,
+      catchupWindow: isSet(object.catchupWindow)
+        ? Duration.fromJSON(object.catchupWindow)
+        : isSet(object.catchup_window)
+        ? Duration.fromJSON(object.catchup_window)
+        : undefined,
       paused: isSet(object.paused) ? globalThis.Boolean(object.paused) : false,
       nextFireTime: isSet(object.nextFireTime)
         ? fromJsonTimestamp(object.nextFireTime)
@@ -1270,14 +1317,14 @@ export const Schedule: MessageFns<Schedule> = {
     if (message.maxAttempts !== 0) {
       obj.maxAttempts = Math.round(message.maxAttempts);
     }
-    if (message.timeoutMs !== 0) {
-      obj.timeoutMs = Math.round(message.timeoutMs);
+    if (message.timeout !== undefined) {
+      obj.timeout = Duration.toJSON(message.timeout);
     }
     if (message.overlapPolicy !== 0) {
       obj.overlapPolicy = overlapPolicyToJSON(message.overlapPolicy);
     }
-    if (message.catchupWindowSeconds !== 0) {
-      obj.catchupWindowSeconds = Math.round(message.catchupWindowSeconds);
+    if (message.catchupWindow !== undefined) {
+      obj.catchupWindow = Duration.toJSON(message.catchupWindow);
     }
     if (message.paused !== false) {
       obj.paused = message.paused;
@@ -1310,9 +1357,13 @@ export const Schedule: MessageFns<Schedule> = {
     message.payload = object.payload === undefined ? undefined : object.payload;
     message.priority = object.priority ?? 0;
     message.maxAttempts = object.maxAttempts ?? 0;
-    message.timeoutMs = object.timeoutMs ?? 0;
+    message.timeout = (object.timeout !== undefined && object.timeout !== null)
+      ? Duration.fromPartial(object.timeout)
+      : undefined;
     message.overlapPolicy = object.overlapPolicy ?? 0;
-    message.catchupWindowSeconds = object.catchupWindowSeconds ?? 0;
+    message.catchupWindow = (object.catchupWindow !== undefined && object.catchupWindow !== null)
+      ? Duration.fromPartial(object.catchupWindow)
+      : undefined;
     message.paused = object.paused ?? false;
     message.nextFireTime = object.nextFireTime ?? undefined;
     message.lastFireTime = object.lastFireTime ?? undefined;

@@ -8,7 +8,6 @@
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import type { CallContext, CallOptions } from "nice-grpc-common";
 import { Duration } from "../../../../google/protobuf/duration";
-import { Value } from "../../../../google/protobuf/struct";
 import { Timestamp } from "../../../../google/protobuf/timestamp";
 import { Job, JobLease, JobState, jobStateFromJSON, jobStateToJSON, Schedule, ScheduleTick } from "./job";
 
@@ -17,28 +16,11 @@ export const protobufPackage = "axis.kernel.scheduler.v1";
 export const protobufFileName = "axis/kernel/scheduler/v1/scheduler_service.proto";
 
 export interface EnqueueJobRequest {
-  /** Empty means "default"; 1–100 characters of [a-z0-9._:-]. */
-  queue: string;
-  type: string;
-  payload:
-    | any
-    | undefined;
-  /** When the job may start; unset means now. At most one year ahead. */
-  runAt:
-    | Date
-    | undefined;
-  /** -1000..1000. */
-  priority: number;
-  /** 1–100; 0 means 25. */
-  maxAttempts: number;
-  /** Optional de-duplication key (≤ 255 visible ASCII characters). */
-  jobKey: string;
-  /** 10 ms to 24 h; unset means 5 minutes. */
-  timeout:
-    | Duration
-    | undefined;
-  /** First retry delay (doubling per attempt, ±50 % jitter, capped at 1 h); unset means 1 s. */
-  backoffBase: Duration | undefined;
+  /**
+   * The job to enqueue: queue, job_type (required), payload, run_time, priority, max_attempts,
+   * job_key, timeout and backoff_base (see Job); its other fields are output only and ignored.
+   */
+  job: Job | undefined;
 }
 
 export interface EnqueueJobResponse {
@@ -79,7 +61,10 @@ export interface CancelJobResponse {
 }
 
 export interface CreateScheduleRequest {
-  /** next_fire_time, last_fire_time, create_time and update_time are ignored. */
+  /**
+   * The schedule to create; next_fire_time, last_fire_time, create_time and update_time are
+   * output only and ignored.
+   */
   schedule: Schedule | undefined;
 }
 
@@ -141,8 +126,8 @@ export interface BackfillScheduleResponse {
 export interface LeaseJobsRequest {
   /** The queue to work (required). */
   queue: string;
-  /** Only these job types; empty means every type of the queue. */
-  types: string[];
+  /** Only these job types (at most 100); empty means every type of the queue. */
+  jobTypes: string[];
   /** 1–100; 0 means 1. */
   maxJobs: number;
   /** 1 s to 10 min; unset means 30 s. Heartbeat before it lapses. */
@@ -195,47 +180,13 @@ export interface FailJobResponse {
 }
 
 function createBaseEnqueueJobRequest(): EnqueueJobRequest {
-  return {
-    queue: "",
-    type: "",
-    payload: undefined,
-    runAt: undefined,
-    priority: 0,
-    maxAttempts: 0,
-    jobKey: "",
-    timeout: undefined,
-    backoffBase: undefined,
-  };
+  return { job: undefined };
 }
 
 export const EnqueueJobRequest: MessageFns<EnqueueJobRequest> = {
   encode(message: EnqueueJobRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.queue !== "") {
-      writer.uint32(10).string(message.queue);
-    }
-    if (message.type !== "") {
-      writer.uint32(18).string(message.type);
-    }
-    if (message.payload !== undefined) {
-      Value.encode(Value.wrap(message.payload), writer.uint32(26).fork()).join();
-    }
-    if (message.runAt !== undefined) {
-      Timestamp.encode(toTimestamp(message.runAt), writer.uint32(34).fork()).join();
-    }
-    if (message.priority !== 0) {
-      writer.uint32(40).int32(message.priority);
-    }
-    if (message.maxAttempts !== 0) {
-      writer.uint32(48).int32(message.maxAttempts);
-    }
-    if (message.jobKey !== "") {
-      writer.uint32(58).string(message.jobKey);
-    }
-    if (message.timeout !== undefined) {
-      Duration.encode(message.timeout, writer.uint32(66).fork()).join();
-    }
-    if (message.backoffBase !== undefined) {
-      Duration.encode(message.backoffBase, writer.uint32(74).fork()).join();
+    if (message.job !== undefined) {
+      Job.encode(message.job, writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -253,76 +204,12 @@ export const EnqueueJobRequest: MessageFns<EnqueueJobRequest> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
+          case 10: {
+            if (tag !== 82) {
               break;
             }
 
-            message.queue = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.type = reader.string();
-            continue;
-          }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.payload = Value.unwrap(Value.decode(reader, reader.uint32()));
-            continue;
-          }
-          case 4: {
-            if (tag !== 34) {
-              break;
-            }
-
-            message.runAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
-            continue;
-          }
-          case 5: {
-            if (tag !== 40) {
-              break;
-            }
-
-            message.priority = reader.int32();
-            continue;
-          }
-          case 6: {
-            if (tag !== 48) {
-              break;
-            }
-
-            message.maxAttempts = reader.int32();
-            continue;
-          }
-          case 7: {
-            if (tag !== 58) {
-              break;
-            }
-
-            message.jobKey = reader.string();
-            continue;
-          }
-          case 8: {
-            if (tag !== 66) {
-              break;
-            }
-
-            message.timeout = Duration.decode(reader, reader.uint32());
-            continue;
-          }
-          case 9: {
-            if (tag !== 74) {
-              break;
-            }
-
-            message.backoffBase = Duration.decode(reader, reader.uint32());
+            message.job = Job.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -338,63 +225,13 @@ export const EnqueueJobRequest: MessageFns<EnqueueJobRequest> = {
   },
 
   fromJSON(object: any): EnqueueJobRequest {
-    return {
-      queue: isSet(object.queue) ? globalThis.String(object.queue) : "",
-      type: isSet(object.type) ? globalThis.String(object.type) : "",
-      payload: isSet(object?.payload) ? object.payload : undefined,
-      runAt: isSet(object.runAt)
-        ? fromJsonTimestamp(object.runAt)
-        : isSet(object.run_at)
-        ? fromJsonTimestamp(object.run_at)
-        : undefined,
-      priority: isSet(object.priority) ? globalThis.Number(object.priority) : 0,
-      maxAttempts: isSet(object.maxAttempts)
-        ? globalThis.Number(object.maxAttempts)
-        : isSet(object.max_attempts)
-        ? globalThis.Number(object.max_attempts)
-        : 0,
-      jobKey: isSet(object.jobKey)
-        ? globalThis.String(object.jobKey)
-        : isSet(object.job_key)
-        ? globalThis.String(object.job_key)
-        : "",
-      timeout: isSet(object.timeout) ? Duration.fromJSON(object.timeout) : undefined,
-      backoffBase: isSet(object.backoffBase)
-        ? Duration.fromJSON(object.backoffBase)
-        : isSet(object.backoff_base)
-        ? Duration.fromJSON(object.backoff_base)
-        : undefined,
-    };
+    return { job: isSet(object.job) ? Job.fromJSON(object.job) : undefined };
   },
 
   toJSON(message: EnqueueJobRequest): unknown {
     const obj: any = {};
-    if (message.queue !== "") {
-      obj.queue = message.queue;
-    }
-    if (message.type !== "") {
-      obj.type = message.type;
-    }
-    if (message.payload !== undefined) {
-      obj.payload = message.payload;
-    }
-    if (message.runAt !== undefined) {
-      obj.runAt = message.runAt.toISOString();
-    }
-    if (message.priority !== 0) {
-      obj.priority = Math.round(message.priority);
-    }
-    if (message.maxAttempts !== 0) {
-      obj.maxAttempts = Math.round(message.maxAttempts);
-    }
-    if (message.jobKey !== "") {
-      obj.jobKey = message.jobKey;
-    }
-    if (message.timeout !== undefined) {
-      obj.timeout = Duration.toJSON(message.timeout);
-    }
-    if (message.backoffBase !== undefined) {
-      obj.backoffBase = Duration.toJSON(message.backoffBase);
+    if (message.job !== undefined) {
+      obj.job = Job.toJSON(message.job);
     }
     return obj;
   },
@@ -404,19 +241,7 @@ export const EnqueueJobRequest: MessageFns<EnqueueJobRequest> = {
   },
   fromPartial(object: DeepPartial<EnqueueJobRequest>): EnqueueJobRequest {
     const message = createBaseEnqueueJobRequest();
-    message.queue = object.queue ?? "";
-    message.type = object.type ?? "";
-    message.payload = object.payload === undefined ? undefined : object.payload;
-    message.runAt = object.runAt ?? undefined;
-    message.priority = object.priority ?? 0;
-    message.maxAttempts = object.maxAttempts ?? 0;
-    message.jobKey = object.jobKey ?? "";
-    message.timeout = (object.timeout !== undefined && object.timeout !== null)
-      ? Duration.fromPartial(object.timeout)
-      : undefined;
-    message.backoffBase = (object.backoffBase !== undefined && object.backoffBase !== null)
-      ? Duration.fromPartial(object.backoffBase)
-      : undefined;
+    message.job = (object.job !== undefined && object.job !== null) ? Job.fromPartial(object.job) : undefined;
     return message;
   },
 };
@@ -1953,7 +1778,7 @@ export const BackfillScheduleResponse: MessageFns<BackfillScheduleResponse> = {
 };
 
 function createBaseLeaseJobsRequest(): LeaseJobsRequest {
-  return { queue: "", types: [], maxJobs: 0, leaseDuration: undefined, wait: undefined, workerId: "" };
+  return { queue: "", jobTypes: [], maxJobs: 0, leaseDuration: undefined, wait: undefined, workerId: "" };
 }
 
 export const LeaseJobsRequest: MessageFns<LeaseJobsRequest> = {
@@ -1961,7 +1786,7 @@ export const LeaseJobsRequest: MessageFns<LeaseJobsRequest> = {
     if (message.queue !== "") {
       writer.uint32(10).string(message.queue);
     }
-    for (const v of message.types) {
+    for (const v of message.jobTypes) {
       writer.uint32(18).string(v!);
     }
     if (message.maxJobs !== 0) {
@@ -2005,7 +1830,7 @@ export const LeaseJobsRequest: MessageFns<LeaseJobsRequest> = {
               break;
             }
 
-            message.types.push(reader.string());
+            message.jobTypes.push(reader.string());
             continue;
           }
           case 3: {
@@ -2055,7 +1880,11 @@ export const LeaseJobsRequest: MessageFns<LeaseJobsRequest> = {
   fromJSON(object: any): LeaseJobsRequest {
     return {
       queue: isSet(object.queue) ? globalThis.String(object.queue) : "",
-      types: globalThis.Array.isArray(object?.types) ? object.types.map((e: any) => globalThis.String(e)) : [],
+      jobTypes: globalThis.Array.isArray(object?.jobTypes)
+        ? object.jobTypes.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.job_types)
+        ? object.job_types.map((e: any) => globalThis.String(e))
+        : [],
       maxJobs: isSet(object.maxJobs)
         ? globalThis.Number(object.maxJobs)
         : isSet(object.max_jobs)
@@ -2080,8 +1909,8 @@ export const LeaseJobsRequest: MessageFns<LeaseJobsRequest> = {
     if (message.queue !== "") {
       obj.queue = message.queue;
     }
-    if (message.types?.length) {
-      obj.types = message.types;
+    if (message.jobTypes?.length) {
+      obj.jobTypes = message.jobTypes;
     }
     if (message.maxJobs !== 0) {
       obj.maxJobs = Math.round(message.maxJobs);
@@ -2104,7 +1933,7 @@ export const LeaseJobsRequest: MessageFns<LeaseJobsRequest> = {
   fromPartial(object: DeepPartial<LeaseJobsRequest>): LeaseJobsRequest {
     const message = createBaseLeaseJobsRequest();
     message.queue = object.queue ?? "";
-    message.types = object.types?.map((e) => e) || [];
+    message.jobTypes = object.jobTypes?.map((e) => e) || [];
     message.maxJobs = object.maxJobs ?? 0;
     message.leaseDuration = (object.leaseDuration !== undefined && object.leaseDuration !== null)
       ? Duration.fromPartial(object.leaseDuration)
@@ -2735,6 +2564,8 @@ export const FailJobResponse: MessageFns<FailJobResponse> = {
  * kernel code, or on remote workers through LeaseJobs / Heartbeat / CompleteJob / FailJob.
  * Delivery is at least once; every lease carries a fencing token.
  *
+ * Errors carry the details of axis.kernel.common.v1.ErrorDetails (ErrorInfo always, in domain
+ * "kernel.axis").
  * Every RPC may also return the platform reasons: UNAUTHENTICATED (TOKEN_MISSING, TOKEN_MALFORMED,
  * TOKEN_AMBIGUOUS, TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_CLAIMS_INVALID), PERMISSION_DENIED
  * (SCOPE_MISSING, TENANT_NOT_ALLOWED), INVALID_ARGUMENT (TENANT_MISSING, TENANT_INVALID,
@@ -2755,7 +2586,7 @@ export const SchedulerServiceDefinition = {
   methods: {
     /**
      * Enqueues a job. Reasons: INVALID_ARGUMENT (FIELD_INVALID, PAYLOAD_TOO_LARGE,
-     * PAYLOAD_INVALID, RUN_AT_OUT_OF_RANGE).
+     * PAYLOAD_INVALID, RUN_TIME_OUT_OF_RANGE).
      */
     enqueueJob: {
       name: "EnqueueJob",
@@ -2923,7 +2754,7 @@ export const SchedulerServiceDefinition = {
 export interface SchedulerServiceImplementation<CallContextExt = {}> {
   /**
    * Enqueues a job. Reasons: INVALID_ARGUMENT (FIELD_INVALID, PAYLOAD_TOO_LARGE,
-   * PAYLOAD_INVALID, RUN_AT_OUT_OF_RANGE).
+   * PAYLOAD_INVALID, RUN_TIME_OUT_OF_RANGE).
    */
   enqueueJob(
     request: EnqueueJobRequest,
@@ -3016,7 +2847,7 @@ export interface SchedulerServiceImplementation<CallContextExt = {}> {
 export interface SchedulerServiceClient<CallOptionsExt = {}> {
   /**
    * Enqueues a job. Reasons: INVALID_ARGUMENT (FIELD_INVALID, PAYLOAD_TOO_LARGE,
-   * PAYLOAD_INVALID, RUN_AT_OUT_OF_RANGE).
+   * PAYLOAD_INVALID, RUN_TIME_OUT_OF_RANGE).
    */
   enqueueJob(
     request: DeepPartial<EnqueueJobRequest>,

@@ -2088,6 +2088,8 @@ export const ListExpiringResponse: MessageFns<ListExpiringResponse> = {
  * master key; the ciphertext is bound to tenant, secret and version). No RPC but
  * AccessSecretVersion returns a value, and no log line or audit entry ever holds one.
  *
+ * Errors carry the details of axis.kernel.common.v1.ErrorDetails (ErrorInfo always, in domain
+ * "kernel.axis").
  * Every RPC may also return the platform reasons: UNAUTHENTICATED (TOKEN_MISSING, TOKEN_MALFORMED,
  * TOKEN_AMBIGUOUS, TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_CLAIMS_INVALID), PERMISSION_DENIED
  * (SCOPE_MISSING, TENANT_NOT_ALLOWED), INVALID_ARGUMENT (TENANT_MISSING, TENANT_INVALID,

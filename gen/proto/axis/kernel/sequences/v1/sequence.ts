@@ -173,6 +173,17 @@ export interface PeriodGapReport {
   voidedWithoutReason: number[];
 }
 
+/**
+ * The gap report of a series (GetGapReport): every value of every period (or of one period),
+ * accounted for.
+ */
+export interface GapReport {
+  seriesId: string;
+  periods: PeriodGapReport[];
+  /** True when every period has no missing values and no voids without a reason. */
+  complete: boolean;
+}
+
 function createBaseSeries(): Series {
   return {
     seriesId: "",
@@ -905,6 +916,113 @@ export const PeriodGapReport: MessageFns<PeriodGapReport> = {
     message.reservedCount = object.reservedCount ?? 0;
     message.missingValues = object.missingValues?.map((e) => e) || [];
     message.voidedWithoutReason = object.voidedWithoutReason?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseGapReport(): GapReport {
+  return { seriesId: "", periods: [], complete: false };
+}
+
+export const GapReport: MessageFns<GapReport> = {
+  encode(message: GapReport, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.seriesId !== "") {
+      writer.uint32(10).string(message.seriesId);
+    }
+    for (const v of message.periods) {
+      PeriodGapReport.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.complete !== false) {
+      writer.uint32(24).bool(message.complete);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GapReport {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGapReport();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.seriesId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.periods.push(PeriodGapReport.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.complete = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GapReport {
+    return {
+      seriesId: isSet(object.seriesId)
+        ? globalThis.String(object.seriesId)
+        : isSet(object.series_id)
+        ? globalThis.String(object.series_id)
+        : "",
+      periods: globalThis.Array.isArray(object?.periods)
+        ? object.periods.map((e: any) => PeriodGapReport.fromJSON(e))
+        : [],
+      complete: isSet(object.complete) ? globalThis.Boolean(object.complete) : false,
+    };
+  },
+
+  toJSON(message: GapReport): unknown {
+    const obj: any = {};
+    if (message.seriesId !== "") {
+      obj.seriesId = message.seriesId;
+    }
+    if (message.periods?.length) {
+      obj.periods = message.periods.map((e) => PeriodGapReport.toJSON(e));
+    }
+    if (message.complete !== false) {
+      obj.complete = message.complete;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GapReport>): GapReport {
+    return GapReport.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GapReport>): GapReport {
+    const message = createBaseGapReport();
+    message.seriesId = object.seriesId ?? "";
+    message.periods = object.periods?.map((e) => PeriodGapReport.fromPartial(e)) || [];
+    message.complete = object.complete ?? false;
     return message;
   },
 };

@@ -9,14 +9,7 @@ import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import type { CallContext, CallOptions } from "nice-grpc-common";
 import { Duration } from "../../../../google/protobuf/duration";
 import { Timestamp } from "../../../../google/protobuf/timestamp";
-import {
-  NumberStatus,
-  numberStatusFromJSON,
-  numberStatusToJSON,
-  PeriodGapReport,
-  SequenceNumber,
-  Series,
-} from "./sequence";
+import { GapReport, NumberStatus, numberStatusFromJSON, numberStatusToJSON, SequenceNumber, Series } from "./sequence";
 
 export const protobufPackage = "axis.kernel.sequences.v1";
 
@@ -124,9 +117,7 @@ export interface GetGapReportRequest {
 }
 
 export interface GetGapReportResponse {
-  periods: PeriodGapReport[];
-  /** True when every period has no missing values and no voids without a reason. */
-  complete: boolean;
+  gapReport: GapReport | undefined;
 }
 
 function createBaseCreateSeriesRequest(): CreateSeriesRequest {
@@ -1681,16 +1672,13 @@ export const GetGapReportRequest: MessageFns<GetGapReportRequest> = {
 };
 
 function createBaseGetGapReportResponse(): GetGapReportResponse {
-  return { periods: [], complete: false };
+  return { gapReport: undefined };
 }
 
 export const GetGapReportResponse: MessageFns<GetGapReportResponse> = {
   encode(message: GetGapReportResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    for (const v of message.periods) {
-      PeriodGapReport.encode(v!, writer.uint32(10).fork()).join();
-    }
-    if (message.complete !== false) {
-      writer.uint32(16).bool(message.complete);
+    if (message.gapReport !== undefined) {
+      GapReport.encode(message.gapReport, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -1708,20 +1696,12 @@ export const GetGapReportResponse: MessageFns<GetGapReportResponse> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 10) {
+          case 3: {
+            if (tag !== 26) {
               break;
             }
 
-            message.periods.push(PeriodGapReport.decode(reader, reader.uint32()));
-            continue;
-          }
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.complete = reader.bool();
+            message.gapReport = GapReport.decode(reader, reader.uint32());
             continue;
           }
         }
@@ -1738,20 +1718,18 @@ export const GetGapReportResponse: MessageFns<GetGapReportResponse> = {
 
   fromJSON(object: any): GetGapReportResponse {
     return {
-      periods: globalThis.Array.isArray(object?.periods)
-        ? object.periods.map((e: any) => PeriodGapReport.fromJSON(e))
-        : [],
-      complete: isSet(object.complete) ? globalThis.Boolean(object.complete) : false,
+      gapReport: isSet(object.gapReport)
+        ? GapReport.fromJSON(object.gapReport)
+        : isSet(object.gap_report)
+        ? GapReport.fromJSON(object.gap_report)
+        : undefined,
     };
   },
 
   toJSON(message: GetGapReportResponse): unknown {
     const obj: any = {};
-    if (message.periods?.length) {
-      obj.periods = message.periods.map((e) => PeriodGapReport.toJSON(e));
-    }
-    if (message.complete !== false) {
-      obj.complete = message.complete;
+    if (message.gapReport !== undefined) {
+      obj.gapReport = GapReport.toJSON(message.gapReport);
     }
     return obj;
   },
@@ -1761,8 +1739,9 @@ export const GetGapReportResponse: MessageFns<GetGapReportResponse> = {
   },
   fromPartial(object: DeepPartial<GetGapReportResponse>): GetGapReportResponse {
     const message = createBaseGetGapReportResponse();
-    message.periods = object.periods?.map((e) => PeriodGapReport.fromPartial(e)) || [];
-    message.complete = object.complete ?? false;
+    message.gapReport = (object.gapReport !== undefined && object.gapReport !== null)
+      ? GapReport.fromPartial(object.gapReport)
+      : undefined;
     return message;
   },
 };
@@ -1770,6 +1749,8 @@ export const GetGapReportResponse: MessageFns<GetGapReportResponse> = {
 /**
  * Gap-free, legally auditable document numbering per tenant, per series, per period (K-M10).
  *
+ * Errors carry the details of axis.kernel.common.v1.ErrorDetails (ErrorInfo always, in domain
+ * "kernel.axis").
  * Every RPC may also return the platform reasons: UNAUTHENTICATED (TOKEN_MISSING, TOKEN_MALFORMED,
  * TOKEN_AMBIGUOUS, TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_CLAIMS_INVALID), PERMISSION_DENIED
  * (SCOPE_MISSING, TENANT_NOT_ALLOWED), INVALID_ARGUMENT (TENANT_MISSING, TENANT_INVALID,
