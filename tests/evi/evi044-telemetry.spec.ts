@@ -218,7 +218,7 @@ describe('EVI044 telemetry propagation', () => {
     const caller = newTrace();
     const email = `jane.doe.${randomBytes(4).toString('hex')}@example.com`;
     forbidden.push(email);
-    const { job } = await scheduler.enqueueJob({ type: 'evi044.callout', payload: { customerEmail: email } }, { metadata: traced(caller) });
+    const { job } = await scheduler.enqueueJob({ job: { jobType: 'evi044.callout', payload: { customerEmail: email } } }, { metadata: traced(caller) });
     await waitFor(async () => hookRequests.some((r) => r.body.includes(job!.jobId)), 20_000);
     const hook = hookRequests.find((r) => r.body.includes(job!.jobId))!;
     const [, hookTrace, hookParent] = /^00-([0-9a-f]{32})-([0-9a-f]{16})-01$/.exec(String(hook.headers.traceparent))!;
@@ -239,7 +239,7 @@ describe('EVI044 telemetry propagation', () => {
 
     // A batch: StartBatch → chunk job → chunk span → the item handler's statements.
     const batchCaller = newTrace();
-    await batches.startBatch({ batchId: 'evi044-batch', itemType: 'evi044.item', items: { $case: 'range', value: { start: 0, count: 10 } }, chunkSize: 5 }, { metadata: traced(batchCaller) });
+    await batches.startBatch({ batch: { batchId: 'evi044-batch', itemType: 'evi044.item', chunkSize: 5 }, items: { $case: 'range', value: { start: 0, count: 10 } } }, { metadata: traced(batchCaller) });
     const batchSpans = await spansOf(batchCaller.traceId, (s) => s.filter((x) => x.name === 'batch chunk').length >= 2);
     const start = batchSpans.find((s) => s.kind === SPAN_KIND.SERVER && s.name.endsWith('/StartBatch'))!;
     for (const chunk of batchSpans.filter((s) => s.name === 'batch chunk')) {

@@ -304,7 +304,13 @@ export interface JobLease {
 export interface Schedule {
   /** 1–63 characters of [a-z0-9._-]. */
   scheduleId: string;
-  /** 5 fields (minute hour day-of-month month day-of-week) or 6 with a leading seconds field. */
+  /**
+   * 5 fields (minute hour day-of-month month day-of-week) or 6 with a leading seconds field.
+   * Day of month also takes L (last day), L-n (n days before it, n 0–30), LW (last weekday) and
+   * nW (the weekday nearest day n, within the month); day of week takes xL (the last x-day, e.g.
+   * 5L or FRIL) and x#n (the nth x-day, n 1–5, e.g. MON#1; no tick in a month without one).
+   * When day of month and day of week are both restricted, a day matching either fires.
+   */
   cron: string;
   /** IANA time zone, e.g. "Europe/Berlin". */
   timeZone: string;
