@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 
 /** Result of a closed-loop load run: throughput and latency percentiles in milliseconds. */
@@ -7,13 +8,52 @@ export interface LoadResult {
   perSecond: number;
   p50: number;
   p99: number;
+  /** CPU time (user + system) the measured processes spent per call, in µs; when `cpuPids` were given. */
+  cpuUsPerCall?: number;
 }
+
+/** Options of a load run. */
+export interface LoadOptions {
+  /** Not counted: calls before the measured window. Default 1000 ms. */
+  warmupMs?: number;
+  /** Processes whose CPU time over the measured window is divided by the calls (Linux /proc). */
+  cpuPids?: readonly number[];
+}
+
+/**
+ * CPU time (user + system) a process has used so far, in ms, from /proc/<pid>/stat (Linux; clock
+ * ticks of 10 ms, so measure over seconds). Undefined where /proc is not available.
+ */
+export function processCpuMs(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command (which may contain spaces) — utime and stime are fields 14 and 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return undefined;
+  }
+}
+
+/** USER_HZ: 100 on every Linux this runs on (getconf CLK_TCK). */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+const cpuOf = (pids: readonly number[]) => {
+  let total = 0;
+  for (const pid of pids) {
+    const ms = processCpuMs(pid);
+    if (ms === undefined) return undefined;
+    total += ms;
+  }
+  return total;
+};
 
 /**
  * Closed-loop load: `concurrency` callers each issue `call()` back to back for `durationMs`
  * (after `warmupMs` that is not counted). Every call is timed individually.
  */
-export async function runLoad(call: (caller: number) => Promise<unknown>, concurrency: number, durationMs: number, warmupMs = 1000): Promise<LoadResult> {
+export async function runLoad(call: (caller: number) => Promise<unknown>, concurrency: number, durationMs: number, options: number | LoadOptions = {}): Promise<LoadResult> {
+  const { warmupMs = 1000, cpuPids = [] } = typeof options === 'number' ? { warmupMs: options } : options;
   const warmupEnd = performance.now() + warmupMs;
   await Promise.all(
     Array.from({ length: concurrency }, async (_, caller) => {
@@ -21,6 +61,7 @@ export async function runLoad(call: (caller: number) => Promise<unknown>, concur
     }),
   );
   const latencies: number[] = [];
+  const cpuBefore = cpuPids.length > 0 ? cpuOf(cpuPids) : undefined;
   const start = performance.now();
   const end = start + durationMs;
   await Promise.all(
@@ -33,9 +74,11 @@ export async function runLoad(call: (caller: number) => Promise<unknown>, concur
     }),
   );
   const seconds = (performance.now() - start) / 1000;
+  const cpuAfter = cpuBefore !== undefined ? cpuOf(cpuPids) : undefined;
   latencies.sort((a, b) => a - b);
   const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
-  return { calls: latencies.length, seconds, perSecond: latencies.length / seconds, p50: at(0.5), p99: at(0.99) };
+  const cpuUsPerCall = cpuBefore !== undefined && cpuAfter !== undefined && latencies.length > 0 ? ((cpuAfter - cpuBefore) * 1000) / latencies.length : undefined;
+  return { calls: latencies.length, seconds, perSecond: latencies.length / seconds, p50: at(0.5), p99: at(0.99), cpuUsPerCall };
 }
 
 export const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });

@@ -17,7 +17,13 @@
  *     response decoding) plus the `authorization` and `x-tenant-id` metadata: the difference to
  *     the typed client is client-library cost, the difference to the echo is server cost.
  *
- *   npx tsx bench/rpc-overhead.ts [--seconds 5] [--profile DIR]
+ * With `--tracing`, a second kernel exports every span and metric over OTLP to a receiver in this
+ * process (tests/support/otlp-receiver.ts, answering as a collector does; it only counts, to
+ * leave this process's CPU to the load) and the
+ * kernel rows run on both: the ratio tracing-on / tracing-off is the cost of tracing (target:
+ * ≥ 0.9 of the throughput). Every kernel row also reports the kernel process's CPU per call.
+ *
+ *   npx tsx bench/rpc-overhead.ts [--seconds 5] [--profile DIR] [--tracing]
  *
  * `--profile DIR` CPU-profiles the kernel process: Node 20 refuses `--cpu-prof` in NODE_OPTIONS, so
  * the kernel gets `NODE_OPTIONS=--require DIR/cpu-profile.cjs`, a preload that starts the V8
@@ -33,6 +39,7 @@ import { GetSeriesRequest, GetSeriesResponse } from '../gen/proto/axis/kernel/se
 import { mintDevelopmentToken } from '../services/platform/auth/token-verifier';
 import { spawnKernel, type KernelProcess } from '../tests/support/kernel-process';
 import { createTestDatabase, type TestDatabase } from '../tests/support/test-database';
+import { OtlpReceiver } from '../tests/support/otlp-receiver';
 import { bareUnary, spawnEcho, waitForReady, writeProfilerPreload, type EchoProcess, cleanUpOnSignal } from './grpc-bench-support';
 import { fmt, machineLine, runLoad, type LoadResult } from './load';
 
@@ -40,16 +47,19 @@ const SERIES_ID = 'bench-01';
 const GET_SERIES_PATH = '/axis.kernel.sequences.v1.SequenceService/GetSeries';
 
 async function main() {
-  const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, profile: { type: 'string' } } });
+  const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, profile: { type: 'string' }, tracing: { type: 'boolean', default: false } } });
   const seconds = Number(values.seconds);
   if (!(seconds > 0)) throw new Error(`--seconds must be a positive number, got ${values.seconds}`);
   const secret = 'bench-secret-'.padEnd(40, 'x');
 
   let db: TestDatabase | undefined;
   let kernel: KernelProcess | undefined;
+  let traced: KernelProcess | undefined;
+  let receiver: OtlpReceiver | undefined;
   let echo: EchoProcess | undefined;
   const cleanUp = async () => {
-    await Promise.allSettled([kernel?.stop(), echo?.stop()]);
+    await Promise.allSettled([kernel?.stop(), traced?.stop(), echo?.stop()]);
+    await receiver?.stop();
     await db?.drop();
   };
   // Ctrl-C / SIGTERM mid-run: still stop the children and drop the database.
@@ -66,6 +76,12 @@ async function main() {
     if (kernelStart.status === 'rejected') throw kernelStart.reason;
     if (echoStart.status === 'rejected') throw echoStart.reason;
     if (!kernel || !echo) throw new Error('unreachable: both servers started');
+    if (values.tracing) {
+      // Counts and answers without decoding: it shares this process's CPU with the load.
+      receiver = await new OtlpReceiver({ decode: false }).start();
+      // The SDK's default export intervals (spans every 1 s, metrics every 60 s → 5 s here).
+      traced = await spawnKernel({ ...kernelEnv, OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_METRIC_EXPORT_INTERVAL: '5000' });
+    }
 
     const token = await mintDevelopmentToken({ secret, subject: 'bench', tenants: ['bench'], scope: 'sequences:read sequences:write' });
     const typed = createSequenceClient({ address: kernel.address, tenantId: 'bench', token });
@@ -90,22 +106,31 @@ async function main() {
     if (GetSeriesResponse.decode(bareResponse).series?.seriesId !== SERIES_ID) throw new Error('bare GetSeries returned the wrong series');
     if ((await typed.getSeries({ seriesId: SERIES_ID })).series?.seriesId !== SERIES_ID) throw new Error('typed GetSeries returned the wrong series');
 
-    const targets: Array<[string, () => Promise<unknown>]> = [
+    const tracedClient = traced ? createSequenceClient({ address: traced.address, tenantId: 'bench', token }) : undefined;
+    const kernelPid = [kernel.child.pid!];
+    const targets: Array<[string, () => Promise<unknown>, number[]?]> = [
       ['echo, bare grpc-js', () => bareUnary(echoClient, '/bench.Echo/Echo', request, noMetadata)],
-      ['GetSeries, typed client', () => typed.getSeries({ seriesId: SERIES_ID })],
-      ['GetSeries, bare grpc-js client', () => bareUnary(bareKernel, GET_SERIES_PATH, request, kernelMetadata)],
+      ['GetSeries, typed client', () => typed.getSeries({ seriesId: SERIES_ID }), kernelPid],
+      ['GetSeries, bare grpc-js client', () => bareUnary(bareKernel, GET_SERIES_PATH, request, kernelMetadata), kernelPid],
       // GetSeries is answered from the immutable-series cache (its lazy transaction never
       // starts); ListSeries reads PostgreSQL on every call: BEGIN+settings+query, then COMMIT.
-      ['ListSeries, typed client (DB)', () => typed.listSeries({ pageSize: 10 })],
+      ['ListSeries, typed client (DB)', () => typed.listSeries({ pageSize: 10 }), kernelPid],
     ];
+    if (tracedClient && traced) {
+      targets.push(
+        ['GetSeries, typed, tracing on', () => tracedClient.getSeries({ seriesId: SERIES_ID }), [traced.child.pid!]],
+        ['ListSeries, typed, tracing on (DB)', () => tracedClient.listSeries({ pageSize: 10 }), [traced.child.pid!]],
+      );
+    }
     const results = new Map<string, LoadResult>();
     for (const concurrency of [1, 64]) {
-      for (const [name, call] of targets) results.set(`${concurrency}:${name}`, await runLoad(call, concurrency, seconds * 1000));
+      for (const [name, call, cpuPids] of targets) results.set(`${concurrency}:${name}`, await runLoad(call, concurrency, seconds * 1000, { cpuPids }));
     }
 
     echoClient.close();
     bareKernel.close();
     closeKernelClient(typed);
+    if (tracedClient) closeKernelClient(tracedClient);
 
     const get = (concurrency: number, index: number) => results.get(`${concurrency}:${targets[index][0]}`)!;
     console.log(`rpc overhead benchmark — ${machineLine()}`);
@@ -114,7 +139,8 @@ async function main() {
       console.log(`  ${concurrency} in flight:`);
       targets.forEach(([name], index) => {
         const r = get(concurrency, index);
-        console.log(`    ${name.padEnd(31)} ${fmt(r.perSecond).padStart(7)} calls/s   p50 ${fmt(r.p50, 2).padStart(6)} ms   p99 ${fmt(r.p99, 2).padStart(6)} ms`);
+        const cpu = r.cpuUsPerCall === undefined ? '' : `   kernel CPU ${fmt(r.cpuUsPerCall).padStart(4)} µs/call`;
+        console.log(`    ${name.padEnd(34)} ${fmt(r.perSecond).padStart(7)} calls/s   p50 ${fmt(r.p50, 2).padStart(6)} ms   p99 ${fmt(r.p99, 2).padStart(6)} ms${cpu}`);
       });
     }
     for (const concurrency of [64, 1]) {
@@ -125,6 +151,13 @@ async function main() {
       };
       const target = concurrency === 64 ? ' (target ≥ 0.5)' : '';
       console.log(`  ratio kernel/echo throughput at ${concurrency} in flight: typed client ${line(1)}${target}; bare client ${line(2)}; database-backed ListSeries ${line(3)}`);
+    }
+    if (receiver) {
+      for (const concurrency of [64, 1]) {
+        const ratio = (on: number, off: number) => fmt(get(concurrency, on).perSecond / get(concurrency, off).perSecond, 2);
+        console.log(`  ratio tracing on/off throughput at ${concurrency} in flight: GetSeries ${ratio(4, 1)}, ListSeries (DB) ${ratio(5, 3)} (target ≥ 0.90)`);
+      }
+      console.log(`  the receiver got ${fmt(receiver.bytes / 2 ** 20, 1)} MiB of OTLP protobuf`);
     }
   } finally {
     await run.finish();

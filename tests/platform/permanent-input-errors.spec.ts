@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import * as grpc from '@grpc/grpc-js';
+import { ROOT_CONTEXT } from '@opentelemetry/api';
 import { ClientError, createChannel, createClient, Metadata, Status, type CallOptions, type Channel } from 'nice-grpc';
 import { BadRequest, ErrorInfo, RetryInfo } from 'nice-grpc-error-details';
 import { Status as RpcStatus } from 'nice-grpc-error-details/lib/proto/google/rpc/status';
@@ -534,7 +535,7 @@ describe('middleware (no transport in between)', () => {
         throw translateDatabaseError(cause);
       },
     };
-    const context = { method: { action: 'x/Y' }, trace: { traceId: 'f'.repeat(32) }, log };
+    const context = { method: { action: 'x/Y' }, trace: { traceId: 'f'.repeat(32) }, otel: ROOT_CONTEXT, log };
     const outcome = await drive(middleware(call as never, context as never) as AsyncGenerator<unknown, unknown, unknown>);
     expect((outcome.error as { code?: Status }).code).toBe(Status.INVALID_ARGUMENT);
     expect(logged.map((l) => ({ level: l.level, reason: l.fields.reason, sqlstate: l.fields.sqlstate }))).toEqual([{ level: 'error', reason: 'VALUE_REJECTED', sqlstate: '22021' }]);

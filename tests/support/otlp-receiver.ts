@@ -95,7 +95,12 @@ export class OtlpReceiver {
   readonly points: ReceivedPoint[] = [];
   readonly raw: Buffer[] = [];
   readonly requests: Array<{ path: string; contentType: string | undefined; headers: IncomingMessage['headers'] }> = [];
+  /** Bytes received (counted also when not decoding). */
+  bytes = 0;
   private server?: Server;
+
+  /** `decode: false` answers like a collector but only counts (a benchmark's receiver, cheap on the caller's CPU). */
+  constructor(private readonly options: { decode?: boolean } = {}) {}
 
   get endpoint(): string {
     return `http://127.0.0.1:${(this.server!.address() as AddressInfo).port}`;
@@ -107,14 +112,18 @@ export class OtlpReceiver {
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
         const body = Buffer.concat(chunks);
-        this.raw.push(body);
-        this.requests.push({ path: req.url ?? '', contentType: req.headers['content-type'], headers: req.headers });
+        this.bytes += body.length;
+        const decode = this.options.decode !== false;
+        if (decode) {
+          this.raw.push(body);
+          this.requests.push({ path: req.url ?? '', contentType: req.headers['content-type'], headers: req.headers });
+        }
         try {
           if (req.method === 'POST' && req.url === '/v1/traces') {
-            this.addSpans(body);
+            if (decode) this.addSpans(body);
             res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end(Buffer.from(ExportTraceServiceResponse.encode({}).finish()));
           } else if (req.method === 'POST' && req.url === '/v1/metrics') {
-            this.addPoints(body);
+            if (decode) this.addPoints(body);
             res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end(Buffer.from(ExportMetricsServiceResponse.encode({}).finish()));
           } else {
             res.writeHead(404).end();
