@@ -1,5 +1,5 @@
 /**
- * Audit log benchmark (K-W1): AppendEvents throughput through the full gRPC stack — JWT, tenant,
+ * Audit log benchmark (docs/capabilities/audit.md): AppendEvents throughput through the full gRPC stack — JWT, tenant,
  * idempotency key, the group committer (concurrent calls of one tenant may share one database
  * transaction, by design), the event row and the idempotency record committed (durable) before
  * the reply — next to a bare grpc-js unary echo (bench/echo-server.ts, its own process) at the

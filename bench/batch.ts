@@ -1,5 +1,5 @@
 /**
- * K-M13 benchmark: items/s of a batch of no-op items (range source, chunks of 500) run by a
+ * Batch benchmark (docs/capabilities/batch.md): items/s of a batch of no-op items (range source, chunks of 500) run by a
  * kernel process — each chunk a scheduler job whose transaction writes the chunk's item
  * results and advances the checkpoint — next to the bound: a bare multi-row INSERT of the same
  * result rows (500 per statement, one transaction each, one connection) into the same

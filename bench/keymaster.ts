@@ -1,5 +1,5 @@
 /**
- * Keymaster benchmark (K-M4): Ed25519 signatures/s through the full gRPC stack — JWT, tenant,
+ * Keymaster benchmark (docs/capabilities/keymaster.md): Ed25519 signatures/s through the full gRPC stack — JWT, tenant,
  * idempotency key, the group committer, the signing-material read, the signature, and the
  * call's audit entry and idempotency record committed (durable) before the reply — next to a
  * bare grpc-js unary echo (bench/echo-server.ts, its own process) at the same concurrency in the

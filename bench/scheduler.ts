@@ -1,5 +1,5 @@
 /**
- * K-M5 benchmark: no-op jobs — enqueue/s, execute/s and enqueue→start latency (p50/p99) — for
+ * Scheduler benchmark (docs/capabilities/scheduler.md): no-op jobs — enqueue/s, execute/s and enqueue→start latency (p50/p99) — for
  * the AXIS scheduler (in-process handlers, the fair comparison), graphile-worker in its fastest
  * documented configuration (local queue of 500, batched completion/failure with delay 0;
  * https://worker.graphile.org/docs/performance) and pg-boss (batch fetch), on the same

@@ -1,5 +1,5 @@
 /**
- * K-M10 benchmark: numbers/s issued on ONE hot series by 64 concurrent callers through the full
+ * Sequence benchmark (docs/capabilities/sequences.md): numbers/s issued on ONE hot series by 64 concurrent callers through the full
  * gRPC stack (client middleware, kernel middleware chain, transaction, audit, idempotency
  * record), next to pgbench's single-row-update commit rate on the same PostgreSQL in the same
  * run (the physical bound: every issue serialises on the period's counter row). Target ≥ 0.5.

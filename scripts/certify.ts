@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
-/** The fifteen EVIs of Kernel v1.3, in the order of the specification. */
+/** The fifteen EVIs of Kernel v1.3, in the order docs/architecture.md#certification lists them. */
 export const EVIS = [
   { id: 'EVI055', name: 'Sequence Governance', suite: 'evi055-sequences.spec.ts' },
   { id: 'EVI041', name: 'Keymaster / Signing', suite: 'evi041-keymaster.spec.ts' },

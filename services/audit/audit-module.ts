@@ -10,7 +10,7 @@ import { PURGE_ACTION } from './audit-store';
 import { AuditIntegrator } from './integrator';
 
 /**
- * K-W1 as the kernel serves it: the AuditService, the integrator that every node runs on a
+ * The audit log (docs/capabilities/audit.md) as the kernel serves it: the AuditService, the integrator that every node runs on a
  * short period (nodes share the tenants, one integrates each at a time), and the retention
  * sweep as a system job.
  */

@@ -34,7 +34,7 @@ function chunkPayload(value: unknown): ChunkJobPayload {
 }
 
 /**
- * K-M13: the BatchService and the chunk job handler every node runs. Item handlers come from
+ * Batch (docs/capabilities/batch.md): the BatchService and the chunk job handler every node runs. Item handlers come from
  * `deps.batchItems` (registered by code, or by KERNEL_BATCH_HANDLER_MODULES).
  */
 export function batchModule(deps: KernelDependencies): CapabilityModule {

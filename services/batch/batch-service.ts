@@ -177,7 +177,7 @@ function requestHash(r: z.output<typeof startSchema>): string {
 
 
 /**
- * K-M13 over gRPC. StartBatch, CancelBatch and ResumeBatch change the database only (they run
+ * Batch (docs/capabilities/batch.md) over gRPC. StartBatch, CancelBatch and ResumeBatch change the database only (they run
  * in the group committer and may be re-run); chunk jobs they enqueue commit with them.
  */
 export function batchService(handlers: BatchItemHandlers, queue: ChunkQueue): BatchServiceImplementation<KernelCallContext> {

@@ -41,9 +41,9 @@ export interface RunningKernel {
   readonly log: Logger;
   readonly db: Database;
   readonly audit: AuditLog;
-  /** In-process job handlers of this node (K-M5): `kernel.jobs.register(type, handler)`. */
+  /** In-process job handlers of this node (docs/capabilities/scheduler.md): `kernel.jobs.register(type, handler)`. */
   readonly jobs: JobHandlers;
-  /** Batch item handlers of this node (K-M13): `kernel.batch.register(type, handler)`. */
+  /** Batch item handlers of this node (docs/capabilities/batch.md): `kernel.batch.register(type, handler)`. */
   readonly batch: BatchItemHandlers;
   /** Every scope some served method requires (what a development token needs to call everything). */
   readonly scopes: string[];

@@ -6,7 +6,7 @@ import { KeyObjectCache } from './key-cache';
 import { KEY_CACHE_CHANNEL, keymasterService } from './keymaster-service';
 
 /**
- * K-M4 as the kernel serves it: the service, its scopes, and this node's private-key cache,
+ * Keymaster (docs/capabilities/keymaster.md) as the kernel serves it: the service, its scopes, and this node's private-key cache,
  * which drops a version when any node disables or schedules its destruction (NOTIFY), and
  * empties itself when the notification connection was lost (an invalidation may have been missed).
  */

@@ -131,7 +131,7 @@ function keyMessage(key: KeyRecord): Key {
 }
 
 /**
- * K-M4 over gRPC. Private keys are generated here, sealed with the envelope at once and only
+ * Keymaster (docs/capabilities/keymaster.md) over gRPC. Private keys are generated here, sealed with the envelope at once and only
  * ever decrypted into this node's memory for signing (cached, see KeyObjectCache). Whether a
  * version may sign or verify is read from the database in the call's own transaction, so a
  * disabled or destroyed version is refused on every node from the moment its change commits.

@@ -83,7 +83,7 @@ export class BatchItemHandlers {
         log.info({ module: file }, 'batch item handler module loaded');
       }
     })();
-    // Surfaced at once (law 10); chunk jobs and StartBatch also fail on it rather than run without handlers.
+    // Surfaced at once (docs/laws.md#law-10); chunk jobs and StartBatch also fail on it rather than run without handlers.
     this.loading.catch((error) => log.error({ err: error, modules: list }, 'could not load batch item handler modules (KERNEL_BATCH_HANDLER_MODULES)'));
   }
 }

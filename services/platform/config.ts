@@ -4,7 +4,7 @@ import { masterKeysSchema } from './crypto/master-keys';
 
 /**
  * The kernel's configuration, read from the environment once at start-up. Zod is the single
- * source of truth for it (law 7): a bad value stops the process with a message naming it.
+ * source of truth for it (docs/laws.md#law-7): a bad value stops the process with a message naming it.
  */
 const durationMs = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 
@@ -55,20 +55,20 @@ const configSchema = z
         }
       }),
     KERNEL_RESERVATION_SWEEP_MS: durationMs(1000),
-    /** K-W1: how often each node offers to integrate committed audit entries (one node integrates at a time). */
+    /** Audit (docs/capabilities/audit.md): how often each node offers to integrate committed audit entries (one node integrates at a time). */
     KERNEL_AUDIT_SEQUENCER_MS: durationMs(200),
-    /** K-W1: entries per integration transaction. */
+    /** Audit (docs/capabilities/audit.md): entries per integration transaction. */
     KERNEL_AUDIT_BATCH_SIZE: z.coerce.number().int().min(1).max(100_000).default(5000),
-    /** K-W1: the shortest retention a tenant may set (default 1 day). */
+    /** Audit (docs/capabilities/audit.md): the shortest retention a tenant may set (default 1 day). */
     KERNEL_AUDIT_MIN_RETENTION_SECONDS: z.coerce.number().int().min(1).default(86_400),
-    /** K-W1: how often expired entries are purged (every tenant with a retention policy), 1–59 s. */
+    /** Audit (docs/capabilities/audit.md): how often expired entries are purged (every tenant with a retention policy), 1–59 s. */
     KERNEL_AUDIT_PURGE_SWEEP_MS: z.coerce.number().int().min(1000).max(59_000).default(59_000),
-    /** K-M13: comma-separated module paths exporting registerBatchItemHandlers(handlers), imported at start-up. */
+    /** Batch (docs/capabilities/batch.md): comma-separated module paths exporting registerBatchItemHandlers(handlers), imported at start-up. */
     KERNEL_BATCH_HANDLER_MODULES: z.string().optional(),
-    /** K-M5: comma-separated module paths exporting registerJobHandlers(registry), imported before the node starts. */
+    /** Scheduler (docs/capabilities/scheduler.md): comma-separated module paths exporting registerJobHandlers(registry), imported before the node starts. */
     KERNEL_JOB_HANDLER_MODULES: z.string().optional(),
     KERNEL_SHUTDOWN_GRACE_MS: durationMs(10_000),
-    /** K-M5 scheduler: jobs run at once per node, in-process lease, claim poll, cron pass, finished-job retention. */
+    /** Scheduler (docs/capabilities/scheduler.md): jobs run at once per node, in-process lease, claim poll, cron pass, finished-job retention. */
     KERNEL_SCHEDULER_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(32),
     KERNEL_SCHEDULER_LEASE_MS: z.coerce.number().int().min(1000).max(3_600_000).default(30_000),
     /** Jobs a node leases ahead into its local queue (≥ 1); default 8 × concurrency, at most 500. */

@@ -1,6 +1,6 @@
 import { Status } from 'nice-grpc-common';
 
-/** The ErrorInfo domain of every error the kernel returns (law 6). */
+/** The ErrorInfo domain of every error the kernel returns (docs/laws.md#law-6). */
 export const ERROR_DOMAIN = 'kernel.axis';
 
 export interface FieldViolation {

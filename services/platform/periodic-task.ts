@@ -2,7 +2,7 @@ import type { Logger } from './observability/logger';
 
 /**
  * Runs `work` every `intervalMs` (never overlapping itself) until stopped. A failure is logged
- * at error level and retried on the next tick (law 10: surfaced, not swallowed).
+ * at error level and retried on the next tick (docs/laws.md#law-10: surfaced, not swallowed).
  */
 export class PeriodicTask {
   private timer?: NodeJS.Timeout;

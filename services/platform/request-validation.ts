@@ -7,7 +7,7 @@ export const FIELD_INVALID = 'FIELD_INVALID';
 const snake = (segment: PropertyKey) => String(segment).replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
 /**
- * Validates a decoded request with its Zod schema (law 7: semantics beyond proto types). A
+ * Validates a decoded request with its Zod schema (docs/laws.md#law-7: semantics beyond proto types). A
  * failure is INVALID_ARGUMENT with a BadRequest listing every offending field by its proto name;
  * the reason is the first issue's `params.reason` when the schema gives one, else FIELD_INVALID.
  */

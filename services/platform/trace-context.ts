@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 
-/** A W3C trace context as the kernel carries it through logs, audit, jobs and events (docs/laws.md, trace propagation). */
+/** A W3C trace context as the kernel carries it through logs, audit, jobs and events (docs/laws.md#law-4, trace propagation). */
 export interface TraceContext {
   readonly traceId: string;
   /** The span id of this kernel call (a child of the caller's span when one was given). */

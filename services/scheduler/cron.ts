@@ -1,5 +1,5 @@
 /**
- * Cron expressions with IANA time zones (K-M5), written here so the DST rules are ours and
+ * Cron expressions with IANA time zones (docs/capabilities/scheduler.md#cron), written here so the DST rules are ours and
  * documented:
  *
  *   [second] minute hour day-of-month month day-of-week

@@ -15,7 +15,7 @@ export interface SchedulerModuleOptions {
 }
 
 /**
- * K-M5 as the kernel serves it: the SchedulerService, and on start the node's scheduler runtime
+ * The scheduler (docs/capabilities/scheduler.md) as the kernel serves it: the SchedulerService, and on start the node's scheduler runtime
  * (in-process workers for the registered handler types, cron, lease rescue, retention) with the
  * kernel's own recurring work installed as system schedules (one node runs each tick).
  */

@@ -73,7 +73,7 @@ interface Held {
 }
 
 /**
- * The node's scheduler (K-M5): in-process workers for the registered handler types, the cron
+ * The node's scheduler (docs/capabilities/scheduler.md): in-process workers for the registered handler types, the cron
  * loop, lease rescue and retention. Every node runs one; they coordinate only through PostgreSQL
  * (SKIP LOCKED claims, fencing tokens, unique tick keys), woken by LISTEN/NOTIFY.
  *

@@ -236,7 +236,7 @@ const tickMessage = (t: { time: Date; kind: TickKindName; outcome: TickOutcomeNa
   jobId: t.jobId ?? '',
 });
 
-/** K-M5 over gRPC. `db` and `notifications` serve the long-poll LeaseJobs (outside the unit of work, see the proto). */
+/** The scheduler (docs/capabilities/scheduler.md) over gRPC. `db` and `notifications` serve the long-poll LeaseJobs (outside the unit of work, see the proto). */
 export function schedulerService(deps: { db: Database; notifications: NotificationHub }): SchedulerServiceImplementation<KernelCallContext> {
   return {
     async enqueueJob(request, ctx) {

@@ -157,7 +157,7 @@ function versionMessage(v: VersionRecord): SecretVersion {
 }
 
 /**
- * K-V1 over gRPC. Values cross this adapter in two places only: into `addVersion` (sealed
+ * Secrets (docs/capabilities/secrets.md) over gRPC. Values cross this adapter in two places only: into `addVersion` (sealed
  * before anything is written) and out of AccessSecretVersion's response. Audit details name
  * versions and labels, never values; errors describe values, never quote them.
  */

@@ -3,7 +3,7 @@ import type { CapabilityModule, KernelDependencies } from '../platform/capabilit
 import { secretService } from './secret-service';
 
 /**
- * K-V1 secrets as the kernel serves them. AccessSecretVersion answers with a secret value: it
+ * Secrets (docs/capabilities/secrets.md) as the kernel serves them. AccessSecretVersion answers with a secret value: it
  * needs its own scope, and it is an audited read (its audit entry is durable before it answers;
  * its answer is never stored for replay).
  */

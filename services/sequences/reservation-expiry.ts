@@ -5,7 +5,7 @@ import { newTraceId } from '../platform/trace-context';
 /**
  * Voids lapsed reservations (reason RESERVATION_EXPIRED) across all tenants, with one audit
  * entry each, via the SECURITY DEFINER function sequence_expire_reservations. It runs as the
- * the kernel's system job `kernel.sequences.expire-reservations` (K-M5: one node per tick;
+ * the kernel's system job `kernel.sequences.expire-reservations` (docs/capabilities/scheduler.md#system-jobs: one node per tick;
  * declared in sequences-module.ts); SKIP LOCKED keeps overlapping runs apart.
  */
 export async function expireReservations(db: Database, log: Logger, batchSize = 500): Promise<number> {

@@ -130,7 +130,7 @@ function numberMessage(n: NumberRecord): SequenceNumber {
 }
 
 /**
- * K-M10 over gRPC: each handler decodes, validates, runs the use case in the call's unit of
+ * Sequence governance (docs/capabilities/sequences.md) over gRPC: each handler decodes, validates, runs the use case in the call's unit of
  * work, names the changed resource for the audit entry, and encodes.
  */
 export function sequenceService(store = new SeriesStore()): SequenceServiceImplementation<KernelCallContext> {

@@ -3,7 +3,7 @@ import type { CapabilityModule, KernelDependencies } from '../platform/capabilit
 import { expireReservations } from './reservation-expiry';
 import { sequenceService } from './sequence-service';
 
-/** K-M10 sequence governance as the kernel serves it: the service and the reservation sweep. */
+/** Sequence governance (docs/capabilities/sequences.md) as the kernel serves it: the service and the reservation sweep. */
 export function sequencesModule(deps: KernelDependencies): CapabilityModule {
   return {
     definition: SequenceServiceDefinition,

@@ -16,7 +16,7 @@ import { createBackendDatabase, type TestBackendDatabase } from '../support/test
 import { waitFor } from '../support/wait-for';
 
 /*
- * EVI044 — telemetry propagation (K-M7). A real OTLP/HTTP receiver runs inside the test and
+ * EVI044 — telemetry propagation (docs/capabilities/telemetry.md). A real OTLP/HTTP receiver runs inside the test and
  * decodes what the kernel exports with the OpenTelemetry protobuf types; the kernel — its own
  * process, as deployed — exports to it because OTEL_EXPORTER_OTLP_ENDPOINT points there, nothing
  * else. Its job and batch handlers come from tests/support/evi044-handlers.ts. The W3C rules

@@ -193,7 +193,7 @@ describe('EVI047 Secrets & certificate lifecycle (K-V1)', () => {
       await c1.addSecretVersion({ secretId: 's3', value: s3Next });
       expected.set('s3', s3Next.toString());
       await c1.destroySecretVersion({ secretId: 's3', version: 1 });
-      // The tenant's audit-log key (K-W1) is sealed under KEK 1 too, once its first checkpoint is signed.
+      // The tenant's audit-log key (docs/capabilities/audit.md) is sealed under KEK 1 too, once its first checkpoint is signed.
       await pollUntil(async () =>
         asSuperuser(rotationDb.url, async (sql) => (await sql.query(`SELECT 1 FROM keymaster_key_version WHERE tenant_id = 'tenant-kek' AND alias = 'kernel.audit'`)).rows.length === 1),
       );

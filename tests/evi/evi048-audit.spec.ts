@@ -15,7 +15,7 @@ import { createBackendDatabase, startTestKernel, TEST_BACKEND, type TestBackendD
 import { waitFor } from '../support/wait-for';
 
 /*
- * EVI048 — audit immutability (K-W1). Everything that checks a proof or a signature here is
+ * EVI048 — audit immutability (docs/capabilities/audit.md). Everything that checks a proof or a signature here is
  * written in this file from RFC 6962 / RFC 9162 and c2sp.org/signed-note, and shares no code
  * with the kernel's tree (services/audit): leaf and node hashes, the Merkle tree head, the
  * inclusion and consistency verification, and the checkpoint note's Ed25519 signature, checked

@@ -39,7 +39,7 @@ describe('master-key rotation (kernel keys rewrap)', () => {
     }
     const sql = new Client({ connectionString: db.url });
     await sql.connect();
-    // Each tenant's audit-log key (K-W1) is a keymaster key too, sealed once its first checkpoint is signed.
+    // Each tenant's audit-log key (docs/capabilities/audit.md) is a keymaster key too, sealed once its first checkpoint is signed.
     await waitFor(async () => (await sql.query(`SELECT 1 FROM keymaster_key_version WHERE alias = 'kernel.audit'`)).rows.length === 3);
     await first.stop();
 

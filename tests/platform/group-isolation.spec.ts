@@ -80,7 +80,7 @@ const outcomeOf = async (call: Promise<unknown>, detail?: (r: never) => string):
   }
 };
 
-// --- K-M10: one reservation, committed twice and voided -------------------------------------
+// --- sequences (docs/capabilities/sequences.md): one reservation, committed twice and voided -------------------------------------
 type Reservation = { status: 'RESERVED' | 'ISSUED' | 'VOIDED'; subject: string };
 const commitOp = (subject: string): OpKind<Reservation> => ({
   name: `commit(${subject})`,
@@ -115,7 +115,7 @@ const reservationFamily: Family<Reservation> = {
   },
 };
 
-// --- K-V1: one PENDING version, promoted, destroyed and disabled ---------------------------
+// --- secrets (docs/capabilities/secrets.md): one PENDING version, promoted, destroyed and disabled ---------------------------
 type Rotation = { current: number; previous: number; pending: number; v2: 'ENABLED' | 'DISABLED' | 'DESTROYED' };
 const dropLabels = (s: Rotation): Rotation => ({ ...s, previous: s.previous === 2 ? 0 : s.previous, pending: s.pending === 2 ? 0 : s.pending });
 const rotationFamily: Family<Rotation> = {
@@ -173,7 +173,7 @@ const rotationFamily: Family<Rotation> = {
   },
 };
 
-// --- K-M4: version 1 of a rotated key: disabled, enabled, used, outranked ----------------------
+// --- keymaster (docs/capabilities/keymaster.md): version 1 of a rotated key: disabled, enabled, used, outranked ----------------------
 type KeyState = { v1: 'ENABLED' | 'DISABLED'; minSign: number; primary: number };
 const keyFamily: Family<KeyState> = {
   name: 'key versions',
@@ -225,7 +225,7 @@ const keyFamily: Family<KeyState> = {
   },
 };
 
-// --- K-M5: one SKIP-overlap schedule, triggered twice, paused and resumed ----------------------
+// --- scheduler (docs/capabilities/scheduler.md): one SKIP-overlap schedule, triggered twice, paused and resumed ----------------------
 type ScheduleState = { jobs: number; paused: boolean };
 const triggerOp = (n: number): OpKind<ScheduleState> => ({
   name: `trigger#${n}`,

@@ -16,7 +16,7 @@ export interface Outcome {
   trailer?: Metadata;
 }
 
-/** Contract breaches of one response (law 6): the kernel's error model and trace trailer; empty when fine. */
+/** Contract breaches of one response (docs/laws.md#law-6): the kernel's error model and trace trailer; empty when fine. */
 export function errorContractBreaches(outcome: Outcome): string[] {
   const problems: string[] = [];
   const traceId = outcome.trailer?.get('x-trace-id');

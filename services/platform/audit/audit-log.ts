@@ -5,7 +5,7 @@ import type { Metrics } from '../observability/metrics';
 /** The principal of entries the kernel writes for its own work (expiry, purges, the audit key's creation). */
 export const SYSTEM_PRINCIPAL = 'system:kernel';
 
-/** One audit entry as the platform writes it (law 3). Never carries secrets or PII. */
+/** One audit entry as the platform writes it (docs/laws.md#law-3). Never carries secrets or PII. */
 export interface AuditEntry {
   tenantId: string;
   principal: string;
@@ -137,7 +137,7 @@ export class AuditLog {
         }),
       );
     } catch (error) {
-      // The refusal itself still goes to the caller; a lost denial record is surfaced loudly (law 10).
+      // The refusal itself still goes to the caller; a lost denial record is surfaced loudly (docs/laws.md#law-10).
       this.metrics?.increment('audit_denials_lost_total');
       this.log.error({ err: error, trace_id: denial.traceId, tenant: denial.tenantId }, 'could not record denied attempt in the audit log');
     }

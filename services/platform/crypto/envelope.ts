@@ -67,7 +67,7 @@ export interface AlarmContext {
 }
 
 /**
- * Envelope encryption, the kernel's root of trust (shared by K-M4 signing keys and K-V1
+ * Envelope encryption, the kernel's root of trust (docs/platform-contract.md#envelope-encryption; shared by keymaster signing keys and
  * secrets). Every value gets a fresh 256-bit data key (AES-256-GCM); the data key is stored
  * wrapped by a versioned master key (KEK) from configuration. Both layers carry the binding as
  * associated data. Rotating the KEK re-wraps data keys only (see rewrap.ts): values are never

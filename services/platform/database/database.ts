@@ -10,7 +10,7 @@ import type { DeferredWrite, Sql, StatementBatcher, TenantTransaction, Transacti
 
 export type { DeferredWrite, Sql, StatementBatcher, TenantTransaction, TransactionControl, TransactionOptions } from './transaction';
 
-/** The non-owner role every kernel transaction runs as; RLS applies to it (see docs/laws.md, tenant isolation). */
+/** The non-owner role every kernel transaction runs as; RLS applies to it (see docs/laws.md#law-2, tenant isolation). */
 export const APP_ROLE = 'axis_kernel_app';
 /** The transaction-local setting the RLS policies compare tenant_id with. */
 export const TENANT_SETTING = 'axis.tenant_id';

@@ -18,9 +18,9 @@ const tokenAmbiguous = () => new KernelError(Status.UNAUTHENTICATED, 'TOKEN_AMBI
 export const ANONYMOUS_PRINCIPAL = 'anonymous';
 
 /**
- * Deny by default (law 9): no bearer token, a malformed one, a bad signature or an expired
+ * Deny by default (docs/laws.md#law-9): no bearer token, a malformed one, a bad signature or an expired
  * token is UNAUTHENTICATED before anything else looks at the request. The failure is a
- * security event (law 3): when the call names a well-formed tenant, it is recorded in that
+ * security event (docs/laws.md#law-3): when the call names a well-formed tenant, it is recorded in that
  * tenant's audit log in its own transaction (rate-limited per tenant — see AuditLog.recordDenial).
  */
 export function authenticationMiddleware(deps: { verifier: TokenVerifier; audit: AuditLog }): ServerMiddleware<AuthenticationContext, TracingContext> {

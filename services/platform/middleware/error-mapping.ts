@@ -16,7 +16,7 @@ import type { Metrics } from '../observability/metrics';
 import { VALUE_REJECTED } from '../database/postgres-errors';
 
 /**
- * The edge of the error model (law 6): a KernelError becomes a google.rpc.Status with exactly
+ * The edge of the error model (docs/laws.md#law-6): a KernelError becomes a google.rpc.Status with exactly
  * one ErrorInfo (reason, domain kernel.axis, metadata including trace_id) plus BadRequest /
  * RetryInfo / QuotaFailure / PreconditionFailure where they apply. Anything else is a bug: it
  * is logged with its cause and the trace id and answered as a masked INTERNAL.
@@ -38,7 +38,7 @@ export function errorMappingMiddleware(deps: { metrics: Metrics }): ServerMiddle
         context.log.error({ err: kernelError.options.cause ?? kernelError, reason: kernelError.reason }, kernelError.message);
       } else if (kernelError.reason === VALUE_REJECTED) {
         // The caller gets a permanent INVALID_ARGUMENT, but the kernel's validation let through a
-        // value PostgreSQL refused: a gap to close, which must not pass unnoticed (law 10: nothing silent).
+        // value PostgreSQL refused: a gap to close, which must not pass unnoticed (docs/laws.md#law-10: nothing silent).
         context.log.error(
           { err: kernelError.options.cause ?? kernelError, reason: kernelError.reason, sqlstate: kernelError.options.metadata?.sqlstate },
           'validation gap: the database refused a value of the request',

@@ -9,7 +9,7 @@ import type { MutationCommitter } from '../unit-of-work/mutation-committer';
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
 
 /**
- * Law 5 and the call's unit of work. A read-only method (NO_SIDE_EFFECTS) gets read-only
+ * Idempotency (docs/laws.md#law-5) and the call's unit of work. A read-only method (NO_SIDE_EFFECTS) gets read-only
  * transactions and needs no key. Any other method needs an `idempotency-key`; its handler runs
  * inside the MutationCommitter, which replays a stored response (trailer
  * `idempotent-replayed: true`), refuses a key reused with another request

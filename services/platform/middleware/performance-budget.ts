@@ -4,7 +4,7 @@ import type { TracingContext } from '../call-context';
 import type { Metrics } from '../observability/metrics';
 
 /**
- * Law 8: each RPC has a latency budget (KERNEL_RPC_BUDGETS_MS, by method action or "*").
+ * Performance budgets (docs/laws.md#law-8): each RPC has a latency budget (KERNEL_RPC_BUDGETS_MS, by method action or "*").
  * Measured from the start of the call to the end of the handler; a call over budget logs a
  * warning with the trace id and increments rpc_budget_violations_total. It never fails the call.
  * A server-streaming call (a watch) lasts as long as its subscriber wants: the "*" default does

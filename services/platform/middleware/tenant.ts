@@ -9,9 +9,9 @@ import type { PageTokenCodec } from '../page-token';
 export const TENANT_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
 /**
- * Every call runs in exactly one tenant (law 2): `x-tenant-id` must be present, well-formed and
+ * Every call runs in exactly one tenant (docs/laws.md#law-2): `x-tenant-id` must be present, well-formed and
  * one the token allows; then the method's scope must be held. Both refusals are security
- * events, recorded in the tenant's audit log in their own transaction (law 3).
+ * events, recorded in the tenant's audit log in their own transaction (docs/laws.md#law-3).
  */
 export function tenantMiddleware(deps: { audit: AuditLog; pageTokens: PageTokenCodec }): ServerMiddleware<TenantContext & PageTokenContext, TracingContext & AuthenticationContext> {
   return async function* tenant(call, context) {

@@ -1,5 +1,5 @@
 /**
- * The kernel's SQL migration runner (K-S1, schema migration governance).
+ * The kernel's SQL migration runner (docs/platform-contract.md#migrations).
  *
  * Migrations are `prisma/migrations/<14-digit timestamp>_<name>/migration.sql` files, applied in
  * version order and recorded in the ledger table `kernel_schema_migrations` (created on first

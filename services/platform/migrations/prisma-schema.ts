@@ -1,6 +1,6 @@
 /**
  * A deliberately small parser for the part of the Prisma schema language this repository uses
- * (K-S1, schema governance). It exists so that the drift check can compare `prisma/schema/`
+ * (docs/platform-contract.md#migrations, schema governance). It exists so that the drift check can compare `prisma/schema/`
  * with the live database without a Prisma engine — `prisma migrate` does not run here.
  *
  * Understood: `generator` and `datasource` blocks (skipped), `model` blocks with scalar fields

@@ -1,5 +1,5 @@
 /**
- * Schema drift detection (K-S1, schema governance): does `prisma/schema/` still describe the
+ * Schema drift detection (docs/platform-contract.md#migrations, schema governance): does `prisma/schema/` still describe the
  * database that the SQL migrations produce? The migrations are the source of truth and Prisma
  * Client is generated from the schema file, so a silent difference between them means queries
  * built for columns, types or keys that the database does not have.

@@ -1,5 +1,5 @@
 /**
- * Tenant isolation governance (K-S1): every table that holds tenant rows must be protected by row
+ * Tenant isolation governance (docs/platform-contract.md#tenancy): every table that holds tenant rows must be protected by row
  * level security that also binds the table owner, and must be keyed tenant-first.
  *
  * A table is a tenant table when it has a `tenant_id` column. ENABLE alone is not enough: without

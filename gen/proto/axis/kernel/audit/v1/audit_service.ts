@@ -2755,7 +2755,7 @@ export const PurgeExpiredResponse: MessageFns<PurgeExpiredResponse> = {
 };
 
 /**
- * The per-tenant tamper-evident audit log (K-W1). Every mutating RPC of every capability
+ * The per-tenant tamper-evident audit log (docs/capabilities/audit.md). Every mutating RPC of every capability
  * appends one entry in its own transaction; domain services append theirs with AppendEvents.
  * After commit the integrator gives each entry its gap-free seq, RFC 6962 leaf hash and
  * hash-chain link, and signs a checkpoint with the tenant's audit key (the Keymaster key with

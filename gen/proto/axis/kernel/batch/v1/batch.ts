@@ -149,7 +149,7 @@ export interface InlineItems {
 }
 
 /**
- * A chunked, restartable batch (K-M13). StartBatch sets batch_id, item_type, chunk_size,
+ * A chunked, restartable batch (docs/capabilities/batch.md). StartBatch sets batch_id, item_type, chunk_size,
  * skip_limit and retry_limit; every other field is output only.
  */
 export interface Batch {

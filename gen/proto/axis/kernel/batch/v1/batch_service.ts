@@ -1099,7 +1099,7 @@ export const ResumeBatchResponse: MessageFns<ResumeBatchResponse> = {
 };
 
 /**
- * Chunked, restartable processing of large item sets (K-M13). Chunks run in scheduler jobs on
+ * Chunked, restartable processing of large item sets (docs/capabilities/batch.md). Chunks run in scheduler jobs on
  * any node (a job takes chunk after chunk for about two seconds, then enqueues the next job);
  * each chunk's item effects, item results and the checkpoint commit in one transaction,
  * guarded by the expected checkpoint, so a crash resumes from the last checkpoint (the lost

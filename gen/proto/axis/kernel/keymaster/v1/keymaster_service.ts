@@ -2388,7 +2388,7 @@ export const RewrapDataKeysResponse: MessageFns<RewrapDataKeysResponse> = {
 };
 
 /**
- * Tenant-scoped signing keys that never leave the kernel (K-M4). Private keys exist only
+ * Tenant-scoped signing keys that never leave the kernel (docs/capabilities/keymaster.md). Private keys exist only
  * encrypted at rest (envelope encryption with the kernel's master keys); no RPC returns them
  * and there is no export.
  *

@@ -2560,7 +2560,7 @@ export const FailJobResponse: MessageFns<FailJobResponse> = {
 };
 
 /**
- * Jobs and cron schedules in PostgreSQL (K-M5). Jobs run on in-process handlers registered by
+ * Jobs and cron schedules in PostgreSQL (docs/capabilities/scheduler.md). Jobs run on in-process handlers registered by
  * kernel code, or on remote workers through LeaseJobs / Heartbeat / CompleteJob / FailJob.
  * Delivery is at least once; every lease carries a fencing token.
  *

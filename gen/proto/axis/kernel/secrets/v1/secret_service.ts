@@ -2083,7 +2083,7 @@ export const ListExpiringResponse: MessageFns<ListExpiringResponse> = {
 };
 
 /**
- * Versioned secrets and certificates with rotation and expiry tracking (K-V1). Values are
+ * Versioned secrets and certificates with rotation and expiry tracking (docs/capabilities/secrets.md). Values are
  * stored only envelope-encrypted (AES-256-GCM data key per version, wrapped by a versioned
  * master key; the ciphertext is bound to tenant, secret and version). No RPC but
  * AccessSecretVersion returns a value, and no log line or audit entry ever holds one.

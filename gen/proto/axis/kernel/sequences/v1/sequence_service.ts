@@ -1747,7 +1747,7 @@ export const GetGapReportResponse: MessageFns<GetGapReportResponse> = {
 };
 
 /**
- * Gap-free, legally auditable document numbering per tenant, per series, per period (K-M10).
+ * Gap-free, legally auditable document numbering per tenant, per series, per period (docs/capabilities/sequences.md).
  *
  * Errors carry the details of axis.kernel.common.v1.ErrorDetails (ErrorInfo always, in domain
  * "kernel.axis").
