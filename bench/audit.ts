@@ -44,7 +44,6 @@
  * figures are printed).
  */
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import path from 'node:path';
@@ -59,7 +58,7 @@ import { mintDevelopmentToken } from '../services/platform/auth/token-verifier';
 import { spawnKernel, type KernelProcess } from '../tests/support/kernel-process';
 import { createTestDatabase, type TestDatabase } from '../tests/support/test-database';
 import { bareUnary, spawnEcho, waitForReady, writeProfilerPreload, type EchoProcess, cleanUpOnSignal } from './grpc-bench-support';
-import { fmt, machineLine, runLoad, type LoadResult } from './load';
+import { fmt, machineLine, processCpuMs, runLoad, type LoadResult } from './load';
 
 const APPEND_PATH = '/axis.kernel.audit.v1.AuditService/AppendEvents';
 const TENANT = 'bench';
@@ -190,17 +189,6 @@ function kernelErrors(kernel: KernelProcess): string {
   return lines.map((line) => (line.length > 1200 ? `${line.slice(0, 1200)}…` : line)).join('\n');
 }
 
-/** CPU time (user + system, all threads) of a process in ms from /proc (Linux; 100 ticks/s), or undefined when gone. */
-function processCpuMs(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // from field 3 (state) on
-    return (Number(fields[11]) + Number(fields[12])) * 10; // utime, stime (fields 14, 15)
-  } catch {
-    return undefined;
-  }
-}
-
 /** CPU of the kernel process and of the PostgreSQL backends serving the bench database (a backend first seen later counts from 0). */
 interface CpuSnapshot {
   kernelMs: number;
@@ -312,7 +300,7 @@ async function main() {
     const echoPayload = Buffer.from(AppendEventsRequest.encode(appendRequest(100_000)).finish());
 
     const loadBefore = loadavg()[0];
-    const echoRun = await runLoad(() => bareUnary(echoClient, '/bench.Echo/Echo', echoPayload, () => new Metadata()), concurrency, seconds * 1000, WARMUP_MS);
+    const echoRun = await runLoad(() => bareUnary(echoClient, '/bench.Echo/Echo', echoPayload, () => new Metadata()), concurrency, seconds * 1000, { warmupMs: WARMUP_MS, cpuPids: [echo.pid] });
     const poller = new CheckpointPoller(pollClient);
     const otherWriters = new OtherWritersSampler(sampler);
     const loadStartWall = Date.now();
@@ -359,6 +347,11 @@ async function main() {
     console.log('  CPU per append (warm-up included; the kernel is one JavaScript thread, so 1 / its CPU per call bounds one node):');
     cpuLine('typed run', cpuBetween(cpu0, cpu1), clientMs(client0, client1), appended.typed.length);
     cpuLine('bare run', cpuBetween(cpu1, cpu2), clientMs(client1, client2), appended.bare.length);
+    const kernelUs = (cpuBetween(cpu1, cpu2).kernelMs * 1000) / appended.bare.length;
+    console.log(
+      `  kernel CPU per append ${fmt(kernelUs)} µs vs the echo server's ${fmt(echoRun.cpuUsPerCall ?? Number.NaN)} µs per call: ` +
+        `${fmt(kernelUs / (echoRun.cpuUsPerCall ?? Number.NaN), 1)} × (target ≤ 3 ×)`,
+    );
     const overBudget = kernel.output.filter((l) => l.includes('rpc over its latency budget')).length;
     if (overBudget > 0) console.log(`  kernel: ${fmt(overBudget)} calls logged over their latency budget`);
 

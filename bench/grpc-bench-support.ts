@@ -11,11 +11,13 @@ const identity = (buffer: Buffer) => buffer;
 /** bench/echo-server.ts in its own process, like the kernel. */
 export interface EchoProcess {
   readonly address: string;
+  /** The echo server's own process (tsx as a loader, not the tsx CLI): its CPU is what it spends. */
+  readonly pid: number;
   stop(): Promise<void>;
 }
 
 export async function spawnEcho(timeoutMs = 30_000): Promise<EchoProcess> {
-  const child: ChildProcess = spawn(process.execPath, [path.join(ROOT, 'node_modules/tsx/dist/cli.mjs'), path.join(ROOT, 'bench/echo-server.ts')], {
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench/echo-server.ts')], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -41,7 +43,7 @@ export async function spawnEcho(timeoutMs = 30_000): Promise<EchoProcess> {
         reject(new Error(`echo server exited before listening: ${stderr.join('\n')}`));
       });
     });
-    return { address: `127.0.0.1:${port}`, stop };
+    return { address: `127.0.0.1:${port}`, pid: child.pid!, stop };
   } catch (error) {
     await stop();
     throw error;

@@ -73,13 +73,14 @@ async function main() {
     const bare = SignResponse.decode(await bareUnary(bareKernel, SIGN_PATH, request, signMetadata));
     if (bare.signature?.value.length !== 64 || bare.signature.version !== 1) throw new Error('bare Sign returned no Ed25519 signature');
 
-    const targets: Array<[string, () => Promise<unknown>]> = [
-      ['echo, bare grpc-js', () => bareUnary(echoClient, '/bench.Echo/Echo', request, () => new Metadata())],
-      ['Sign, typed client', () => typed.sign({ keyId: ALIAS, input: { $case: 'message', value: message } })],
-      ['Sign, bare grpc-js client', () => bareUnary(bareKernel, SIGN_PATH, request, signMetadata)],
+    const kernelPid = kernel.child.pid!;
+    const targets: Array<[string, () => Promise<unknown>, number]> = [
+      ['echo, bare grpc-js', () => bareUnary(echoClient, '/bench.Echo/Echo', request, () => new Metadata()), echo.pid],
+      ['Sign, typed client', () => typed.sign({ keyId: ALIAS, input: { $case: 'message', value: message } }), kernelPid],
+      ['Sign, bare grpc-js client', () => bareUnary(bareKernel, SIGN_PATH, request, signMetadata), kernelPid],
     ];
     const results: LoadResult[] = [];
-    for (const [, call] of targets) results.push(await runLoad(call, concurrency, seconds * 1000));
+    for (const [, call, pid] of targets) results.push(await runLoad(call, concurrency, seconds * 1000, { cpuPids: [pid] }));
     const raw = rawSigning(seconds);
 
     // Every Sign that answered left its audit entry (committed before the answer).
@@ -95,13 +96,20 @@ async function main() {
     console.log(`  Ed25519, ${message.length}-byte message, ${concurrency} in flight, ${seconds} s per run after 1 s warm-up`);
     targets.forEach(([name], i) => {
       const r = results[i];
-      console.log(`    ${name.padEnd(28)} ${fmt(r.perSecond).padStart(7)} calls/s   p50 ${fmt(r.p50, 2).padStart(6)} ms   p99 ${fmt(r.p99, 2).padStart(6)} ms`);
+      console.log(
+        `    ${name.padEnd(28)} ${fmt(r.perSecond).padStart(7)} calls/s   p50 ${fmt(r.p50, 2).padStart(6)} ms   p99 ${fmt(r.p99, 2).padStart(6)} ms   ` +
+          `server CPU ${fmt(r.cpuUsPerCall ?? Number.NaN).padStart(4)} µs/call`,
+      );
     });
     console.log(`    ${'raw node:crypto Ed25519'.padEnd(28)} ${fmt(raw).padStart(7)} signatures/s (one thread, no transport, no database)`);
     const [echoRun, typedRun, bareRun] = results;
     console.log(
       `  ratio to echo: typed client ${fmt(typedRun.perSecond / echoRun.perSecond, 2)}, bare client ${fmt(bareRun.perSecond / echoRun.perSecond, 2)} (target ≥ 0.5); ` +
         `to raw signing: typed ${fmt(typedRun.perSecond / raw, 3)}, bare ${fmt(bareRun.perSecond / raw, 3)}`,
+    );
+    console.log(
+      `  kernel CPU per Sign (bare client) ${fmt(bareRun.cpuUsPerCall ?? Number.NaN)} µs = ` +
+        `${fmt((bareRun.cpuUsPerCall ?? Number.NaN) / (echoRun.cpuUsPerCall ?? Number.NaN), 1)} × the echo server's per call (target ≤ 3 ×)`,
     );
     console.log(`  audit entries for Sign: ${rows[0].n} (≥ ${typedRun.calls + bareRun.calls} counted calls + warm-up)`);
   } finally {

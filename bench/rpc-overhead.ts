@@ -109,7 +109,7 @@ async function main() {
     const tracedClient = traced ? createSequenceClient({ address: traced.address, tenantId: 'bench', token }) : undefined;
     const kernelPid = [kernel.child.pid!];
     const targets: Array<[string, () => Promise<unknown>, number[]?]> = [
-      ['echo, bare grpc-js', () => bareUnary(echoClient, '/bench.Echo/Echo', request, noMetadata)],
+      ['echo, bare grpc-js', () => bareUnary(echoClient, '/bench.Echo/Echo', request, noMetadata), [echo.pid]],
       ['GetSeries, typed client', () => typed.getSeries({ seriesId: SERIES_ID }), kernelPid],
       ['GetSeries, bare grpc-js client', () => bareUnary(bareKernel, GET_SERIES_PATH, request, kernelMetadata), kernelPid],
       // GetSeries is answered from the immutable-series cache (its lazy transaction never
@@ -139,7 +139,7 @@ async function main() {
       console.log(`  ${concurrency} in flight:`);
       targets.forEach(([name], index) => {
         const r = get(concurrency, index);
-        const cpu = r.cpuUsPerCall === undefined ? '' : `   kernel CPU ${fmt(r.cpuUsPerCall).padStart(4)} µs/call`;
+        const cpu = r.cpuUsPerCall === undefined ? '' : `   server CPU ${fmt(r.cpuUsPerCall).padStart(4)} µs/call`;
         console.log(`    ${name.padEnd(34)} ${fmt(r.perSecond).padStart(7)} calls/s   p50 ${fmt(r.p50, 2).padStart(6)} ms   p99 ${fmt(r.p99, 2).padStart(6)} ms${cpu}`);
       });
     }
