@@ -120,8 +120,10 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
       lockTimeoutMs: config.KERNEL_DB_LOCK_TIMEOUT_MS,
       acquireTimeoutMs: config.KERNEL_DB_ACQUIRE_TIMEOUT_MS,
       tracer: telemetry.exporting ? telemetry.tracer : undefined,
+      log,
     });
     cleanups.push(() => prismaReads.close());
+    await prismaReads.warmUp();
 
     const { verifier, developmentSecret } = tokenVerifier(config, log);
     const audit = new AuditLog(db, log, metrics);

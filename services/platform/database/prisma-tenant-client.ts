@@ -3,6 +3,7 @@ import { PrismaPg } from '@prisma/adapter-pg';
 import { Status } from 'nice-grpc-common';
 import { PrismaClient, type Prisma } from '../../../gen/prisma/client';
 import { KernelError } from '../kernel-error';
+import type { Logger } from '../observability/logger';
 import { ConnectionGate } from './connection-gate';
 import { transactionSettings } from './database';
 import { translateDatabaseError } from './postgres-errors';
@@ -16,9 +17,12 @@ export type { Prisma };
  * transaction helper (Database), which measured about three times the throughput of Prisma
  * interactive transactions on this machine (docs/prisma.md has the figures and the list).
  */
-export function createPrismaClient(connectionString: string, pool: { max?: number; applicationName?: string } = {}): PrismaClient {
+export function createPrismaClient(connectionString: string, pool: { max?: number; applicationName?: string; log?: Logger } = {}): PrismaClient {
+  // A connection that drops (server restart, pg_terminate_backend) is replaced by the pool; the
+  // adapter already keeps it from crashing the process, this keeps it from going unnoticed.
+  const onError = (error: Error) => pool.log?.warn({ err: error }, 'Prisma database connection failed; the pool will replace it');
   return new PrismaClient({
-    adapter: new PrismaPg({ connectionString, max: pool.max, application_name: pool.applicationName }),
+    adapter: new PrismaPg({ connectionString, max: pool.max, application_name: pool.applicationName }, { onPoolError: onError, onConnectionError: onError }),
   });
 }
 
@@ -75,6 +79,7 @@ export interface PrismaTenantReadsOptions {
   acquireTimeoutMs: number;
   /** Set when spans are exported: each read gets one `db …` span under the call's span. */
   tracer?: Tracer;
+  log?: Logger;
 }
 
 /**
@@ -96,7 +101,7 @@ export class PrismaTenantReads {
     connectionString: string,
     private readonly options: PrismaTenantReadsOptions,
   ) {
-    this.client = createPrismaClient(connectionString, { max: options.poolSize, applicationName: 'axis-kernel-prisma' });
+    this.client = createPrismaClient(connectionString, { max: options.poolSize, applicationName: 'axis-kernel-prisma', log: options.log });
     this.gate = new ConnectionGate(options.poolSize, Math.min(options.poolSize, options.connectionsPerTenant), options.acquireTimeoutMs);
   }
 
@@ -135,6 +140,16 @@ export class PrismaTenantReads {
       span?.end();
       release();
     }
+  }
+
+  /**
+   * Connects and runs one read (as no tenant: row-level security hides every row). Prisma Client
+   * instantiates its query compiler (WebAssembly) on first use, which holds the event loop for
+   * about 140 ms on this machine; done at start-up, it never delays a call.
+   */
+  async warmUp(): Promise<void> {
+    await this.client.$connect();
+    await this.read('', 'SELECT', (tx) => tx.db.sequenceSeries.findMany({ where: { tenantId: '', seriesId: { gt: '' } }, orderBy: { seriesId: 'asc' }, take: 1 }));
   }
 
   async close(): Promise<void> {
