@@ -12,6 +12,7 @@ import { ConfigError, type KernelConfig } from '../platform/config';
 import { APP_ROLE, Database } from '../platform/database/database';
 import { NotificationHub } from '../platform/database/notification-hub';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../platform/database/embedded-postgres';
+import { PrismaTenantReads } from '../platform/database/prisma-tenant-client';
 import { JobHandlers } from '../platform/jobs';
 import { MethodRegistry } from '../platform/method-registry';
 import { kernelMiddlewareChain } from '../platform/middleware-chain';
@@ -109,6 +110,20 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
     );
     cleanups.push(() => db.close());
     await checkRuntimeLogin(db, config, log);
+    // The cold read paths' Prisma Client (docs/prisma.md): its own small pool, the same login, the
+    // same opening statement per transaction. Closed with the pg pool.
+    const prismaPoolSize = Math.max(1, Math.min(2, Math.floor(poolSize / 4)));
+    const prismaReads = new PrismaTenantReads(config.KERNEL_APP_DATABASE_URL ?? ownerUrl, {
+      poolSize: prismaPoolSize,
+      connectionsPerTenant: prismaPoolSize,
+      statementTimeoutMs: config.KERNEL_DB_STATEMENT_TIMEOUT_MS,
+      lockTimeoutMs: config.KERNEL_DB_LOCK_TIMEOUT_MS,
+      acquireTimeoutMs: config.KERNEL_DB_ACQUIRE_TIMEOUT_MS,
+      tracer: telemetry.exporting ? telemetry.tracer : undefined,
+      log,
+    });
+    cleanups.push(() => prismaReads.close());
+    await prismaReads.warmUp();
 
     const { verifier, developmentSecret } = tokenVerifier(config, log);
     const audit = new AuditLog(db, log, metrics);
@@ -135,7 +150,7 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
     cleanups.push(() => notifications.stop());
     const jobs = new JobHandlers();
     await jobs.loadModules(config.KERNEL_JOB_HANDLER_MODULES, log);
-    const deps: KernelDependencies = { config, db, log, metrics, telemetry, audit, envelope, batchItems: new BatchItemHandlers(), jobs, jobQueue: schedulerJobQueue, notifications };
+    const deps: KernelDependencies = { config, db, prismaReads, log, metrics, telemetry, audit, envelope, batchItems: new BatchItemHandlers(), jobs, jobQueue: schedulerJobQueue, notifications };
     const services = capabilityModules(deps, { runWorkers: options.backgroundTasks !== false });
     for (const service of services) {
       for (const [name, ms] of Object.entries(service.budgetsMs ?? {})) budgetsMs[`${service.definition.fullName}/${name}`] ??= ms;

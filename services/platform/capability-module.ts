@@ -5,6 +5,7 @@ import type { KernelConfig } from './config';
 import type { Envelope } from './crypto/envelope';
 import type { Database } from './database/database';
 import type { NotificationHub } from './database/notification-hub';
+import type { PrismaTenantReads } from './database/prisma-tenant-client';
 import type { JobExecution, JobHandlers, JobQueue } from './jobs';
 import type { Logger } from './observability/logger';
 import type { Metrics } from './observability/metrics';
@@ -17,6 +18,8 @@ import type { Telemetry } from './observability/telemetry';
 export interface KernelDependencies {
   readonly config: KernelConfig;
   readonly db: Database;
+  /** Prisma Client for the cold read paths (registries, listings), tenant-scoped like `db` (docs/prisma.md). */
+  readonly prismaReads: PrismaTenantReads;
   readonly log: Logger;
   readonly metrics: Metrics;
   /** The node's OpenTelemetry: spans of background work (jobs, batch chunks) continue their traces. */

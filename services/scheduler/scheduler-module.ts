@@ -24,7 +24,7 @@ export function schedulerModule(deps: KernelDependencies, options: SchedulerModu
   const { config } = deps;
   return {
     definition: SchedulerServiceDefinition,
-    implementation: schedulerService({ db: deps.db, notifications: deps.notifications }),
+    implementation: schedulerService({ db: deps.db, notifications: deps.notifications, prismaReads: deps.prismaReads }),
     scopes: { LeaseJobs: 'scheduler:work', Heartbeat: 'scheduler:work', CompleteJob: 'scheduler:work', FailJob: 'scheduler:work' },
     // A long-poll waits up to 60 s by design; only time beyond that is over budget.
     budgetsMs: { LeaseJobs: 61_000 },

@@ -11,6 +11,8 @@ import {
 import type { SchedulerServiceImplementation } from '../../gen/proto/axis/kernel/scheduler/v1/scheduler_service';
 import { Status } from 'nice-grpc-common';
 import type { KernelCallContext } from '../platform/call-context';
+import { coldRead } from '../platform/cold-read';
+import type { PrismaTenantReads } from '../platform/database/prisma-tenant-client';
 import type { Database } from '../platform/database/database';
 import type { NotificationHub } from '../platform/database/notification-hub';
 import { paginate } from '../platform/page-token';
@@ -27,6 +29,7 @@ import {
   cronOf,
   findSchedule,
   listSchedules,
+  listSchedulesWithPrisma,
   setPaused,
   triggerSchedule,
   type OverlapPolicy as OverlapName,
@@ -237,7 +240,7 @@ const tickMessage = (t: { time: Date; kind: TickKindName; outcome: TickOutcomeNa
 });
 
 /** The scheduler (docs/capabilities/scheduler.md) over gRPC. `db` and `notifications` serve the long-poll LeaseJobs (outside the unit of work, see the proto). */
-export function schedulerService(deps: { db: Database; notifications: NotificationHub }): SchedulerServiceImplementation<KernelCallContext> {
+export function schedulerService(deps: { db: Database; notifications: NotificationHub; prismaReads?: PrismaTenantReads }): SchedulerServiceImplementation<KernelCallContext> {
   return {
     async enqueueJob(request, ctx) {
       const { job: input } = parseRequest(enqueueSchema, request);
@@ -325,7 +328,12 @@ export function schedulerService(deps: { db: Database; notifications: Notificati
     async listSchedules(request, ctx) {
       const { items, nextPageToken } = await paginate(ctx, request, {
         position: scheduleId,
-        fetch: (after, limit) => ctx.unitOfWork.run((tx) => listSchedules(tx, after ?? '', limit)),
+        fetch: (after, limit) =>
+          coldRead(ctx, deps.prismaReads, {
+            operation: 'SELECT scheduler_schedule',
+            prisma: (tx) => listSchedulesWithPrisma(tx, after ?? '', limit),
+            pg: (tx) => listSchedules(tx, after ?? '', limit),
+          }),
         positionOf: (schedule) => schedule.scheduleId,
       });
       return { schedules: items.map(scheduleMessage), nextPageToken };

@@ -1,4 +1,5 @@
 import type { TenantTransaction } from '../platform/database/database';
+import type { PrismaTenantTransaction } from '../platform/database/prisma-tenant-client';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../platform/kernel-error';
 import { newSpanId, newTraceId, type TraceContext } from '../platform/trace-context';
 import { CronError, parseCron, type CronSchedule } from './cron';
@@ -132,6 +133,35 @@ export async function listSchedules(tx: TenantTransaction, after: string, limit:
     [tx.tenantId, after, limit],
   );
   return rows.map(toRecord);
+}
+
+/**
+ * ListSchedules's page through Prisma Client (a cold read path, docs/prisma.md): the same rows in
+ * the same order as {@link listSchedules}, mapped by the same function.
+ */
+export async function listSchedulesWithPrisma(tx: PrismaTenantTransaction, after: string, limit: number): Promise<ScheduleRecord[]> {
+  const rows = await tx.db.schedulerSchedule.findMany({ where: { tenantId: tx.tenantId, scheduleId: { gt: after } }, orderBy: { scheduleId: 'asc' }, take: limit });
+  return rows.map((r) =>
+    toRecord({
+      tenant_id: r.tenantId,
+      schedule_id: r.scheduleId,
+      cron: r.cron,
+      time_zone: r.timeZone,
+      queue: r.queue,
+      job_type: r.jobType,
+      payload: r.payload,
+      priority: r.priority,
+      max_attempts: r.maxAttempts,
+      timeout_ms: r.timeoutMs,
+      overlap_policy: r.overlapPolicy as OverlapPolicy,
+      catchup_window_seconds: r.catchupWindowSeconds,
+      paused: r.paused,
+      next_fire_time: r.nextFireTime,
+      last_fire_time: r.lastFireTime,
+      create_time: r.createTime,
+      update_time: r.updateTime,
+    }),
+  );
 }
 
 /** Pauses or resumes; a resumed schedule continues from now (ticks while paused are not caught up). */

@@ -10,12 +10,14 @@ import {
 } from '../../gen/proto/axis/kernel/secrets/v1/secret';
 import type { SecretServiceImplementation } from '../../gen/proto/axis/kernel/secrets/v1/secret_service';
 import type { KernelCallContext } from '../platform/call-context';
+import { coldRead } from '../platform/cold-read';
+import type { PrismaTenantReads } from '../platform/database/prisma-tenant-client';
 import type { Envelope } from '../platform/crypto/envelope';
 import { paginate } from '../platform/page-token';
 import { protoEnum } from '../platform/proto-enum';
 import { parseRequest } from '../platform/request-validation';
 import { listExpiring, type ExpiryReasonName } from './secret-expiry';
-import { findSecret, insertSecret, listSecrets, secretResource, type SecretLabelName, type SecretRecord } from './secret-store';
+import { findSecret, insertSecret, listSecrets, listSecretsWithPrisma, secretResource, type SecretLabelName, type SecretRecord } from './secret-store';
 import {
   accessVersion,
   addVersion,
@@ -161,7 +163,7 @@ function versionMessage(v: VersionRecord): SecretVersion {
  * before anything is written) and out of AccessSecretVersion's response. Audit details name
  * versions and labels, never values; errors describe values, never quote them.
  */
-export function secretService(envelope: Envelope): SecretServiceImplementation<KernelCallContext> {
+export function secretService(envelope: Envelope, prismaReads?: PrismaTenantReads): SecretServiceImplementation<KernelCallContext> {
   return {
     async createSecret(request, ctx) {
       const s = parseRequest(createSecretSchema, request).secret;
@@ -186,7 +188,12 @@ export function secretService(envelope: Envelope): SecretServiceImplementation<K
     async listSecrets(request, ctx) {
       const { items, nextPageToken } = await paginate(ctx, request, {
         position: secretId,
-        fetch: (after, limit) => ctx.unitOfWork.run((tx) => listSecrets(tx, after ?? '', limit)),
+        fetch: (after, limit) =>
+          coldRead(ctx, prismaReads, {
+            operation: 'SELECT secret',
+            prisma: (tx) => listSecretsWithPrisma(tx, after ?? '', limit),
+            pg: (tx) => listSecrets(tx, after ?? '', limit),
+          }),
         positionOf: (secret) => secret.secretId,
       });
       return { secrets: items.map(secretMessage), nextPageToken };

@@ -1,4 +1,5 @@
 import type { TenantTransaction } from '../platform/database/database';
+import type { PrismaTenantTransaction } from '../platform/database/prisma-tenant-client';
 import { sqlState } from '../platform/database/postgres-errors';
 import { alreadyExists, notFound } from '../platform/kernel-error';
 import type { SecretKindName } from './secret-value';
@@ -110,6 +111,29 @@ export async function listSecrets(tx: TenantTransaction, after: string, limit: n
     [tx.tenantId, after, limit],
   );
   return rows.map(toSecret);
+}
+
+/**
+ * ListSecrets's page through Prisma Client (a cold read path, docs/prisma.md): the same rows in
+ * the same order as {@link listSecrets}, mapped by the same function.
+ */
+export async function listSecretsWithPrisma(tx: PrismaTenantTransaction, after: string, limit: number): Promise<SecretRecord[]> {
+  const rows = await tx.db.secret.findMany({ where: { tenantId: tx.tenantId, secretId: { gt: after } }, orderBy: { secretId: 'asc' }, take: limit });
+  return rows.map((r) =>
+    toSecret({
+      secret_id: r.secretId,
+      kind: r.kind as SecretKindName,
+      description: r.description,
+      rotation_period_seconds: r.rotationPeriodSeconds === null ? null : r.rotationPeriodSeconds.toString(),
+      default_grace_period_seconds: r.defaultGracePeriodSeconds,
+      latest_version: r.latestVersion,
+      current_version: r.currentVersion,
+      previous_version: r.previousVersion,
+      pending_version: r.pendingVersion,
+      current_since_time: r.currentSinceTime,
+      create_time: r.createTime,
+    }),
+  );
 }
 
 /** Writes a secret's label pointers (and, when CURRENT moved, its current_since_time). */

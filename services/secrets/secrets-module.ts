@@ -10,7 +10,7 @@ import { secretService } from './secret-service';
 export function secretsModule(deps: KernelDependencies): CapabilityModule {
   return {
     definition: SecretServiceDefinition,
-    implementation: secretService(deps.envelope),
+    implementation: secretService(deps.envelope, deps.prismaReads),
     scopes: { AccessSecretVersion: 'secrets:access' },
     auditedReads: ['AccessSecretVersion'],
   };

@@ -7,6 +7,8 @@ import {
 } from '../../gen/proto/axis/kernel/sequences/v1/sequence';
 import type { SequenceServiceImplementation } from '../../gen/proto/axis/kernel/sequences/v1/sequence_service';
 import type { KernelCallContext } from '../platform/call-context';
+import { coldRead } from '../platform/cold-read';
+import type { PrismaTenantReads } from '../platform/database/prisma-tenant-client';
 import { paginate } from '../platform/page-token';
 import { protoEnum } from '../platform/proto-enum';
 import { parseRequest } from '../platform/request-validation';
@@ -21,7 +23,7 @@ import {
   type NumberStatusName,
 } from './number-ledger';
 import { checkPatternFitsPolicy, isKnownTimeZone, parsePattern, PatternError, type ResetPolicyName } from './series-pattern';
-import { SeriesStore, type SeriesRecord } from './series-store';
+import { listSeriesWithPrisma, SeriesStore, type SeriesRecord } from './series-store';
 
 const PATTERN_INVALID = { reason: 'PATTERN_INVALID' };
 
@@ -130,10 +132,12 @@ function numberMessage(n: NumberRecord): SequenceNumber {
 }
 
 /**
- * Sequence governance (docs/capabilities/sequences.md) over gRPC: each handler decodes, validates, runs the use case in the call's unit of
- * work, names the changed resource for the audit entry, and encodes.
+ * Sequence governance (docs/capabilities/sequences.md) over gRPC: each handler decodes, validates,
+ * runs the use case in the call's unit of work, names the changed resource for the audit entry,
+ * and encodes. ListSeries, a cold path, reads through Prisma Client when `prismaReads` is given
+ * (docs/prisma.md).
  */
-export function sequenceService(store = new SeriesStore()): SequenceServiceImplementation<KernelCallContext> {
+export function sequenceService(store = new SeriesStore(), prismaReads?: PrismaTenantReads): SequenceServiceImplementation<KernelCallContext> {
   const allocation = numberAllocation(store);
   return {
     async createSeries(request, ctx) {
@@ -161,7 +165,12 @@ export function sequenceService(store = new SeriesStore()): SequenceServiceImple
     async listSeries(request, ctx) {
       const { items, nextPageToken } = await paginate(ctx, request, {
         position: seriesId,
-        fetch: (after, limit) => ctx.unitOfWork.run((tx) => store.list(tx, after ?? '', limit)),
+        fetch: (after, limit) =>
+          coldRead(ctx, prismaReads, {
+            operation: 'SELECT sequence_series',
+            prisma: (tx) => listSeriesWithPrisma(tx, after ?? '', limit),
+            pg: (tx) => store.list(tx, after ?? '', limit),
+          }),
         positionOf: (series) => series.seriesId,
       });
       return { series: items.map(seriesMessage), nextPageToken };

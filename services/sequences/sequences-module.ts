@@ -7,7 +7,7 @@ import { sequenceService } from './sequence-service';
 export function sequencesModule(deps: KernelDependencies): CapabilityModule {
   return {
     definition: SequenceServiceDefinition,
-    implementation: sequenceService(),
+    implementation: sequenceService(undefined, deps.prismaReads),
     systemJobs: [
       {
         name: 'kernel.sequences.expire-reservations',

@@ -1,4 +1,5 @@
 import type { TenantTransaction } from '../platform/database/database';
+import type { PrismaTenantTransaction } from '../platform/database/prisma-tenant-client';
 import { sqlState } from '../platform/database/postgres-errors';
 import { alreadyExists, notFound } from '../platform/kernel-error';
 import { parsePattern, type PatternPart, type ResetPolicyName } from './series-pattern';
@@ -93,4 +94,25 @@ export class SeriesStore {
     );
     return rows.map(toRecord);
   }
+}
+
+/**
+ * ListSeries's page through Prisma Client (a cold read path, docs/prisma.md): the same rows in
+ * the same order as {@link SeriesStore.list}, mapped by the same function.
+ */
+export async function listSeriesWithPrisma(tx: PrismaTenantTransaction, after: string, limit: number): Promise<SeriesRecord[]> {
+  const rows = await tx.db.sequenceSeries.findMany({ where: { tenantId: tx.tenantId, seriesId: { gt: after } }, orderBy: { seriesId: 'asc' }, take: limit });
+  return rows.map((r) =>
+    toRecord({
+      tenant_id: r.tenantId,
+      series_id: r.seriesId,
+      display_name: r.displayName,
+      pattern: r.pattern,
+      reset_policy: r.resetPolicy as ResetPolicyName,
+      start_value: r.startValue.toString(),
+      time_zone: r.timeZone,
+      default_reservation_ttl_seconds: r.defaultReservationTtlSeconds,
+      create_time: r.createTime,
+    }),
+  );
 }

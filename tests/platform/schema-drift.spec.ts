@@ -1,27 +1,17 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { Client } from 'pg';
 import { applyMigrations, loadMigrations } from '../../services/platform/migrations/migration-runner';
-import { parsePrismaSchema, PrismaSchemaError } from '../../services/platform/migrations/prisma-schema';
-import { detectSchemaDrift, readPrismaSchemaSource, type DriftReport } from '../../services/platform/migrations/schema-drift';
+import { detectSchemaDrift, expectedPostgresType, loadPrismaSchema, parsePrismaSchema, readPrismaSchemaFiles, type DriftReport } from '../support/schema-drift';
 import { checkTenantRowLevelSecurity } from '../../services/platform/migrations/tenant-rls-governance';
 import { createTestDatabase, type TestDatabase } from '../support/test-database';
 
 const repoRoot = resolve(__dirname, '../..');
 const schemaPath = join(repoRoot, 'prisma/schema');
 
-function parseError(source: string): PrismaSchemaError {
-  try {
-    parsePrismaSchema(source);
-  } catch (error) {
-    expect(error).toBeInstanceOf(PrismaSchemaError);
-    return error as PrismaSchemaError;
-  }
-  throw new Error('expected a PrismaSchemaError, but the schema parsed');
-}
-
-describe('parsePrismaSchema', () => {
+/** Prisma's schema engine (WebAssembly) reads the schema; these pin what the checker takes from it. */
+describe('the Prisma schema as Prisma reads it (getDMMF)', () => {
   const source = `
 // plain comment
 generator client {
@@ -33,6 +23,12 @@ datasource db {
   provider = "postgresql"
 }
 
+enum Colour {
+  RED
+  BLUE
+  @@map("colour")
+}
+
 /// A parent.
 model Parent {
   tenantId  String   @map("tenant_id") // trailing comment
@@ -40,9 +36,10 @@ model Parent {
   label     String?  @unique
   seen      DateTime @default(now()) @map("seen_at") @db.Timestamptz(6)
   day       DateTime @db.Date
-  txid      Unsupported("xid8") @default(dbgenerated("pg_current_xact_id()"))
+  plain     DateTime
   tags      String[]
   amount    Decimal  @db.Decimal(10, 2)
+  colour    Colour   @default(RED)
   children  Child[]
 
   @@id([tenantId, parentId])
@@ -62,54 +59,49 @@ model Child {
 }
 `;
 
-  it('reads tables, db column names, types, keys and indexes, leaving out relation fields', () => {
-    const { tables } = parsePrismaSchema(source);
+  it('reads tables, db column names, types, keys and indexes, leaving out relation fields', async () => {
+    const { tables } = await parsePrismaSchema(source);
     expect(tables.map((table) => [table.model, table.name])).toEqual([
       ['Parent', 'parent'],
       ['Child', 'Child'],
     ]);
     const [parent, child] = tables;
-    expect(parent!.columns.map((column) => column.name)).toEqual(['tenant_id', 'parent_id', 'label', 'seen_at', 'day', 'txid', 'tags', 'amount']);
-    expect(parent!.columns.find((column) => column.name === 'label')).toMatchObject({ prismaType: 'String', nullable: true, list: false });
-    expect(parent!.columns.find((column) => column.name === 'seen_at')).toMatchObject({ field: 'seen', prismaType: 'DateTime', nullable: false, dbType: { name: 'Timestamptz', args: [6] } });
-    expect(parent!.columns.find((column) => column.name === 'day')?.dbType).toEqual({ name: 'Date', args: [] });
-    expect(parent!.columns.find((column) => column.name === 'txid')).toMatchObject({ prismaType: 'Unsupported', unsupportedType: 'xid8' });
-    expect(parent!.columns.find((column) => column.name === 'tags')).toMatchObject({ prismaType: 'String', list: true });
-    expect(parent!.columns.find((column) => column.name === 'amount')?.dbType).toEqual({ name: 'Decimal', args: [10, 2] });
+    const column = (name: string) => parent!.columns.find((c) => c.name === name)!;
+    expect(parent!.columns.map((c) => c.name)).toEqual(['tenant_id', 'parent_id', 'label', 'seen_at', 'day', 'plain', 'tags', 'amount', 'colour']);
+    expect(column('label')).toMatchObject({ prismaType: 'String', nullable: true, list: false });
+    expect(column('seen_at')).toMatchObject({ field: 'seen', prismaType: 'DateTime', nullable: false, nativeType: { name: 'Timestamptz', args: ['6'] } });
+    expect(column('tags')).toMatchObject({ prismaType: 'String', list: true });
     expect(parent!.primaryKey).toEqual(['tenant_id', 'parent_id']);
     expect(parent!.uniques).toEqual([['label']]);
     expect(parent!.indexes).toEqual([['tenant_id', 'seen_at']]);
-
-    expect(child!.columns.map((column) => column.name)).toEqual(['id', 'tenant_id', 'parent_id', 'payload', 'flag']);
+    expect(child!.columns.map((c) => c.name)).toEqual(['id', 'tenant_id', 'parent_id', 'payload', 'flag']);
     expect(child!.primaryKey).toEqual(['id']);
     expect(child!.uniques).toEqual([['tenant_id', 'parent_id']]);
     expect(child!.indexes).toEqual([]);
+
+    // The PostgreSQL types they stand for, as format_type spells them (Prisma's defaults where no @db is given).
+    expect(['seen_at', 'day', 'plain', 'tags', 'amount', 'colour', 'label'].map((name) => expectedPostgresType(column(name)))).toEqual([
+      { base: 'timestamp with time zone', exact: 'timestamp(6) with time zone' },
+      { base: 'date' },
+      { base: 'timestamp without time zone', exact: 'timestamp(3) without time zone' },
+      { base: 'text[]' },
+      { base: 'numeric', exact: 'numeric(10,2)' },
+      { base: 'colour' },
+      { base: 'text' },
+    ]);
   });
 
-  it('parses the repository schema', async () => {
-    const { tables } = parsePrismaSchema(await readPrismaSchemaSource(schemaPath));
-    expect(tables.map((table) => table.name)).toContain('sequence_series');
+  it('reads the repository schema (every file of prisma/schema/)', async () => {
+    const { tables } = await loadPrismaSchema(schemaPath);
+    expect(tables.map((table) => table.name)).toEqual(expect.arrayContaining(['sequence_series', 'kernel_audit_event', 'scheduler_job', 'secret']));
   });
 
   it.each([
-    ['an unknown type (enums are not understood)', 'model A {\n  id Int @id\n  kind Kind\n}\n', 'PRISMA_SCHEMA_INVALID'],
-    ['an enum block', 'enum Kind {\n  A\n  B\n}\n', 'PRISMA_SCHEMA_UNSUPPORTED'],
-    ['an unknown field attribute', 'model A {\n  id Int @id @ignore\n}\n', 'PRISMA_SCHEMA_UNSUPPORTED'],
-    ['index sort arguments', 'model A {\n  id Int @id\n  b Int\n  @@index([b(sort: Desc)])\n}\n', 'PRISMA_SCHEMA_UNSUPPORTED'],
-    ['a missing closing brace', 'model A {\n  id Int @id\n', 'PRISMA_SCHEMA_SYNTAX'],
-    ['two fields on one line', 'model A {\n  id Int @id b Int\n}\n', 'PRISMA_SCHEMA_SYNTAX'],
-    ['a field without a type', 'model A {\n  id\n  b Int\n}\n', 'PRISMA_SCHEMA_SYNTAX'],
-    ['a stray character', 'model A {\n  id Int @id;\n}\n', 'PRISMA_SCHEMA_SYNTAX'],
-    ['@@id naming an unknown field', 'model A {\n  a Int\n  @@id([a, b])\n}\n', 'PRISMA_SCHEMA_INVALID'],
-    ['a native type on the wrong scalar', 'model A {\n  id String @id @db.Date\n}\n', 'PRISMA_SCHEMA_INVALID'],
-    ['a native type outside the subset', 'model A {\n  id String @id @db.Inet\n}\n', 'PRISMA_SCHEMA_UNSUPPORTED'],
-  ])('refuses %s', (_label, schema, reason) => {
-    expect(parseError(schema).reason).toBe(reason);
-  });
-
-  it('reports where the problem is', () => {
-    const error = parseError('model A {\n  id Int @id\n  kind Kind\n}\n');
-    expect(error.line).toBe(3);
+    ['an unknown type', 'model A {\n  id Int @id\n  kind Kind\n}\n', /Type "Kind" is neither a built-in type/],
+    ['a missing closing brace', 'model A {\n  id Int @id\n', /P1012/],
+    ['a native type on the wrong scalar', 'datasource db {\n  provider = "postgresql"\n}\nmodel A {\n  id String @id @db.Date\n}\n', /Native type Date is not compatible with declared field type String/],
+  ])('refuses %s with Prisma’s own diagnostic', async (_label, schema, message) => {
+    await expect(parsePrismaSchema(schema)).rejects.toThrow(message);
   });
 });
 
@@ -221,9 +213,11 @@ describe('schema governance against the migrated database', () => {
   });
 
   it('reports a schema-side model without a table as TABLE_MISSING', async () => {
-    const path = join(tempDir, 'schema.prisma');
-    writeFileSync(path, `${await readPrismaSchemaSource(schemaPath)}\nmodel Ghost {\n  id Int @id\n  @@map("ghost")\n}\n`);
-    const report = await detectSchemaDrift(client, path);
+    // A multi-file schema with one more file: Prisma reads them as one schema.
+    const files = await readPrismaSchemaFiles(schemaPath);
+    for (const [file, text] of files) writeFileSync(join(tempDir, basename(file)), text);
+    writeFileSync(join(tempDir, 'ghost.prisma'), 'model Ghost {\n  id Int @id\n  @@map("ghost")\n}\n');
+    const report = await detectSchemaDrift(client, tempDir);
     expect(kinds(report)).toEqual([{ kind: 'TABLE_MISSING', table: 'ghost' }]);
   });
 
@@ -255,5 +249,48 @@ describe('schema governance against the migrated database', () => {
       { table: 'kernel_audit_policy', problem: 'TENANT_ID_NOT_LEADING_KEY' },
       { table: 'sequence_counter', problem: 'NO_POLICY' },
     ]);
+  });
+});
+
+/**
+ * The same checks on a database that really drifted: changes committed (no rollback) in a scratch
+ * database of this test's own, which is dropped afterwards.
+ */
+describe('a scratch database that drifted for real', () => {
+  let database: TestDatabase;
+  let client: Client;
+
+  beforeAll(async () => {
+    database = await createTestDatabase('axis_drift_scratch');
+    client = new Client({ connectionString: database.url });
+    await client.connect();
+    await applyMigrations(client, loadMigrations(join(repoRoot, 'prisma/migrations')));
+    await client.query(
+      `ALTER TABLE secret ALTER COLUMN description TYPE varchar(64), ALTER COLUMN description DROP NOT NULL;
+       DROP TABLE kernel_audit_checkpoint;
+       CREATE TABLE rogue_tenant_note (tenant_id text NOT NULL, note_id text NOT NULL, body text, PRIMARY KEY (tenant_id, note_id));
+       ALTER TABLE rogue_tenant_note ENABLE ROW LEVEL SECURITY;
+       CREATE POLICY tenant_isolation ON rogue_tenant_note USING (tenant_id = current_setting('axis.tenant_id', true))`,
+    );
+  });
+
+  afterAll(async () => {
+    await client?.end().catch(() => undefined);
+    await database?.drop();
+  });
+
+  it('reports the altered column, the dropped table and the new table, and nothing else', async () => {
+    const report = await detectSchemaDrift(client, schemaPath);
+    expect(report.clean).toBe(false);
+    expect(report.differences).toEqual([
+      { kind: 'TABLE_MISSING', table: 'kernel_audit_checkpoint' },
+      { kind: 'TABLE_EXTRA', table: 'rogue_tenant_note' },
+      { kind: 'TYPE_MISMATCH', table: 'secret', column: 'description', expected: 'text', actual: 'character varying(64)' },
+      { kind: 'NULLABILITY_MISMATCH', table: 'secret', column: 'description', expected: 'NOT NULL', actual: 'NULL' },
+    ]);
+  });
+
+  it('reports the new tenant table whose RLS is enabled but not forced, and nothing else', async () => {
+    expect(await checkTenantRowLevelSecurity(client)).toEqual([{ table: 'rogue_tenant_note', problem: 'RLS_NOT_FORCED' }]);
   });
 });

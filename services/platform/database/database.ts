@@ -198,9 +198,15 @@ class Lease {
  * pooled connection, or on the embedded database whose connections share one session. Every path
  * to tenant data (this class, the scheduler's system calls, the Prisma client) opens with it.
  */
-export function transactionSettings(tenantId: string, timeouts: { statementTimeoutMs: number; lockTimeoutMs: number }): string {
+export function transactionSettings(
+  tenantId: string,
+  timeouts: { statementTimeoutMs: number; lockTimeoutMs: number },
+  options: { readOnly?: boolean } = {},
+): string {
   return (
     `SELECT set_config('role', '${APP_ROLE}', true), ` +
+    // For a client that cannot say BEGIN READ ONLY (Prisma): read-only from here on, this transaction only.
+    (options.readOnly ? `set_config('transaction_read_only', 'on', true), ` : '') +
     `set_config('${TENANT_SETTING}', '${tenantId.replace(/'/g, "''")}', true), ` +
     `set_config('statement_timeout', '${Math.round(timeouts.statementTimeoutMs)}', true), ` +
     `set_config('lock_timeout', '${Math.round(timeouts.lockTimeoutMs)}', true), ` +

@@ -1,21 +1,29 @@
 /**
  * Schema drift detection (docs/platform-contract.md#migrations, schema governance): does `prisma/schema/` still describe the
  * database that the SQL migrations produce? The migrations are the source of truth and Prisma
- * Client is generated from the schema file, so a silent difference between them means queries
- * built for columns, types or keys that the database does not have.
+ * Client is generated from the schema, so a silent difference between them means queries built
+ * for columns, types or keys that the database does not have.
+ *
+ * The schema side is read by Prisma itself: `getDMMF` from `@prisma/internals` (the schema
+ * engine compiled to WebAssembly, `@prisma/prisma-schema-wasm`; no native engine, no download),
+ * the same validation and model `prisma generate` uses. A schema Prisma refuses is refused here
+ * with Prisma's own diagnostic; nothing is guessed. It is a dev dependency, which is why this
+ * checker lives with the tests and not in services/ (the kernel never runs it).
  *
  * The live side is read from pg_catalog (not information_schema, which hides tables the
  * connecting role has no privilege on and loses index column order). Compared per table: columns
  * (presence, type, nullability), the primary key (columns in order) and plain indexes (column
  * lists). Not compared: defaults, foreign keys, CHECK constraints, triggers, functions, RLS —
  * Prisma Client does not depend on them, or another check owns them
- * (see tenant-rls-governance.ts).
+ * (services/platform/migrations/tenant-rls-governance.ts). `Unsupported("…")` fields are not in
+ * Prisma's DMMF, so a column declared that way would be reported COLUMN_EXTRA; the schema has none.
+ * See docs/prisma.md.
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { getDMMF } from '@prisma/internals';
 import type { ClientBase } from 'pg';
-import { MIGRATION_LEDGER_TABLE } from './migration-runner';
-import { parsePrismaSchema, type PrismaColumn, type PrismaSchema } from './prisma-schema';
+import { MIGRATION_LEDGER_TABLE } from '../../services/platform/migrations/migration-runner';
 
 /** The kinds of difference {@link detectSchemaDrift} reports. */
 export type DriftKind =
@@ -56,27 +64,110 @@ export interface DetectSchemaDriftOptions {
   schema?: string;
 }
 
+/** One column of a model, as Prisma's DMMF describes it. */
+export interface PrismaColumn {
+  /** The Prisma field name, e.g. `tenantId`. */
+  readonly field: string;
+  /** The database column name (`@map`, else the field name), e.g. `tenant_id`. */
+  readonly name: string;
+  /** The scalar type (`String`, `DateTime`, …), or the enum's name when `isEnum`. */
+  readonly prismaType: string;
+  /** For an enum field: the PostgreSQL type the enum maps to (`@@map`, else its name). */
+  readonly enumType?: string;
+  readonly nullable: boolean;
+  /** A scalar list (`[]`), an array column. */
+  readonly list: boolean;
+  /** The `@db.*` native type and its arguments, e.g. `{ name: 'Timestamptz', args: ['6'] }`. */
+  readonly nativeType?: { readonly name: string; readonly args: readonly string[] };
+}
+
+/** One model, as the table it maps to. */
+export interface PrismaTable {
+  readonly model: string;
+  /** The table name (`@@map`, else the model name). */
+  readonly name: string;
+  /** Database columns in declaration order (relation fields are not columns). */
+  readonly columns: readonly PrismaColumn[];
+  /** Primary-key columns in key order; empty when the model has none. */
+  readonly primaryKey: readonly string[];
+  /** Column lists of `@unique` / `@@unique`. */
+  readonly uniques: ReadonlyArray<readonly string[]>;
+  /** Column lists of `@@index`. */
+  readonly indexes: ReadonlyArray<readonly string[]>;
+}
+
+/** The models of a schema, as tables. */
+export interface PrismaSchema {
+  readonly tables: readonly PrismaTable[];
+}
+
+type Datamodel = Awaited<ReturnType<typeof getDMMF>>['datamodel'];
+
 /**
  * Compares the Prisma schema at `schemaPrismaPath` (a `.prisma` file, or a folder of them as
  * Prisma's multi-file schema) with the tables of the connected database.
  * The migration ledger (`kernel_schema_migrations`) and partitions (they mirror their parent) are
  * ignored. Read-only; works inside or outside a transaction (inside, it sees the transaction's
- * own uncommitted DDL). Throws `PrismaSchemaError` when the file is outside the parser's subset.
+ * own uncommitted DDL). Rejects with Prisma's validation error (code P1012, file and line) when
+ * Prisma refuses the schema.
  */
 export async function detectSchemaDrift(client: ClientBase, schemaPrismaPath: string, options: DetectSchemaDriftOptions = {}): Promise<DriftReport> {
-  const schema = parsePrismaSchema(await readPrismaSchemaSource(schemaPrismaPath));
-  return compareSchemaWithDatabase(client, schema, options);
+  return compareSchemaWithDatabase(client, await loadPrismaSchema(schemaPrismaPath), options);
 }
 
-/** The text of a schema file, or of every `.prisma` file of a schema folder (name order) joined. */
-export async function readPrismaSchemaSource(schemaPath: string): Promise<string> {
-  if (!(await stat(schemaPath)).isDirectory()) return readFile(schemaPath, 'utf8');
+/** The schema file, or every `.prisma` file of a schema folder (name order), as `[path, text]` pairs. */
+export async function readPrismaSchemaFiles(schemaPath: string): Promise<Array<[string, string]>> {
+  if (!(await stat(schemaPath)).isDirectory()) return [[schemaPath, await readFile(schemaPath, 'utf8')]];
   const files = (await readdir(schemaPath)).filter((f) => f.endsWith('.prisma')).sort();
-  const texts = await Promise.all(files.map((f) => readFile(path.join(schemaPath, f), 'utf8')));
-  return texts.join('\n');
+  return Promise.all(files.map(async (f): Promise<[string, string]> => [path.join(schemaPath, f), await readFile(path.join(schemaPath, f), 'utf8')]));
 }
 
-/** {@link detectSchemaDrift} for an already parsed schema. */
+/** Reads a schema file or folder through Prisma's DMMF. */
+export async function loadPrismaSchema(schemaPath: string): Promise<PrismaSchema> {
+  return parsePrismaSchema(await readPrismaSchemaFiles(schemaPath));
+}
+
+/** Schema source (one text, or `[path, text]` pairs of a multi-file schema) through Prisma's DMMF. */
+export async function parsePrismaSchema(source: string | Array<[string, string]>): Promise<PrismaSchema> {
+  const { datamodel } = await getDMMF({ datamodel: source });
+  return { tables: tablesOf(datamodel) };
+}
+
+function tablesOf(datamodel: Datamodel): PrismaTable[] {
+  const enumTypes = new Map(datamodel.enums.map((e) => [e.name, e.dbName ?? e.name]));
+  return datamodel.models.map((model) => {
+    const columnOf = new Map<string, string>();
+    const columns: PrismaColumn[] = [];
+    for (const field of model.fields) {
+      // `object` fields are relations (no column); `unsupported` ones never reach the DMMF.
+      if (field.kind !== 'scalar' && field.kind !== 'enum') continue;
+      const name = field.dbName ?? field.name;
+      columnOf.set(field.name, name);
+      const native = field.nativeType as [string, string[]] | null | undefined;
+      columns.push({
+        field: field.name,
+        name,
+        prismaType: field.type,
+        ...(field.kind === 'enum' ? { enumType: enumTypes.get(field.type) ?? field.type } : {}),
+        nullable: !field.isRequired,
+        list: field.isList,
+        ...(native ? { nativeType: { name: native[0], args: native[1] } } : {}),
+      });
+    }
+    const toColumns = (fields: ReadonlyArray<{ name: string }>) => fields.map((f) => columnOf.get(f.name) ?? f.name);
+    const indexes = datamodel.indexes.filter((index) => index.model === model.name);
+    return {
+      model: model.name,
+      name: model.dbName ?? model.name,
+      columns,
+      primaryKey: toColumns(indexes.find((index) => index.type === 'id')?.fields ?? []),
+      uniques: indexes.filter((index) => index.type === 'unique').map((index) => toColumns(index.fields)),
+      indexes: indexes.filter((index) => index.type === 'normal').map((index) => toColumns(index.fields)),
+    };
+  });
+}
+
+/** {@link detectSchemaDrift} for an already loaded schema. */
 export async function compareSchemaWithDatabase(client: ClientBase, schema: PrismaSchema, options: DetectSchemaDriftOptions = {}): Promise<DriftReport> {
   const live = await readLiveSchema(client, options.schema ?? 'public');
   const differences: DriftDifference[] = [];
@@ -132,100 +223,86 @@ export async function compareSchemaWithDatabase(client: ClientBase, schema: Pris
 
 /**
  * The PostgreSQL type a column must have, as `format_type` spells it: `base` without type
- * modifiers, and `exact` (with modifiers) when the schema pins them, e.g. `@db.Timestamptz(6)`.
+ * modifiers, and `exact` (with modifiers) when they are pinned — by `@db.Timestamptz(6)` and the
+ * like, or by Prisma's own PostgreSQL default for the scalar (`DateTime` is `timestamp(3)`,
+ * `Decimal` is `numeric(65,30)`: what `prisma migrate` would create).
  */
 export function expectedPostgresType(column: PrismaColumn): { base: string; exact?: string } {
   const suffix = column.list ? '[]' : '';
-  if (column.prismaType === 'Unsupported') {
-    const raw = normalizeTypeName(column.unsupportedType ?? '');
-    const base = raw.replace(/\(.*\)/, '');
-    return raw === base ? { base: (TYPE_ALIASES[base] ?? base) + suffix } : { base: (TYPE_ALIASES[base] ?? base) + suffix, exact: raw + suffix };
-  }
-  const native = column.dbType;
-  if (native) {
-    const [first, second] = native.args;
-    const withArgs = (base: string, spelled: () => string): { base: string; exact?: string } =>
-      native.args.length === 0 ? { base: base + suffix } : { base: base + suffix, exact: spelled() + suffix };
-    switch (native.name) {
-      case 'Timestamptz':
-        return withArgs('timestamp with time zone', () => `timestamp(${first}) with time zone`);
-      case 'Timestamp':
-        return withArgs('timestamp without time zone', () => `timestamp(${first}) without time zone`);
-      case 'Time':
-        return withArgs('time without time zone', () => `time(${first}) without time zone`);
-      case 'Timetz':
-        return withArgs('time with time zone', () => `time(${first}) with time zone`);
-      case 'VarChar':
-        return withArgs('character varying', () => `character varying(${first})`);
-      case 'Char':
-        return withArgs('character', () => `character(${first})`);
-      case 'Decimal':
-        return withArgs('numeric', () => `numeric(${first},${second})`);
-      default:
-        return { base: (NATIVE_BASE_TYPES[native.name] ?? native.name.toLowerCase()) + suffix };
+  if (column.enumType !== undefined) return { base: quoteIdentIfNeeded(column.enumType) + suffix };
+  const native = column.nativeType ?? SCALAR_DEFAULT_NATIVE[column.prismaType];
+  if (!native) throw new Error(`no PostgreSQL type known for Prisma type ${column.prismaType} (column ${column.name})`);
+  const [first, second] = native.args;
+  const withArgs = (base: string, spelled: () => string): { base: string; exact?: string } =>
+    native.args.length === 0 ? { base: base + suffix } : { base: base + suffix, exact: spelled() + suffix };
+  switch (native.name) {
+    case 'Timestamptz':
+      return withArgs('timestamp with time zone', () => `timestamp(${first}) with time zone`);
+    case 'Timestamp':
+      return withArgs('timestamp without time zone', () => `timestamp(${first}) without time zone`);
+    case 'Time':
+      return withArgs('time without time zone', () => `time(${first}) without time zone`);
+    case 'Timetz':
+      return withArgs('time with time zone', () => `time(${first}) with time zone`);
+    case 'VarChar':
+      return withArgs('character varying', () => `character varying(${first})`);
+    case 'Char':
+      return withArgs('character', () => `character(${first})`);
+    case 'Bit':
+      return withArgs('bit', () => `bit(${first})`);
+    case 'VarBit':
+      return withArgs('bit varying', () => `bit varying(${first})`);
+    case 'Decimal':
+      return withArgs('numeric', () => `numeric(${first},${second})`);
+    default: {
+      const base = NATIVE_BASE_TYPES[native.name];
+      if (!base) throw new Error(`no PostgreSQL spelling known for @db.${native.name} (column ${column.name})`);
+      return { base: base + suffix };
     }
   }
-  // DateTime defaults to timestamptz by this repository's convention: every instant is stored
-  // with its zone, and the schema spells out @db.Date / @db.Timestamp where it means otherwise.
-  return { base: SCALAR_BASE_TYPES[column.prismaType] + suffix };
 }
 
-const SCALAR_BASE_TYPES: Readonly<Record<Exclude<PrismaColumn['prismaType'], 'Unsupported'>, string>> = {
-  String: 'text',
-  Int: 'integer',
-  BigInt: 'bigint',
-  Float: 'double precision',
-  Boolean: 'boolean',
-  DateTime: 'timestamp with time zone',
-  Bytes: 'bytea',
-  Json: 'jsonb',
-  Decimal: 'numeric',
+/** Prisma's PostgreSQL native type for a scalar without `@db.*`. */
+const SCALAR_DEFAULT_NATIVE: Readonly<Record<string, { name: string; args: string[] }>> = {
+  String: { name: 'Text', args: [] },
+  Int: { name: 'Integer', args: [] },
+  BigInt: { name: 'BigInt', args: [] },
+  Float: { name: 'DoublePrecision', args: [] },
+  Boolean: { name: 'Boolean', args: [] },
+  DateTime: { name: 'Timestamp', args: ['3'] },
+  Bytes: { name: 'ByteA', args: [] },
+  Json: { name: 'JsonB', args: [] },
+  Decimal: { name: 'Decimal', args: ['65', '30'] },
 };
 
+/** `format_type` spellings of Prisma's PostgreSQL native types without modifiers. */
 const NATIVE_BASE_TYPES: Readonly<Record<string, string>> = {
-  Date: 'date',
   Text: 'text',
   Uuid: 'uuid',
   Integer: 'integer',
   SmallInt: 'smallint',
   BigInt: 'bigint',
+  Oid: 'oid',
   Boolean: 'boolean',
   ByteA: 'bytea',
   JsonB: 'jsonb',
   Json: 'json',
+  Xml: 'xml',
+  Inet: 'inet',
+  Citext: 'citext',
+  Money: 'money',
+  Date: 'date',
   DoublePrecision: 'double precision',
   Real: 'real',
 };
 
-/** Internal and SQL-standard spellings of `Unsupported("...")` types, mapped to what format_type prints. */
-const TYPE_ALIASES: Readonly<Record<string, string>> = {
-  int: 'integer',
-  int4: 'integer',
-  int2: 'smallint',
-  int8: 'bigint',
-  bool: 'boolean',
-  float4: 'real',
-  float8: 'double precision',
-  decimal: 'numeric',
-  varchar: 'character varying',
-  char: 'character',
-  bpchar: 'character',
-  timestamptz: 'timestamp with time zone',
-  timestamp: 'timestamp without time zone',
-  timetz: 'time with time zone',
-  time: 'time without time zone',
-};
-
-function normalizeTypeName(type: string): string {
-  return type.trim().toLowerCase().replace(/\s+/g, ' ').replace(/\s*([(),])\s*/g, '$1');
+function quoteIdentIfNeeded(name: string): string {
+  return /^[a-z_][a-z0-9_$]*$/.test(name) ? name : `"${name.replace(/"/g, '""')}"`;
 }
 
 function typeMatches(column: PrismaColumn, live: LiveColumn): boolean {
   const expected = expectedPostgresType(column);
-  // Unsupported("...") is free text, compared case-insensitively (format_type keeps the case of
-  // extension type modifiers such as PostGIS's `geometry(Point,4326)`).
-  const fold = column.prismaType === 'Unsupported' ? normalizeTypeName : (type: string) => type;
-  return expected.exact !== undefined ? expected.exact === fold(live.fullType) : expected.base === fold(live.baseType);
+  return expected.exact !== undefined ? expected.exact === live.fullType : expected.base === live.baseType;
 }
 
 function describeExpectedType(column: PrismaColumn): string {
