@@ -113,13 +113,14 @@ async function main() {
       ['GetSeries, typed client', () => typed.getSeries({ seriesId: SERIES_ID }), kernelPid],
       ['GetSeries, bare grpc-js client', () => bareUnary(bareKernel, GET_SERIES_PATH, request, kernelMetadata), kernelPid],
       // GetSeries is answered from the immutable-series cache (its lazy transaction never
-      // starts); ListSeries reads PostgreSQL on every call: BEGIN+settings+query, then COMMIT.
-      ['ListSeries, typed client (DB)', () => typed.listSeries({ pageSize: 10 }), kernelPid],
+      // starts); ListSeries reads PostgreSQL on every call — through Prisma Client since it became
+      // a cold path (docs/prisma.md): a Prisma interactive transaction, four round trips.
+      ['ListSeries, typed client (DB, Prisma)', () => typed.listSeries({ pageSize: 10 }), kernelPid],
     ];
     if (tracedClient && traced) {
       targets.push(
         ['GetSeries, typed, tracing on', () => tracedClient.getSeries({ seriesId: SERIES_ID }), [traced.child.pid!]],
-        ['ListSeries, typed, tracing on (DB)', () => tracedClient.listSeries({ pageSize: 10 }), [traced.child.pid!]],
+        ['ListSeries, typed, tracing on (DB, Prisma)', () => tracedClient.listSeries({ pageSize: 10 }), [traced.child.pid!]],
       );
     }
     const results = new Map<string, LoadResult>();
