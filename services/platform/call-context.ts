@@ -3,7 +3,7 @@ import type { CallContext } from 'nice-grpc-common';
 import type { Principal } from './auth/principal';
 import type { TenantTransaction } from './database/database';
 import type { KernelMethod } from './method-registry';
-import type { Logger } from './observability/logger';
+import type { CallLog } from './observability/logger';
 import type { PageTokenCodec } from './page-token';
 import type { TraceContext } from './trace-context';
 
@@ -12,7 +12,7 @@ export interface TracingContext {
   readonly trace: TraceContext;
   /** The OpenTelemetry context holding the call's server span: the parent of its child spans. */
   readonly otel: OtelContext;
-  readonly log: Logger;
+  readonly log: CallLog;
   readonly method: KernelMethod;
   /** performance.now() at the start of the call. */
   readonly startedAt: number;

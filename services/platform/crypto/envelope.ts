@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { Status } from 'nice-grpc-common';
 import { KernelError } from '../kernel-error';
-import type { Logger } from '../observability/logger';
+import type { CallLog } from '../observability/logger';
 import type { MasterKey, MasterKeyRing } from './master-keys';
 
 /**
@@ -63,7 +63,7 @@ function decrypt(key: Buffer, sealed: Buffer, aad: Buffer): Buffer | undefined {
 /** What an alarm names: the call's trace, so an operator can find the request. */
 export interface AlarmContext {
   traceId: string;
-  log: Logger;
+  log: CallLog;
 }
 
 /**

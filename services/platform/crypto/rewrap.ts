@@ -1,5 +1,5 @@
 import type { Sql } from '../database/database';
-import type { Logger } from '../observability/logger';
+import type { CallLog } from '../observability/logger';
 import type { Envelope } from './envelope';
 import { ENVELOPE_TABLES, type EnvelopeTable } from './envelope-tables';
 
@@ -19,7 +19,7 @@ const quote = (identifier: string) => `"${identifier.replace(/"/g, '""')}"`;
  * interrupted rotation resumes where it stopped: the rows done already name the new version.
  * Under a tenant transaction, RLS limits it to that tenant's rows.
  */
-export async function rewrapTableBatch(sql: Sql, table: EnvelopeTable, envelope: Envelope, log: Logger, limit: number): Promise<RewrapBatch> {
+export async function rewrapTableBatch(sql: Sql, table: EnvelopeTable, envelope: Envelope, log: CallLog, limit: number): Promise<RewrapBatch> {
   const columns = Object.keys(table.keyColumns);
   const keys = columns.map(quote).join(', ');
   const rows = await sql.query<Record<string, unknown> & { wrapped_key: Buffer; kek_version: number }>(

@@ -3,7 +3,7 @@ import { SpanKind, SpanStatusCode, trace as otelTrace } from '@opentelemetry/api
 import { ServerError, Status, type CallContext, type ServerMiddleware } from 'nice-grpc-common';
 import type { CallParties, TracingContext } from '../call-context';
 import type { MethodRegistry } from '../method-registry';
-import type { Logger } from '../observability/logger';
+import { callLog, type Logger } from '../observability/logger';
 import type { Metrics } from '../observability/metrics';
 import { remoteParent, withSpanIds, type Telemetry } from '../observability/telemetry';
 import { continueTrace } from '../trace-context';
@@ -35,7 +35,7 @@ export function tracingMiddleware(deps: { registry: MethodRegistry; log: Logger;
     );
     const trace = withSpanIds(span, incoming);
     const otel = otelTrace.setSpan(remoteParent(incoming), span);
-    const log = deps.log.child({ trace_id: trace.traceId, span_id: trace.spanId, method: method.action });
+    const log = callLog(deps.log, { trace_id: trace.traceId, span_id: trace.spanId, method: method.action });
     const parties: CallParties = {};
     context.trailer.set('x-trace-id', trace.traceId);
     let code: Status = Status.OK;
@@ -56,7 +56,13 @@ export function tracingMiddleware(deps: { registry: MethodRegistry; log: Logger;
         if (code !== Status.OK) span.setStatus({ code: SpanStatusCode.ERROR, message: status });
       }
       span.end();
-      log.info({ status, duration_ms: Math.round(durationMs * 1000) / 1000, ...parties }, 'rpc');
+      // One line per call, its fields given directly (no per-call child logger).
+      if (deps.log.isLevelEnabled('info')) {
+        deps.log.info(
+          { trace_id: trace.traceId, span_id: trace.spanId, method: method.action, status, duration_ms: Math.round(durationMs * 1000) / 1000, ...parties },
+          'rpc',
+        );
+      }
     }
   };
 }
