@@ -75,7 +75,7 @@ export function kernelMiddlewareChain(deps: ChainDependencies): ServerMiddleware
     .use(tenantMiddleware({ audit: deps.audit, pageTokens }))
     .use(trafficMiddleware({ governor: deps.governor }))
     .use(requestGuardMiddleware())
-    .use(idempotencyMiddleware({ db: deps.db, committer: deps.committer, retentionHours: deps.idempotencyRetentionHours, audit: deps.audit, digestKey: deps.requestDigestKey }))
+    .use(idempotencyMiddleware({ db: deps.db, committer: deps.committer, retentionHours: deps.idempotencyRetentionHours, audit: deps.audit, digestKey: deps.requestDigestKey, metrics: deps.metrics }))
     .use(performanceBudgetMiddleware(deps))
     .build();
 }

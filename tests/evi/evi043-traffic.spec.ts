@@ -1,0 +1,438 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type Server, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { createChannel, createClient, Metadata, Status, type Channel } from 'nice-grpc';
+import { Client } from 'pg';
+import { closeKernelClient, createSecretClient, createTrafficClient, isKernelError, type KernelClientError, type TrafficClient } from '../../clients/src';
+import { SecretKind } from '../../gen/proto/axis/kernel/secrets/v1/secret';
+import type { TrafficPolicy } from '../../gen/proto/axis/kernel/traffic/v1/traffic';
+import { SetPolicyRequest, TrafficServiceDefinition } from '../../gen/proto/axis/kernel/traffic/v1/traffic_service';
+import { spawnKernel, type KernelProcess } from '../support/kernel-process';
+import { refusal } from '../support/refusal';
+import { createBackendDatabase, startTestKernel, type TestBackendDatabase, type TestKernel } from '../support/test-kernel';
+import { waitFor } from '../support/wait-for';
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const SECOND = { seconds: 1, nanos: 0 };
+const GET_USAGE = 'axis.kernel.traffic.v1.TrafficService/GetUsage';
+
+/** A policy: `rate` per second with `burst`, generous caps unless given. */
+const policy = (rate: number, burst: number, extra: Partial<TrafficPolicy> = {}) => ({
+  policy: { tenantLimit: { requests: rate, period: SECOND, burst }, maxInFlight: 10_000, dailyQuota: 1_000_000_000, methodCosts: {}, ...extra },
+});
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+interface Shot {
+  sentAt: number;
+  ok: boolean;
+  latencyMs: number;
+  error?: KernelClientError;
+}
+
+/** Fires `call` at a steady `perSecond` for `durationMs` (catching up on late timers), without waiting for answers in between. */
+async function pace(perSecond: number, durationMs: number, call: () => Promise<unknown>): Promise<Shot[]> {
+  const shots: Array<Promise<Shot>> = [];
+  const start = performance.now();
+  const total = Math.round((perSecond * durationMs) / 1000);
+  const fire = () => {
+    const sentAt = performance.now();
+    return call().then(
+      (): Shot => ({ sentAt, ok: true, latencyMs: performance.now() - sentAt }),
+      (error: unknown): Shot => {
+        if (!isKernelError(error)) throw error;
+        return { sentAt, ok: false, latencyMs: performance.now() - sentAt, error };
+      },
+    );
+  };
+  let i = 0;
+  while (i < total) {
+    const now = performance.now();
+    while (i < total && start + (i * 1000) / perSecond <= now) {
+      shots.push(fire());
+      i += 1;
+    }
+    await sleep(1);
+  }
+  return Promise.all(shots);
+}
+
+const p99 = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil(sorted.length * 0.99) - 1)];
+};
+
+/** Most admitted calls in any window of `windowMs` (anchored at each admitted call). */
+function maxInWindow(times: number[], windowMs: number): number {
+  const sorted = [...times].sort((a, b) => a - b);
+  let best = 0;
+  let j = 0;
+  for (let i = 0; i < sorted.length; i++) {
+    while (sorted[i] - sorted[j] >= windowMs) j += 1;
+    best = Math.max(best, i - j + 1);
+  }
+  return best;
+}
+
+/** A TCP server on 127.0.0.1 that answers every Redis command with `reply` (or never, when undefined). */
+async function fakeRedis(reply: string | undefined): Promise<{ url: string; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    socket.on('data', () => {
+      if (reply !== undefined) socket.write(reply);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+describe('EVI043 Traffic Governor / Idempotency (K-M6)', () => {
+  let db: TestBackendDatabase;
+  let kernel: TestKernel;
+  const clients: TrafficClient[] = [];
+  const channels: Channel[] = [];
+
+  beforeAll(async () => {
+    db = await createBackendDatabase();
+    kernel = await startTestKernel({ databaseUrl: db.url });
+  });
+
+  afterAll(async () => {
+    clients.forEach(closeKernelClient);
+    channels.forEach((c) => c.close());
+    await kernel?.stop();
+    await db?.close();
+  });
+
+  const trafficClient = async (tenant: string, options: { address?: string; sub?: string; k?: TestKernel } = {}) => {
+    const k = options.k ?? kernel;
+    const client = createTrafficClient({ address: options.address ?? k.address, tenantId: tenant, maxAttempts: 1, token: await k.token({ tenants: [tenant], sub: options.sub }) });
+    clients.push(client);
+    return client;
+  };
+
+  test('[A] 100 req/s with burst 20: over 10 s the accepted rate is within ±5 % of 100/s, and no window admits more than burst + rate (no 2× burst at window edges)', async () => {
+    const client = await trafficClient('a-rate');
+    await client.setPolicy(policy(100, 20));
+    await sleep(300); // the burst refills (and any earlier call under the defaults is long conformant)
+
+    // Offered 300/s for 10 s: three times the limit, real RPCs through the whole chain.
+    const shots = await pace(300, 10_000, () => client.getUsage({}));
+    const admitted = shots.filter((s) => s.ok);
+    const refused = shots.filter((s) => !s.ok);
+    expect(refused.every((s) => s.error!.code === Status.RESOURCE_EXHAUSTED && s.error!.reason === 'RATE_LIMITED')).toBe(true);
+    // The 20 of the initial burst, then 100/s: 1020 expected.
+    const rate = (admitted.length - 20) / 10;
+    expect(rate).toBeGreaterThanOrEqual(95);
+    expect(rate).toBeLessThanOrEqual(105);
+
+    // GCRA bounds every window of length d by burst + rate·d — at any offset, so no window edge
+    // lets 2 × the burst through. (Client send times; a few calls of slack for scheduling jitter.)
+    const times = admitted.map((s) => s.sentAt);
+    expect(maxInWindow(times, 1000)).toBeLessThanOrEqual(20 + 100 + 5);
+    expect(maxInWindow(times, 200)).toBeLessThanOrEqual(20 + 20 + 5);
+    // After the initial burst, 100 ms windows see ~10, never a second burst on top.
+    expect(maxInWindow(times.filter((t) => t > shots[0].sentAt + 1000), 100)).toBeLessThanOrEqual(10 + 5);
+  }, 60_000);
+
+  test('[B] a tenant at 10× its limit does not degrade a quiet tenant: quiet p99 with the flood ≤ 2 × quiet p99 alone + 20 ms; the noisy refusals cost no database round trip', async () => {
+    const quiet = await trafficClient('b-quiet');
+    const noisy = await trafficClient('b-noisy');
+    await noisy.setPolicy(policy(50, 10));
+    await quiet.setPolicy(policy(1000, 100));
+    // Quiet calls read the database (GetPolicy): a tenant transaction each.
+    const quietCall = () => quiet.getPolicy({});
+    await pace(50, 500, quietCall); // warm-up
+
+    const alone = await pace(40, 4000, quietCall);
+
+    const db = kernel.kernel.db;
+    const transactions = new Map<string, number>();
+    const original = db.inTenantTransaction.bind(db);
+    const spy = jest.spyOn(db, 'inTenantTransaction').mockImplementation((tenantId, fn, options) => {
+      transactions.set(tenantId, (transactions.get(tenantId) ?? 0) + 1);
+      return original(tenantId, fn, options);
+    });
+    let flood: Shot[] = [];
+    let withFlood: Shot[] = [];
+    try {
+      // The noisy tenant at 10 × its 50/s (also reading the database when admitted).
+      [flood, withFlood] = await Promise.all([pace(500, 4000, () => noisy.getPolicy({})), pace(40, 4000, quietCall)]);
+    } finally {
+      spy.mockRestore();
+    }
+    const noisyAdmitted = flood.filter((s) => s.ok).length;
+    const noisyRefused = flood.filter((s) => !s.ok);
+    expect(noisyRefused.length).toBeGreaterThan(1500);
+    expect(noisyRefused.every((s) => s.error!.reason === 'RATE_LIMITED')).toBe(true);
+    // Every noisy transaction is an admitted call's; thousands of refusals added none.
+    expect(transactions.get('b-noisy') ?? 0).toBeLessThanOrEqual(noisyAdmitted);
+
+    expect(alone.every((s) => s.ok) && withFlood.every((s) => s.ok)).toBe(true);
+    const bound = 2 * p99(alone.map((s) => s.latencyMs)) + 20;
+    const measured = p99(withFlood.map((s) => s.latencyMs));
+    // eslint-disable-next-line no-console
+    console.log(`[B] quiet p99 alone ${p99(alone.map((s) => s.latencyMs)).toFixed(2)} ms, with the flood ${measured.toFixed(2)} ms (bound ${bound.toFixed(2)} ms); noisy admitted ${noisyAdmitted}, refused ${noisyRefused.length}`);
+    expect(measured).toBeLessThanOrEqual(bound);
+  }, 60_000);
+
+  test('[C] idempotency through SetPolicy and CreateSecret: byte-identical replay, key reuse with another request refused, concurrent duplicates executed once', async () => {
+    const tenant = 'c-idem';
+    const token = await kernel.token({ tenants: [tenant] });
+    const channel = createChannel(kernel.address);
+    channels.push(channel);
+    // Raw responses: the bytes the kernel sent, not a decoded copy.
+    const raw = createClient(
+      {
+        setPolicy: {
+          path: '/axis.kernel.traffic.v1.TrafficService/SetPolicy',
+          requestStream: false,
+          responseStream: false,
+          requestSerialize: (request: SetPolicyRequest) => SetPolicyRequest.encode(request).finish(),
+          requestDeserialize: (bytes: Uint8Array) => SetPolicyRequest.decode(bytes),
+          responseSerialize: (bytes: Buffer) => bytes,
+          responseDeserialize: (bytes: Uint8Array) => Buffer.from(bytes),
+          options: {},
+        },
+      } as const,
+      channel,
+    ) as unknown as { setPolicy(request: SetPolicyRequest, options: { metadata: Metadata; onTrailer?: (t: Metadata) => void }): Promise<Buffer> };
+    const headers = (key: string) => Metadata({ authorization: `Bearer ${token}`, 'x-tenant-id': tenant, 'idempotency-key': key });
+
+    const key = randomUUID();
+    const request = SetPolicyRequest.fromPartial(policy(200, 40));
+    const replayed: Array<string | undefined> = [];
+    const first = await raw.setPolicy(request, { metadata: headers(key), onTrailer: (t) => replayed.push(t.get('idempotent-replayed')) });
+    await sleep(20); // a replay, not a new write: update_time would differ
+    const again = await raw.setPolicy(request, { metadata: headers(key), onTrailer: (t) => replayed.push(t.get('idempotent-replayed')) });
+    expect(again.equals(first)).toBe(true);
+    expect(replayed).toEqual([undefined, 'true']);
+
+    const client = await trafficClient(tenant);
+    const reused = await refusal(client.setPolicy(policy(300, 40), { idempotencyKey: key }));
+    expect([reused.code, reused.reason]).toEqual([Status.INVALID_ARGUMENT, 'IDEMPOTENCY_KEY_REUSED']);
+    expect((await client.getPolicy({})).policy!.tenantLimit!.requests).toBe(200);
+
+    // Concurrent duplicates: one execution, the others replay it (or are told to retry, and then replay).
+    const dupKey = randomUUID();
+    const dupRequest = SetPolicyRequest.fromPartial(policy(250, 40));
+    const answers = await Promise.allSettled(Array.from({ length: 8 }, () => raw.setPolicy(dupRequest, { metadata: headers(dupKey) })));
+    const bodies = answers.filter((a): a is PromiseFulfilledResult<Buffer> => a.status === 'fulfilled').map((a) => a.value);
+    expect(bodies.length).toBeGreaterThan(0);
+    for (const body of bodies) expect(body.equals(bodies[0])).toBe(true);
+    for (const a of answers) if (a.status === 'rejected') expect(String(a.reason)).toMatch(/IDEMPOTENCY_KEY_IN_USE|ABORTED/);
+
+    // Another mutating RPC: CreateSecret, eight concurrent duplicates create one secret, no SECRET_EXISTS.
+    const secrets = createSecretClient({ address: kernel.address, tenantId: tenant, token });
+    try {
+      const secretKey = randomUUID();
+      const created = await Promise.all(
+        Array.from({ length: 8 }, () => secrets.createSecret({ secret: { secretId: 'idem-secret', kind: SecretKind.SECRET_KIND_OPAQUE } }, { idempotencyKey: secretKey })),
+      );
+      for (const c of created) expect(c).toEqual(created[0]);
+      const otherRequest = await refusal(secrets.createSecret({ secret: { secretId: 'idem-secret-2', kind: SecretKind.SECRET_KIND_OPAQUE } }, { idempotencyKey: secretKey }));
+      expect([otherRequest.code, otherRequest.reason]).toEqual([Status.INVALID_ARGUMENT, 'IDEMPOTENCY_KEY_REUSED']);
+
+      const sql = new Client({ connectionString: kernel.databaseUrl });
+      await sql.connect();
+      try {
+        const audit = await sql.query<{ idempotency_key: string; n: string }>(
+          `SELECT idempotency_key, count(*) AS n FROM kernel_audit_event WHERE tenant_id = $1 AND idempotency_key = ANY($2) GROUP BY idempotency_key`,
+          [tenant, [key, dupKey, secretKey]],
+        );
+        // Each key executed once: one audit entry each.
+        expect(Object.fromEntries(audit.rows.map((r) => [r.idempotency_key, Number(r.n)]))).toEqual({ [key]: 1, [dupKey]: 1, [secretKey]: 1 });
+        const rows = await sql.query(`SELECT secret_id FROM secret WHERE tenant_id = $1`, [tenant]);
+        expect(rows.rows).toEqual([{ secret_id: 'idem-secret' }]);
+      } finally {
+        await sql.end();
+      }
+      // Replays and refusals are counted.
+      expect(kernel.kernel.metrics.total('idempotency_replays_total')).toBeGreaterThan(0);
+      expect(kernel.kernel.metrics.total('idempotency_key_reuse_refusals_total')).toBeGreaterThanOrEqual(2);
+    } finally {
+      closeKernelClient(secrets);
+    }
+  }, 60_000);
+
+  test('[D] two kernel processes with Redis share one limit: their combined accepted rate is the one limit\'s', async () => {
+    const prefix = `evi043:${randomUUID()}:`;
+    const env = { DATABASE_URL: db.url, KERNEL_AUTH_SECRET: kernel.secret, REDIS_URL, KERNEL_TRAFFIC_REDIS_PREFIX: prefix };
+    const nodes: KernelProcess[] = await Promise.all([1, 2].map(() => spawnKernel(env)));
+    try {
+      const [one, two] = await Promise.all(nodes.map((n) => trafficClient('d-shared', { address: n.address })));
+      await one.setPolicy(policy(50, 10));
+      // Both nodes use the stored policy (the second loads it on its first call) and Redis.
+      await waitFor(async () => (await two.getUsage({})).usage!.limiterBackend === 'redis' && (await one.getUsage({})).usage!.limiterBackend === 'redis', 10_000);
+      await sleep(500);
+
+      // Each node offered 3 × the limit for 6 s: together 6 × — one limit admits 10 + 50/s.
+      const [a, b] = await Promise.all([pace(150, 6000, () => one.getUsage({})), pace(150, 6000, () => two.getUsage({}))]);
+      const admittedA = a.filter((s) => s.ok).length;
+      const admittedB = b.filter((s) => s.ok).length;
+      const expected = 10 + 50 * 6;
+      // eslint-disable-next-line no-console
+      console.log(`[D] node 1 admitted ${admittedA}, node 2 admitted ${admittedB}; one limit: ${expected}`);
+      expect(admittedA).toBeGreaterThan(0);
+      expect(admittedB).toBeGreaterThan(0);
+      expect(admittedA + admittedB).toBeGreaterThanOrEqual(expected * 0.95);
+      expect(admittedA + admittedB).toBeLessThanOrEqual(expected * 1.05);
+      for (const s of [...a, ...b].filter((x) => !x.ok)) expect(s.error!.reason).toBe('RATE_LIMITED');
+    } finally {
+      await Promise.all(nodes.map((n) => n.stop()));
+    }
+  }, 120_000);
+
+  test.each([
+    ['answers garbage', 'this is not RESP\r\n'],
+    ['never answers', undefined],
+  ])('[D] Redis that %s: the node fails open to its own limiter with the same policy (still limited), counts and logs the fallback', async (_what, reply) => {
+    const fake = await fakeRedis(reply);
+    const node = await startTestKernel({ databaseUrl: db.url, env: { REDIS_URL: fake.url, KERNEL_TRAFFIC_REDIS_TIMEOUT_MS: '50' } });
+    try {
+      const tenant = `d-fallback-${reply === undefined ? 'silent' : 'garbage'}`;
+      const client = await trafficClient(tenant, { k: node });
+      await client.setPolicy(policy(20, 5));
+      await sleep(300);
+      const shots = await pace(100, 2000, () => client.getUsage({}));
+      const admitted = shots.filter((s) => s.ok).length;
+      // Local GCRA with the tenant's policy: 5 + 20/s over 2 s, never unlimited.
+      expect(admitted).toBeGreaterThanOrEqual(40);
+      expect(admitted).toBeLessThanOrEqual(50);
+      expect(shots.filter((s) => !s.ok).every((s) => s.error!.reason === 'RATE_LIMITED')).toBe(true);
+      expect(node.kernel.metrics.total('traffic_limiter_fallbacks_total')).toBeGreaterThan(0);
+      expect(node.kernel.metrics.counter('traffic_decisions_total', { decision: 'refused', limit: 'tenant', backend: 'local' })).toBeGreaterThan(0);
+      expect(node.logs.entries().some((e) => e.level === 'warn' && String(e.msg).includes('Redis limiter failed'))).toBe(true);
+      expect((await client.getUsage({})).usage!.limiterBackend).toBe('local');
+    } finally {
+      await node.stop();
+      await fake.close();
+    }
+  }, 60_000);
+
+  test('[E] every refusal carries RetryInfo (the exact wait) and QuotaFailure — tenant, principal, method limits and the daily quota — and is counted in metrics', async () => {
+    const tenant = 'e-refusals';
+    const admin = await trafficClient(tenant);
+    await admin.setPolicy(
+      policy(10, 3, {
+        principalLimit: { requests: 10, period: SECOND, burst: 2 },
+        methodLimit: { requests: 100, period: SECOND, burst: 100 },
+        methodCosts: { [GET_USAGE]: 1 },
+      }),
+    );
+    await sleep(400);
+    // Principal limit: burst 2 per principal.
+    const alice = await trafficClient(tenant, { sub: 'alice' });
+    await alice.getUsage({});
+    await alice.getUsage({});
+    const byPrincipal = await refusal(alice.getUsage({}));
+    expect([byPrincipal.code, byPrincipal.reason]).toEqual([Status.RESOURCE_EXHAUSTED, 'RATE_LIMITED']);
+    expect(byPrincipal.quotaViolations).toEqual([{ subject: `tenants/${tenant}/principals/alice`, description: expect.stringContaining('per-principal') }]);
+    expect(byPrincipal.retryDelayMs).toBeGreaterThan(0);
+    expect(byPrincipal.retryDelayMs).toBeLessThanOrEqual(100);
+    // The wait is exact: after it, the call conforms.
+    await sleep(byPrincipal.retryDelayMs! + 2);
+    await alice.getUsage({});
+
+    // Tenant limit: burst 3 shared by all principals.
+    await sleep(400);
+    const bob = await trafficClient(tenant, { sub: 'bob' });
+    const carol = await trafficClient(tenant, { sub: 'carol' });
+    await bob.getUsage({});
+    await carol.getUsage({});
+    await bob.getUsage({});
+    const byTenant = await refusal(carol.getUsage({}));
+    expect([byTenant.code, byTenant.reason]).toEqual([Status.RESOURCE_EXHAUSTED, 'RATE_LIMITED']);
+    expect(byTenant.quotaViolations).toEqual([{ subject: `tenants/${tenant}`, description: expect.stringContaining('tenant rate limit') }]);
+    expect(byTenant.retryDelayMs).toBeGreaterThan(0);
+    expect(byTenant.retryDelayMs).toBeLessThanOrEqual(100);
+
+    // Method limit and cost weights: GetUsage costs 5 of a method burst of 5.
+    await admin.setPolicy(policy(1000, 100, { methodLimit: { requests: 5, period: SECOND, burst: 5 }, methodCosts: { [GET_USAGE]: 5 } }));
+    await sleep(1100);
+    await admin.getUsage({});
+    const byMethod = await refusal(admin.getUsage({}));
+    expect(byMethod.quotaViolations).toEqual([{ subject: `tenants/${tenant}/methods/${GET_USAGE}`, description: expect.stringContaining('per-method') }]);
+    expect(byMethod.retryDelayMs).toBeGreaterThan(900);
+    expect(byMethod.retryDelayMs).toBeLessThanOrEqual(1000);
+
+    // Daily quota: 8 units a day.
+    await admin.setPolicy(policy(1000, 100, { dailyQuota: 8 }));
+    let daily: KernelClientError | undefined;
+    for (let i = 0; i < 10 && !daily; i++) daily = await admin.getUsage({}).then(() => undefined, (e: KernelClientError) => e);
+    if (!daily) throw new Error('the daily quota did not refuse');
+    expect([daily.code, daily.reason]).toEqual([Status.RESOURCE_EXHAUSTED, 'DAILY_QUOTA_EXHAUSTED']);
+    expect(daily.quotaViolations).toEqual([{ subject: `tenants/${tenant}`, description: expect.stringContaining('daily quota') }]);
+    const midnight = Math.ceil(Date.now() / 86_400_000) * 86_400_000;
+    expect(Math.abs(Date.now() + daily.retryDelayMs! - midnight)).toBeLessThan(2000);
+
+    // Counted: by reason in rpc_refusals_total, and by the limiter's decision metric.
+    const metrics = kernel.kernel.metrics;
+    expect(metrics.counter('rpc_refusals_total', { method: GET_USAGE, code: 'RESOURCE_EXHAUSTED', reason: 'RATE_LIMITED' })).toBeGreaterThanOrEqual(3);
+    expect(metrics.counter('rpc_refusals_total', { method: GET_USAGE, code: 'RESOURCE_EXHAUSTED', reason: 'DAILY_QUOTA_EXHAUSTED' })).toBeGreaterThanOrEqual(1);
+    for (const limit of ['tenant', 'principal', 'method', 'daily']) {
+      expect(metrics.counter('traffic_decisions_total', { decision: 'refused', limit, backend: 'local' })).toBeGreaterThan(0);
+    }
+  }, 60_000);
+
+  test('[E] a mutating RPC without an idempotency key is INVALID_ARGUMENT; bad policies (zero, negative, NaN, absurd, unknown methods, oversized) are INVALID_ARGUMENT with BadRequest, never a limit turned off', async () => {
+    const tenant = 'e-input';
+    const token = await kernel.token({ tenants: [tenant] });
+    const channel = createChannel(kernel.address);
+    channels.push(channel);
+    const bare = createClient(TrafficServiceDefinition, channel);
+    const missing = await bare.setPolicy(policy(10, 5), { metadata: Metadata({ authorization: `Bearer ${token}`, 'x-tenant-id': tenant }) }).then(
+      () => undefined,
+      (e: { code: Status; details: string }) => e,
+    );
+    expect(missing?.code).toBe(Status.INVALID_ARGUMENT);
+
+    const client = await trafficClient(tenant);
+    const keyless = await refusal(client.setPolicy(policy(10, 5), { metadata: Metadata({ 'idempotency-key': '' }) }));
+    expect([keyless.code, keyless.reason]).toEqual([Status.INVALID_ARGUMENT, 'IDEMPOTENCY_KEY_MISSING']);
+
+    const rate = (requests: number, burst = 5, period = SECOND) => ({ policy: { ...policy(10, 5).policy, tenantLimit: { requests, period, burst } } });
+    const bad: Array<[string, unknown, string]> = [
+      ['zero rate', rate(0), 'policy.tenant_limit.requests'],
+      ['negative rate', rate(-5), 'policy.tenant_limit.requests'],
+      ['NaN rate', rate(Number.NaN), 'policy.tenant_limit.requests'],
+      ['absurd rate', rate(1e15), 'policy.tenant_limit.requests'],
+      ['zero burst', rate(10, 0), 'policy.tenant_limit.burst'],
+      ['fractional burst', rate(10, 2.5), 'policy.tenant_limit.burst'],
+      ['zero period', rate(10, 5, { seconds: 0, nanos: 0 }), 'policy.tenant_limit.period'],
+      ['negative period', rate(10, 5, { seconds: -1, nanos: 0 }), 'policy.tenant_limit.period'],
+      ['absurd period', rate(10, 5, { seconds: 10 * 86_400, nanos: 0 }), 'policy.tenant_limit.period'],
+      ['no tenant limit', { policy: { ...policy(10, 5).policy, tenantLimit: undefined } }, 'policy.tenant_limit'],
+      ['no policy', {}, 'policy'],
+      ['zero cost', policy(10, 5, { methodCosts: { [GET_USAGE]: 0 } }), 'policy.method_costs'],
+      ['absurd cost', policy(10, 5, { methodCosts: { [GET_USAGE]: 1e9 } }), 'policy.method_costs'],
+      ['cost above the burst', policy(10, 5, { methodCosts: { [GET_USAGE]: 6 } }), 'policy.tenant_limit.burst'],
+      ['zero in flight', policy(10, 5, { maxInFlight: 0 }), 'policy.max_in_flight'],
+      ['negative quota', policy(10, 5, { dailyQuota: -1 }), 'policy.daily_quota'],
+    ];
+    for (const [what, request, field] of bad) {
+      const refused = await refusal(client.setPolicy(request as never));
+      expect([what, refused.code]).toEqual([what, Status.INVALID_ARGUMENT]);
+      expect([what, refused.fieldViolations?.map((v) => v.field)]).toEqual([what, expect.arrayContaining([expect.stringContaining(field)])]);
+    }
+    const unknown = await refusal(client.setPolicy(policy(10, 5, { methodCosts: { 'axis.kernel.nothing.v1.Nope/Never': 2 } })));
+    expect([unknown.code, unknown.reason]).toEqual([Status.INVALID_ARGUMENT, 'METHOD_UNKNOWN']);
+    expect(unknown.fieldViolations?.[0]?.field).toContain('policy.method_costs');
+    const manyCosts = Object.fromEntries(Array.from({ length: 600 }, (_, i) => [`m${i}`, 1]));
+    const oversized = await refusal(client.setPolicy(policy(10, 5, { methodCosts: manyCosts })));
+    expect(oversized.code).toBe(Status.INVALID_ARGUMENT);
+    // Nothing was stored: the tenant still runs under the defaults.
+    expect((await client.getPolicy({})).policy!.configuredDefault).toBe(true);
+  }, 60_000);
+});
