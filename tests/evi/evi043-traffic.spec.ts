@@ -1,5 +1,7 @@
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createChannel, createClient, Metadata, Status, type Channel } from 'nice-grpc';
 import { Client } from 'pg';
@@ -147,16 +149,12 @@ describe('EVI043 Traffic Governor / Idempotency (K-M6)', () => {
   }, 60_000);
 
   test('[B] a tenant at 10× its limit does not degrade a quiet tenant: quiet p99 with the flood ≤ 2 × quiet p99 alone + 20 ms; the noisy refusals cost no database round trip', async () => {
-    const quiet = await trafficClient('b-quiet');
+    // 1. No database round trip for a refusal: every tenant transaction of the node is counted
+    //    while the noisy tenant (20/s) is flooded at 10 × its limit.
     const noisy = await trafficClient('b-noisy');
-    await noisy.setPolicy(policy(50, 10));
-    await quiet.setPolicy(policy(1000, 100));
-    // Quiet calls read the database (GetPolicy): a tenant transaction each.
-    const quietCall = () => quiet.getPolicy({});
-    await pace(50, 500, quietCall); // warm-up
-
-    const alone = await pace(40, 4000, quietCall);
-
+    await noisy.setPolicy(policy(20, 5));
+    await noisy.getPolicy({});
+    await sleep(500); // SetPolicy's notification reloaded the cached policy once; from here on it is only read from memory
     const db = kernel.kernel.db;
     const transactions = new Map<string, number>();
     const original = db.inTenantTransaction.bind(db);
@@ -164,28 +162,72 @@ describe('EVI043 Traffic Governor / Idempotency (K-M6)', () => {
       transactions.set(tenantId, (transactions.get(tenantId) ?? 0) + 1);
       return original(tenantId, fn, options);
     });
-    let flood: Shot[] = [];
-    let withFlood: Shot[] = [];
+    let flood: Shot[];
     try {
-      // The noisy tenant at 10 × its 50/s (also reading the database when admitted).
-      [flood, withFlood] = await Promise.all([pace(500, 4000, () => noisy.getPolicy({})), pace(40, 4000, quietCall)]);
+      // GetPolicy reads the database when admitted: one tenant transaction per admitted call.
+      flood = await pace(200, 3000, () => noisy.getPolicy({}));
     } finally {
       spy.mockRestore();
     }
     const noisyAdmitted = flood.filter((s) => s.ok).length;
     const noisyRefused = flood.filter((s) => !s.ok);
-    expect(noisyRefused.length).toBeGreaterThan(1500);
-    expect(noisyRefused.every((s) => s.error!.reason === 'RATE_LIMITED')).toBe(true);
-    // Every noisy transaction is an admitted call's; thousands of refusals added none.
+    expect(noisyRefused.length).toBeGreaterThan(450);
+    expect([...new Set(noisyRefused.map((s) => `${s.error!.code} ${s.error!.reason}`))]).toEqual([`${Status.RESOURCE_EXHAUSTED} RATE_LIMITED`]);
     expect(transactions.get('b-noisy') ?? 0).toBeLessThanOrEqual(noisyAdmitted);
 
-    expect(alone.every((s) => s.ok) && withFlood.every((s) => s.ok)).toBe(true);
-    const bound = 2 * p99(alone.map((s) => s.latencyMs)) + 20;
-    const measured = p99(withFlood.map((s) => s.latencyMs));
-    // eslint-disable-next-line no-console
-    console.log(`[B] quiet p99 alone ${p99(alone.map((s) => s.latencyMs)).toFixed(2)} ms, with the flood ${measured.toFixed(2)} ms (bound ${bound.toFixed(2)} ms); noisy admitted ${noisyAdmitted}, refused ${noisyRefused.length}`);
-    expect(measured).toBeLessThanOrEqual(bound);
-  }, 60_000);
+    // 2. Latency isolation, on a kernel in its own process, the noisy client in a third one
+    //    (so neither client's work shares the measured event loop). The quiet tenant calls at a
+    //    steady 40/s for 12 s; the noisy one floods at 10 × its 10/s limit in every other 1.5-s
+    //    block. Quiet calls of the idle blocks are "alone", of the flood blocks "with the flood" —
+    //    interleaved, so both see the same background load of this shared 2-core machine.
+    //    Bound: p99 with the flood ≤ 2 × p99 alone + 20 ms.
+    const node = await spawnKernel({ DATABASE_URL: kernel.databaseUrl, KERNEL_AUTH_SECRET: kernel.secret });
+    try {
+      const quiet = await trafficClient('b-quiet', { address: node.address });
+      const noisyRemote = await trafficClient('b-noisy-2', { address: node.address });
+      await noisyRemote.setPolicy(policy(10, 5));
+      const quietCall = () => quiet.getPolicy({});
+      await pace(50, 1000, quietCall); // warm-up
+
+      const blockMs = 1500;
+      const blocks = 8;
+      const start = Date.now() + 3000; // the flooder's start-up (tsx) happens before
+      const token = await kernel.token({ tenants: ['b-noisy-2'] });
+      const flooder = spawn(
+        process.execPath,
+        ['--import', 'tsx', path.join(__dirname, '../support/traffic-flood.ts'), node.address, 'b-noisy-2', token, '100', String(start), String(blockMs), String(blocks)],
+        { cwd: path.resolve(__dirname, '../..'), stdio: ['ignore', 'pipe', 'inherit'] },
+      );
+      let report = '';
+      flooder.stdout!.on('data', (chunk: Buffer) => (report += chunk.toString('utf8')));
+      const finished = new Promise<number | null>((resolve) => flooder.once('exit', resolve));
+      await sleep(start - Date.now());
+      const offset = Date.now() - performance.now();
+      const shots = await pace(40, blockMs * blocks, quietCall);
+      expect(await finished).toBe(0);
+      const { admitted, refused } = JSON.parse(report) as { admitted: number; refused: Record<string, number> };
+      // 10 × its 10/s during 4 blocks of 1.5 s: 600 calls, of which at most 5 + 10/s are admitted.
+      expect(refused[Status.RESOURCE_EXHAUSTED]).toBeGreaterThan(400);
+      expect(admitted).toBeLessThanOrEqual(5 + 10 * 12);
+
+      expect(shots.filter((s) => !s.ok).map((s) => `${s.error!.code} ${s.error!.reason}`)).toEqual([]);
+      // Classified by the block the call was sent in, leaving out 100 ms at each block edge.
+      const blockOf = (s: Shot) => (s.sentAt + offset - start) / blockMs;
+      const inside = shots.filter((s) => blockOf(s) % 1 > 0.07 && blockOf(s) % 1 < 0.93);
+      const alone = inside.filter((s) => Math.floor(blockOf(s)) % 2 === 0);
+      const withFlood = inside.filter((s) => Math.floor(blockOf(s)) % 2 === 1);
+      expect(alone.length).toBeGreaterThan(150);
+      expect(withFlood.length).toBeGreaterThan(150);
+      const quietAlone = p99(alone.map((s) => s.latencyMs));
+      const measured = p99(withFlood.map((s) => s.latencyMs));
+      const bound = 2 * quietAlone + 20;
+      // eslint-disable-next-line no-console
+      console.log(`[B] quiet p99 alone ${quietAlone.toFixed(2)} ms, with the flood ${measured.toFixed(2)} ms (bound ${bound.toFixed(2)} ms); noisy admitted ${admitted}, refused ${JSON.stringify(refused)}`);
+      expect(measured).toBeLessThanOrEqual(bound);
+    } finally {
+      await node.stop();
+    }
+  }, 90_000);
 
   test('[C] idempotency through SetPolicy and CreateSecret: byte-identical replay, key reuse with another request refused, concurrent duplicates executed once', async () => {
     const tenant = 'c-idem';
@@ -237,9 +279,13 @@ describe('EVI043 Traffic Governor / Idempotency (K-M6)', () => {
     const secrets = createSecretClient({ address: kernel.address, tenantId: tenant, token });
     try {
       const secretKey = randomUUID();
-      const created = await Promise.all(
-        Array.from({ length: 8 }, () => secrets.createSecret({ secret: { secretId: 'idem-secret', kind: SecretKind.SECRET_KIND_OPAQUE } }, { idempotencyKey: secretKey })),
+      const settled = await Promise.allSettled(
+        Array.from({ length: 8 }, () => secrets.createSecret({ secret: { secretId: 'idem-secret', kind: SecretKind.SECRET_KIND_OPAQUE } }, { idempotencyKey: secretKey, maxAttempts: 1 })),
       );
+      // The duplicates that overlapped the first are told IDEMPOTENCY_KEY_IN_USE (retry); the rest replay.
+      for (const a of settled) if (a.status === 'rejected') expect((a.reason as KernelClientError).reason).toBe('IDEMPOTENCY_KEY_IN_USE');
+      const created = settled.filter((a) => a.status === 'fulfilled').map((a) => (a as PromiseFulfilledResult<unknown>).value);
+      created.push(await secrets.createSecret({ secret: { secretId: 'idem-secret', kind: SecretKind.SECRET_KIND_OPAQUE } }, { idempotencyKey: secretKey }));
       for (const c of created) expect(c).toEqual(created[0]);
       const otherRequest = await refusal(secrets.createSecret({ secret: { secretId: 'idem-secret-2', kind: SecretKind.SECRET_KIND_OPAQUE } }, { idempotencyKey: secretKey }));
       expect([otherRequest.code, otherRequest.reason]).toEqual([Status.INVALID_ARGUMENT, 'IDEMPOTENCY_KEY_REUSED']);
@@ -268,7 +314,9 @@ describe('EVI043 Traffic Governor / Idempotency (K-M6)', () => {
 
   test('[D] two kernel processes with Redis share one limit: their combined accepted rate is the one limit\'s', async () => {
     const prefix = `evi043:${randomUUID()}:`;
-    const env = { DATABASE_URL: db.url, KERNEL_AUTH_SECRET: kernel.secret, REDIS_URL, KERNEL_TRAFFIC_REDIS_PREFIX: prefix };
+    // A generous command timeout: on a loaded 2-core machine a 50 ms timeout would send some
+    // decisions to the local fallback (its own proof is below); this proof is about sharing.
+    const env = { DATABASE_URL: db.url, KERNEL_AUTH_SECRET: kernel.secret, REDIS_URL, KERNEL_TRAFFIC_REDIS_PREFIX: prefix, KERNEL_TRAFFIC_REDIS_TIMEOUT_MS: '1000' };
     const nodes: KernelProcess[] = await Promise.all([1, 2].map(() => spawnKernel(env)));
     try {
       const [one, two] = await Promise.all(nodes.map((n) => trafficClient('d-shared', { address: n.address })));
@@ -284,6 +332,8 @@ describe('EVI043 Traffic Governor / Idempotency (K-M6)', () => {
       const expected = 10 + 50 * 6;
       // eslint-disable-next-line no-console
       console.log(`[D] node 1 admitted ${admittedA}, node 2 admitted ${admittedB}; one limit: ${expected}`);
+      // Every decision was Redis's: no node fell back to its own limiter.
+      expect(nodes.flatMap((n) => n.output).filter((line) => line.includes('Redis limiter failed'))).toEqual([]);
       expect(admittedA).toBeGreaterThan(0);
       expect(admittedB).toBeGreaterThan(0);
       expect(admittedA + admittedB).toBeGreaterThanOrEqual(expected * 0.95);
@@ -314,6 +364,7 @@ describe('EVI043 Traffic Governor / Idempotency (K-M6)', () => {
       expect(node.kernel.metrics.total('traffic_limiter_fallbacks_total')).toBeGreaterThan(0);
       expect(node.kernel.metrics.counter('traffic_decisions_total', { decision: 'refused', limit: 'tenant', backend: 'local' })).toBeGreaterThan(0);
       expect(node.logs.entries().some((e) => e.level === 'warn' && String(e.msg).includes('Redis limiter failed'))).toBe(true);
+      await sleep(500);
       expect((await client.getUsage({})).usage!.limiterBackend).toBe('local');
     } finally {
       await node.stop();
@@ -331,7 +382,7 @@ describe('EVI043 Traffic Governor / Idempotency (K-M6)', () => {
         methodCosts: { [GET_USAGE]: 1 },
       }),
     );
-    await sleep(400);
+    await sleep(500);
     // Principal limit: burst 2 per principal.
     const alice = await trafficClient(tenant, { sub: 'alice' });
     await alice.getUsage({});
@@ -359,6 +410,7 @@ describe('EVI043 Traffic Governor / Idempotency (K-M6)', () => {
     expect(byTenant.retryDelayMs).toBeLessThanOrEqual(100);
 
     // Method limit and cost weights: GetUsage costs 5 of a method burst of 5.
+    await sleep(500);
     await admin.setPolicy(policy(1000, 100, { methodLimit: { requests: 5, period: SECOND, burst: 5 }, methodCosts: { [GET_USAGE]: 5 } }));
     await sleep(1100);
     await admin.getUsage({});
@@ -368,6 +420,7 @@ describe('EVI043 Traffic Governor / Idempotency (K-M6)', () => {
     expect(byMethod.retryDelayMs).toBeLessThanOrEqual(1000);
 
     // Daily quota: 8 units a day.
+    await sleep(1100);
     await admin.setPolicy(policy(1000, 100, { dailyQuota: 8 }));
     let daily: KernelClientError | undefined;
     for (let i = 0; i < 10 && !daily; i++) daily = await admin.getUsage({}).then(() => undefined, (e: KernelClientError) => e);
@@ -386,7 +439,7 @@ describe('EVI043 Traffic Governor / Idempotency (K-M6)', () => {
     }
   }, 60_000);
 
-  test('[E] a mutating RPC without an idempotency key is INVALID_ARGUMENT; bad policies (zero, negative, NaN, absurd, unknown methods, oversized) are INVALID_ARGUMENT with BadRequest, never a limit turned off', async () => {
+  test('[E] a mutating RPC without an idempotency key is INVALID_ARGUMENT; bad policies (zero, negative, absurd, unknown methods, oversized) are INVALID_ARGUMENT with BadRequest, never a limit turned off', async () => {
     const tenant = 'e-input';
     const token = await kernel.token({ tenants: [tenant] });
     const channel = createChannel(kernel.address);
@@ -397,19 +450,19 @@ describe('EVI043 Traffic Governor / Idempotency (K-M6)', () => {
       (e: { code: Status; details: string }) => e,
     );
     expect(missing?.code).toBe(Status.INVALID_ARGUMENT);
+    expect(missing?.details).toContain('idempotency-key');
+    expect(kernel.kernel.metrics.counter('rpc_refusals_total', { method: 'axis.kernel.traffic.v1.TrafficService/SetPolicy', code: 'INVALID_ARGUMENT', reason: 'IDEMPOTENCY_KEY_MISSING' })).toBe(1);
 
     const client = await trafficClient(tenant);
-    const keyless = await refusal(client.setPolicy(policy(10, 5), { metadata: Metadata({ 'idempotency-key': '' }) }));
-    expect([keyless.code, keyless.reason]).toEqual([Status.INVALID_ARGUMENT, 'IDEMPOTENCY_KEY_MISSING']);
 
     const rate = (requests: number, burst = 5, period = SECOND) => ({ policy: { ...policy(10, 5).policy, tenantLimit: { requests, period, burst } } });
+    // (Every number of a policy is an int64 on the wire: NaN and ±Infinity cannot be sent; the
+    // schema refuses non-finite values all the same — tests/traffic/traffic-policy.spec.ts.)
     const bad: Array<[string, unknown, string]> = [
       ['zero rate', rate(0), 'policy.tenant_limit.requests'],
       ['negative rate', rate(-5), 'policy.tenant_limit.requests'],
-      ['NaN rate', rate(Number.NaN), 'policy.tenant_limit.requests'],
       ['absurd rate', rate(1e15), 'policy.tenant_limit.requests'],
       ['zero burst', rate(10, 0), 'policy.tenant_limit.burst'],
-      ['fractional burst', rate(10, 2.5), 'policy.tenant_limit.burst'],
       ['zero period', rate(10, 5, { seconds: 0, nanos: 0 }), 'policy.tenant_limit.period'],
       ['negative period', rate(10, 5, { seconds: -1, nanos: 0 }), 'policy.tenant_limit.period'],
       ['absurd period', rate(10, 5, { seconds: 10 * 86_400, nanos: 0 }), 'policy.tenant_limit.period'],
@@ -423,7 +476,7 @@ describe('EVI043 Traffic Governor / Idempotency (K-M6)', () => {
     ];
     for (const [what, request, field] of bad) {
       const refused = await refusal(client.setPolicy(request as never));
-      expect([what, refused.code]).toEqual([what, Status.INVALID_ARGUMENT]);
+      expect([what, refused.code, refused.reason]).toEqual([what, Status.INVALID_ARGUMENT, expect.any(String)]);
       expect([what, refused.fieldViolations?.map((v) => v.field)]).toEqual([what, expect.arrayContaining([expect.stringContaining(field)])]);
     }
     const unknown = await refusal(client.setPolicy(policy(10, 5, { methodCosts: { 'axis.kernel.nothing.v1.Nope/Never': 2 } })));
