@@ -98,7 +98,7 @@ describe('GCRA in Redis (one Lua script per decision)', () => {
     expect(await redis.decide(input)).toMatchObject({ allowed: true, dailyUsed: 4 });
     await new Promise((r) => setTimeout(r, 110));
     expect(await redis.decide(input)).toMatchObject({ allowed: false, limit: 'daily' });
-    expect(await redis.dailyUsed(input.dailyKey)).toBe(4);
+    expect(await redis.dailyUsed(input.stateKey)).toBe(4);
   });
 });
 

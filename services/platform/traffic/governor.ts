@@ -146,7 +146,7 @@ export class TrafficGovernor {
     let backend: 'redis' | 'local' = 'local';
     if (this.redis && this.backend === 'redis') {
       try {
-        dailyUsed = await this.redis.dailyUsed(key);
+        dailyUsed = await this.redis.dailyUsed(stateKey(tenantId));
         backend = 'redis';
       } catch (error) {
         this.fellBack(reasonOf(error), error);
@@ -196,13 +196,15 @@ function reasonOf(error: unknown): string {
 }
 
 const dailyKey = (tenantId: string) => `d:${tenantId}`;
+const stateKey = (tenantId: string) => `{${tenantId}}`;
 
 /** The limits that apply to a call, keyed by what they count (tenant, principal, method). */
 export function decisionInput(tenantId: string, principal: string, action: string, policy: TrafficPolicy): DecisionInput {
+  // In process the keys are global (tenant-prefixed); in Redis they are fields of the tenant's hash.
   const checks: LimitCheck[] = [{ key: `t:${tenantId}`, intervalMs: intervalMs(policy.tenant), burst: policy.tenant.burst, limit: 'tenant' }];
   if (policy.principal) checks.push({ key: `p:${tenantId}:${principal}`, intervalMs: intervalMs(policy.principal), burst: policy.principal.burst, limit: 'principal' });
   if (policy.method) checks.push({ key: `m:${tenantId}:${action}`, intervalMs: intervalMs(policy.method), burst: policy.method.burst, limit: 'method' });
-  return { checks, cost: costOf(policy, action), dailyKey: dailyKey(tenantId), dailyQuota: policy.dailyQuota };
+  return { stateKey: stateKey(tenantId), checks, cost: costOf(policy, action), dailyKey: dailyKey(tenantId), dailyQuota: policy.dailyQuota };
 }
 
 function refusal(tenantId: string, principal: string, action: string, decision: Decision & { allowed: false }, policy: TrafficPolicy): KernelError {

@@ -3,7 +3,7 @@
  * and the daily quota, decided together — either all of them take the call's cost, or none does.
  */
 export interface LimitCheck {
-  /** Where the limit's state lives (already prefixed by tenant, principal or method). */
+  /** The limit's state: a key in process, a field of the tenant's hash in Redis. */
   key: string;
   /** Emission interval of one cost unit, ms. */
   intervalMs: number;
@@ -14,6 +14,8 @@ export interface LimitCheck {
 }
 
 export interface DecisionInput {
+  /** The tenant's state as a whole (Redis keeps all of a tenant's limits in one hash under it). */
+  stateKey: string;
   checks: readonly LimitCheck[];
   cost: number;
   dailyKey: string;

@@ -7,22 +7,31 @@ import { dayEndMs, type Decision, type DecisionInput, type Limiter, type LimitNa
  * against the same one. ioredis sends it with EVALSHA and falls back to EVAL when the server does
  * not know the script yet (after a restart or SCRIPT FLUSH).
  *
- * KEYS: the n GCRA keys, then the daily quota key (a hash {day, used}).
- * ARGV: n, cost, then interval and burst of each GCRA key, then the daily quota.
- * Answers {allowed (1/0), wait ms (string), index of the limiting key (1..n, n+1 = daily), used}.
+ * All of a tenant's state is ONE hash (KEYS[1]), so a decision is four commands in Redis (TIME,
+ * HMGET, HSET, PEXPIRE) and a tenant lives in one cluster slot: a field per GCRA limit (its TAT,
+ * ms), `day` and `used` for the daily quota. The hash expires a day after the tenant's last
+ * admitted call. Fields of principals and methods whose TAT has passed are dropped when the hash
+ * grows beyond 1000 fields (checked only when a decision added a field).
+ *
+ * ARGV: n, cost, the daily quota, then field, interval and burst of each GCRA limit.
+ * Answers {allowed (1/0), wait ms (string), index of the limiting limit (1..n, n+1 = daily), used}.
  */
 const DECIDE = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local n = tonumber(ARGV[1])
 local cost = tonumber(ARGV[2])
+local quota = tonumber(ARGV[3])
+local fields = {'day', 'used'}
+for i = 1, n do fields[i + 2] = ARGV[1 + 3 * i] end
+local values = redis.call('HMGET', KEYS[1], unpack(fields))
 local wait = 0
 local which = 0
 local tats = {}
 for i = 1, n do
-  local interval = tonumber(ARGV[1 + 2 * i])
-  local burst = tonumber(ARGV[2 + 2 * i])
-  local tat = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
+  local interval = tonumber(ARGV[2 + 3 * i])
+  local burst = tonumber(ARGV[3 + 3 * i])
+  local tat = tonumber(values[i + 2]) or now
   if tat < now then tat = now end
   local newTat = tat + cost * interval
   local allowAt = newTat - burst * interval
@@ -32,34 +41,38 @@ for i = 1, n do
   end
   tats[i] = newTat
 end
-local quota = tonumber(ARGV[3 + 2 * n])
 local day = math.floor(now / 86400000)
-local dailyKey = KEYS[n + 1]
 local used = 0
-if tonumber(redis.call('HGET', dailyKey, 'day') or '-1') == day then
-  used = tonumber(redis.call('HGET', dailyKey, 'used') or '0') or 0
-end
+if tonumber(values[1]) == day then used = tonumber(values[2]) or 0 end
 if wait > 0 then
   return {0, string.format('%.3f', wait), which, used}
 end
 if used + cost > quota then
   return {0, string.format('%.3f', (day + 1) * 86400000 - now), n + 1, used}
 end
-for i = 1, n do
-  redis.call('SET', KEYS[i], string.format('%.3f', tats[i]), 'PX', math.ceil(tats[i] - now) + 1000)
-end
 used = used + cost
-redis.call('HSET', dailyKey, 'day', day, 'used', used)
-redis.call('PEXPIRE', dailyKey, 2 * 86400000)
+local update = {'day', day, 'used', used}
+for i = 1, n do
+  update[#update + 1] = ARGV[1 + 3 * i]
+  update[#update + 1] = string.format('%.3f', tats[i])
+end
+local added = redis.call('HSET', KEYS[1], unpack(update))
+redis.call('PEXPIRE', KEYS[1], 86400000 + 60000)
+if added > 0 and redis.call('HLEN', KEYS[1]) > 1000 then
+  local all = redis.call('HGETALL', KEYS[1])
+  for i = 1, #all, 2 do
+    local field = all[i]
+    if field ~= 'day' and field ~= 'used' and (tonumber(all[i + 1]) or 0) < now then redis.call('HDEL', KEYS[1], field) end
+  end
+end
 return {1, '0', 0, used}
 `;
 
 const DAILY_USED = `
 local t = redis.call('TIME')
 local day = math.floor(tonumber(t[1]) / 86400)
-if tonumber(redis.call('HGET', KEYS[1], 'day') or '-1') == day then
-  return tonumber(redis.call('HGET', KEYS[1], 'used') or '0') or 0
-end
+local values = redis.call('HMGET', KEYS[1], 'day', 'used')
+if tonumber(values[1]) == day then return tonumber(values[2]) or 0 end
 return 0
 `;
 
@@ -98,7 +111,7 @@ export class RedisLimiter implements Limiter {
       enableReadyCheck: false,
       retryStrategy: (attempt) => Math.min(100 * 2 ** attempt, 5000),
     });
-    redis.defineCommand('trafficDecide', { lua: DECIDE });
+    redis.defineCommand('trafficDecide', { numberOfKeys: 1, lua: DECIDE });
     redis.defineCommand('trafficDailyUsed', { numberOfKeys: 1, lua: DAILY_USED });
     this.redis = redis as ScriptRedis;
   }
@@ -115,9 +128,8 @@ export class RedisLimiter implements Limiter {
 
   async decide(input: DecisionInput): Promise<Decision> {
     const n = input.checks.length;
-    const args: Array<string | number> = [n + 1, ...input.checks.map((c) => c.key), input.dailyKey, n, input.cost];
-    for (const check of input.checks) args.push(check.intervalMs, check.burst);
-    args.push(input.dailyQuota);
+    const args: Array<string | number> = [input.stateKey, n, input.cost, input.dailyQuota];
+    for (const check of input.checks) args.push(check.key, check.intervalMs, check.burst);
     const answer = await this.redis.trafficDecide(...args);
     if (!Array.isArray(answer) || answer.length !== 4) throw new LimiterAnswerInvalid('the limiter script answered no 4-element array');
     const [allowed, waitText, which, used] = answer as unknown[];
@@ -131,8 +143,8 @@ export class RedisLimiter implements Limiter {
     return { allowed: false, retryAfterMs: waitMs, limit, dailyUsed: used };
   }
 
-  async dailyUsed(dailyKey: string): Promise<number> {
-    const used = await this.redis.trafficDailyUsed(dailyKey);
+  async dailyUsed(stateKey: string): Promise<number> {
+    const used = await this.redis.trafficDailyUsed(stateKey);
     if (typeof used !== 'number') throw new LimiterAnswerInvalid('the daily count is not a number');
     return used;
   }
