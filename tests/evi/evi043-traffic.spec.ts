@@ -10,6 +10,8 @@ import { SecretKind } from '../../gen/proto/axis/kernel/secrets/v1/secret';
 import type { TrafficPolicy } from '../../gen/proto/axis/kernel/traffic/v1/traffic';
 import { SetPolicyRequest, TrafficServiceDefinition } from '../../gen/proto/axis/kernel/traffic/v1/traffic_service';
 import { spawnKernel, type KernelProcess } from '../support/kernel-process';
+import { decisionInput } from '../../services/platform/traffic/governor';
+import { LocalLimiter } from '../../services/platform/traffic/local-limiter';
 import { refusal } from '../support/refusal';
 import { createBackendDatabase, startTestKernel, type TestBackendDatabase, type TestKernel } from '../support/test-kernel';
 import { waitFor } from '../support/wait-for';
@@ -57,6 +59,23 @@ async function pace(perSecond: number, durationMs: number, call: () => Promise<u
     await sleep(1);
   }
   return Promise.all(shots);
+}
+
+/**
+ * What ONE limiter would admit of calls arriving at `times` (ms): the same GCRA, replayed on the
+ * send times the test observed. On a loaded machine the client cannot keep its schedule (late
+ * timers, bunched sends), so the actual offered load is what the admitted count is compared with.
+ */
+function idealAdmitted(times: number[], perSecond: number, burst: number): number {
+  let clock = 0;
+  const limiter = new LocalLimiter(() => clock);
+  const input = decisionInput('ideal', 'p', 'm', { tenant: { requests: perSecond, periodMs: 1000, burst }, methodCosts: {}, maxInFlight: 1, dailyQuota: Number.MAX_SAFE_INTEGER });
+  let admitted = 0;
+  for (const t of [...times].sort((a, b) => a - b)) {
+    clock = t;
+    if (limiter.decide(input).allowed) admitted += 1;
+  }
+  return admitted;
 }
 
 const p99 = (values: number[]) => {
@@ -134,11 +153,15 @@ describe('EVI043 Traffic Governor / Idempotency (K-M6)', () => {
     const admitted = shots.filter((s) => s.ok);
     const refused = shots.filter((s) => !s.ok);
     expect(refused.every((s) => s.error!.code === Status.RESOURCE_EXHAUSTED && s.error!.reason === 'RATE_LIMITED')).toBe(true);
-    // The 20 of the initial burst, then 100/s: 1020 expected.
-    const rate = (admitted.length - 20) / 10;
+    // The 20 of the initial burst, then 100/s: 1020 expected over 10 s — measured over the span
+    // the client actually sent in (a loaded machine stretches it), and against one GCRA replayed
+    // on the actual send times.
+    const span = (shots[shots.length - 1].sentAt - shots[0].sentAt) / 1000;
+    const rate = (admitted.length - 20) / span;
+    // eslint-disable-next-line no-console
+    console.log(`[A] admitted ${admitted.length} of ${shots.length} over ${span.toFixed(2)} s: ${rate.toFixed(1)}/s after the burst; one GCRA on the same arrivals: ${idealAdmitted(shots.map((s) => s.sentAt), 100, 20)}`);
     expect(rate).toBeGreaterThanOrEqual(95);
     expect(rate).toBeLessThanOrEqual(105);
-
     // GCRA bounds every window of length d by burst + rate·d — at any offset, so no window edge
     // lets 2 × the burst through. (Client send times; a few calls of slack for scheduling jitter.)
     const times = admitted.map((s) => s.sentAt);
@@ -316,7 +339,7 @@ describe('EVI043 Traffic Governor / Idempotency (K-M6)', () => {
     const prefix = `evi043:${randomUUID()}:`;
     // A generous command timeout: on a loaded 2-core machine a 50 ms timeout would send some
     // decisions to the local fallback (its own proof is below); this proof is about sharing.
-    const env = { DATABASE_URL: db.url, KERNEL_AUTH_SECRET: kernel.secret, REDIS_URL, KERNEL_TRAFFIC_REDIS_PREFIX: prefix, KERNEL_TRAFFIC_REDIS_TIMEOUT_MS: '1000' };
+    const env = { DATABASE_URL: db.url, KERNEL_AUTH_SECRET: kernel.secret, REDIS_URL, KERNEL_TRAFFIC_REDIS_PREFIX: prefix, KERNEL_TRAFFIC_REDIS_TIMEOUT_MS: '5000' };
     const nodes: KernelProcess[] = await Promise.all([1, 2].map(() => spawnKernel(env)));
     try {
       const [one, two] = await Promise.all(nodes.map((n) => trafficClient('d-shared', { address: n.address })));
@@ -325,15 +348,17 @@ describe('EVI043 Traffic Governor / Idempotency (K-M6)', () => {
       await waitFor(async () => (await two.getUsage({})).usage!.limiterBackend === 'redis' && (await one.getUsage({})).usage!.limiterBackend === 'redis', 10_000);
       await sleep(500);
 
+      const linesBefore = nodes.map((n) => n.output.length);
       // Each node offered 3 × the limit for 6 s: together 6 × — one limit admits 10 + 50/s.
       const [a, b] = await Promise.all([pace(150, 6000, () => one.getUsage({})), pace(150, 6000, () => two.getUsage({}))]);
       const admittedA = a.filter((s) => s.ok).length;
       const admittedB = b.filter((s) => s.ok).length;
-      const expected = 10 + 50 * 6;
+      // One limit admits 10 + 50/s of the calls as they were actually sent by both clients.
+      const expected = idealAdmitted([...a, ...b].map((s) => s.sentAt), 50, 10);
       // eslint-disable-next-line no-console
-      console.log(`[D] node 1 admitted ${admittedA}, node 2 admitted ${admittedB}; one limit: ${expected}`);
+      console.log(`[D] node 1 admitted ${admittedA}, node 2 admitted ${admittedB}; one limit on the same arrivals: ${expected} (10 + 50/s over 6 s: 310; both nodes alone: ${2 * expected})`);
       // Every decision was Redis's: no node fell back to its own limiter.
-      expect(nodes.flatMap((n) => n.output).filter((line) => line.includes('Redis limiter failed'))).toEqual([]);
+      expect(nodes.flatMap((n, i) => n.output.slice(linesBefore[i])).filter((line) => line.includes('Redis limiter failed'))).toEqual([]);
       expect(admittedA).toBeGreaterThan(0);
       expect(admittedB).toBeGreaterThan(0);
       expect(admittedA + admittedB).toBeGreaterThanOrEqual(expected * 0.95);
