@@ -167,8 +167,11 @@ describe('EVI043 Traffic Governor / Idempotency (K-M6)', () => {
     const times = admitted.map((s) => s.sentAt);
     expect(maxInWindow(times, 1000)).toBeLessThanOrEqual(20 + 100 + 5);
     expect(maxInWindow(times, 200)).toBeLessThanOrEqual(20 + 20 + 5);
-    // After the initial burst, 100 ms windows see ~10, never a second burst on top.
-    expect(maxInWindow(times.filter((t) => t > shots[0].sentAt + 1000), 100)).toBeLessThanOrEqual(10 + 5);
+    expect(maxInWindow(times, 100)).toBeLessThanOrEqual(20 + 10 + 5);
+    // And the admissions are one GCRA's on the arrivals as sent (within 2 %): whatever bunching
+    // the client's timers produced, the kernel admitted what the algorithm admits, no more.
+    const ideal = idealAdmitted(shots.map((s) => s.sentAt), 100, 20);
+    expect(Math.abs(admitted.length - ideal)).toBeLessThanOrEqual(ideal * 0.02);
   }, 60_000);
 
   test('[B] a tenant at 10× its limit does not degrade a quiet tenant: quiet p99 with the flood ≤ 2 × quiet p99 alone + 20 ms; the noisy refusals cost no database round trip', async () => {
