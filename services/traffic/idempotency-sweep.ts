@@ -8,7 +8,7 @@ const MAX_BATCHES_PER_RUN = 20;
  * The idempotency store's retention (law 5): records past their expire_time (the configured
  * KERNEL_IDEMPOTENCY_RETENTION_HOURS after the call) are deleted by the SECURITY DEFINER function
  * kernel_idempotency_sweep, which walks the index on expire_time in bounded batches (ORDER BY
- * expire_time LIMIT n, SKIP LOCKED) — never a full scan. A system job of the scheduler
+ * expire_time LIMIT n; prisma/migrations/20261207120000_traffic) — never a full scan. A system job of the scheduler
  * (`kernel.platform.idempotency-sweep`, one node per tick), counted in
  * idempotency_records_swept_total.
  */

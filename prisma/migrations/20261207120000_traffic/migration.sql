@@ -40,3 +40,25 @@ CREATE POLICY tenant_isolation ON traffic_policy
 
 -- A policy is replaced whole, never deleted.
 GRANT SELECT, INSERT, UPDATE ON traffic_policy TO axis_kernel_app;
+
+-- The idempotency store's retention sweep (now the scheduler's system job
+-- kernel.platform.idempotency-sweep). Its first version locked the doomed rows with FOR UPDATE SKIP
+-- LOCKED, which needs UPDATE on the table — a privilege its owner, axis_kernel_system, does not
+-- have (SELECT, DELETE), so every sweep failed. The sweep runs on one node per tick, so it needs
+-- no row locks of its own: it picks at most `max_records` expired records by the expire_time index
+-- and deletes them, re-checking the expiry under the delete's row lock so that a record a
+-- concurrent call just replaced (kernel_idempotency_store renews expired keys) is kept. The owner
+-- stays axis_kernel_system (CREATE OR REPLACE keeps it).
+CREATE OR REPLACE FUNCTION kernel_idempotency_sweep(max_records integer) RETURNS integer
+LANGUAGE sql SECURITY DEFINER SET search_path = public AS $$
+  WITH doomed AS (
+    SELECT tenant_id, method, idempotency_key FROM kernel_idempotency_record
+    WHERE expire_time <= now() ORDER BY expire_time LIMIT max_records
+  ), gone AS (
+    DELETE FROM kernel_idempotency_record r USING doomed
+    WHERE r.tenant_id = doomed.tenant_id AND r.method = doomed.method AND r.idempotency_key = doomed.idempotency_key
+      AND r.expire_time <= now()
+    RETURNING 1
+  )
+  SELECT count(*)::integer FROM gone
+$$;
