@@ -117,6 +117,9 @@ const configSchema = z
     if (c.KERNEL_DB_CONNECTIONS_PER_TENANT !== undefined && c.KERNEL_DB_CONNECTIONS_PER_TENANT > c.KERNEL_DB_POOL_SIZE) {
       ctx.addIssue({ code: 'custom', path: ['KERNEL_DB_CONNECTIONS_PER_TENANT'], message: 'cannot exceed KERNEL_DB_POOL_SIZE' });
     }
+    if (c.KERNEL_TRAFFIC_PRINCIPAL_BURST !== undefined && c.KERNEL_TRAFFIC_PRINCIPAL_RATE === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['KERNEL_TRAFFIC_PRINCIPAL_BURST'], message: 'needs KERNEL_TRAFFIC_PRINCIPAL_RATE (a burst without a rate would be ignored)' });
+    }
     if (c.KERNEL_DB_LOCK_TIMEOUT_MS > c.KERNEL_DB_STATEMENT_TIMEOUT_MS) {
       ctx.addIssue({ code: 'custom', path: ['KERNEL_DB_LOCK_TIMEOUT_MS'], message: 'must not exceed KERNEL_DB_STATEMENT_TIMEOUT_MS (a lock wait is part of a statement)' });
     }
