@@ -389,9 +389,11 @@ describe('EVI043 Traffic Governor / Idempotency (K-M6)', () => {
       await sleep(300);
       const shots = await pace(100, 2000, () => client.getUsage({}));
       const admitted = shots.filter((s) => s.ok).length;
-      // Local GCRA with the tenant's policy: 5 + 20/s over 2 s, never unlimited.
-      expect(admitted).toBeGreaterThanOrEqual(40);
-      expect(admitted).toBeLessThanOrEqual(50);
+      // Local GCRA with the tenant's policy (5 + 20/s over 2 s: 45), never unlimited.
+      const ideal = idealAdmitted(shots.map((s) => s.sentAt), 20, 5);
+      expect(admitted).toBeGreaterThanOrEqual(ideal * 0.9);
+      expect(admitted).toBeLessThanOrEqual(ideal * 1.1);
+      expect(admitted).toBeLessThan(shots.length / 2);
       expect(shots.filter((s) => !s.ok).every((s) => s.error!.reason === 'RATE_LIMITED')).toBe(true);
       expect(node.kernel.metrics.total('traffic_limiter_fallbacks_total')).toBeGreaterThan(0);
       expect(node.kernel.metrics.counter('traffic_decisions_total', { decision: 'refused', limit: 'tenant', backend: 'local' })).toBeGreaterThan(0);
@@ -407,14 +409,16 @@ describe('EVI043 Traffic Governor / Idempotency (K-M6)', () => {
   test('[E] every refusal carries RetryInfo (the exact wait) and QuotaFailure — tenant, principal, method limits and the daily quota — and is counted in metrics', async () => {
     const tenant = 'e-refusals';
     const admin = await trafficClient(tenant);
+    // Slow rates (one unit per 500 ms) so that a loaded machine's scheduling cannot refill a
+    // burst between the calls of a step.
     await admin.setPolicy(
-      policy(10, 3, {
-        principalLimit: { requests: 10, period: SECOND, burst: 2 },
+      policy(2, 3, {
+        principalLimit: { requests: 2, period: SECOND, burst: 2 },
         methodLimit: { requests: 100, period: SECOND, burst: 100 },
         methodCosts: { [GET_USAGE]: 1 },
       }),
     );
-    await sleep(500);
+    await sleep(1600);
     // Principal limit: burst 2 per principal.
     const alice = await trafficClient(tenant, { sub: 'alice' });
     await alice.getUsage({});
@@ -423,13 +427,13 @@ describe('EVI043 Traffic Governor / Idempotency (K-M6)', () => {
     expect([byPrincipal.code, byPrincipal.reason]).toEqual([Status.RESOURCE_EXHAUSTED, 'RATE_LIMITED']);
     expect(byPrincipal.quotaViolations).toEqual([{ subject: `tenants/${tenant}/principals/alice`, description: expect.stringContaining('per-principal') }]);
     expect(byPrincipal.retryDelayMs).toBeGreaterThan(0);
-    expect(byPrincipal.retryDelayMs).toBeLessThanOrEqual(100);
+    expect(byPrincipal.retryDelayMs).toBeLessThanOrEqual(500);
     // The wait is exact: after it, the call conforms.
     await sleep(byPrincipal.retryDelayMs! + 2);
     await alice.getUsage({});
 
     // Tenant limit: burst 3 shared by all principals.
-    await sleep(400);
+    await sleep(1600);
     const bob = await trafficClient(tenant, { sub: 'bob' });
     const carol = await trafficClient(tenant, { sub: 'carol' });
     await bob.getUsage({});
@@ -439,16 +443,16 @@ describe('EVI043 Traffic Governor / Idempotency (K-M6)', () => {
     expect([byTenant.code, byTenant.reason]).toEqual([Status.RESOURCE_EXHAUSTED, 'RATE_LIMITED']);
     expect(byTenant.quotaViolations).toEqual([{ subject: `tenants/${tenant}`, description: expect.stringContaining('tenant rate limit') }]);
     expect(byTenant.retryDelayMs).toBeGreaterThan(0);
-    expect(byTenant.retryDelayMs).toBeLessThanOrEqual(100);
+    expect(byTenant.retryDelayMs).toBeLessThanOrEqual(500);
 
     // Method limit and cost weights: GetUsage costs 5 of a method burst of 5.
-    await sleep(500);
+    await sleep(1600);
     await admin.setPolicy(policy(1000, 100, { methodLimit: { requests: 5, period: SECOND, burst: 5 }, methodCosts: { [GET_USAGE]: 5 } }));
     await sleep(1100);
     await admin.getUsage({});
     const byMethod = await refusal(admin.getUsage({}));
     expect(byMethod.quotaViolations).toEqual([{ subject: `tenants/${tenant}/methods/${GET_USAGE}`, description: expect.stringContaining('per-method') }]);
-    expect(byMethod.retryDelayMs).toBeGreaterThan(900);
+    expect(byMethod.retryDelayMs).toBeGreaterThan(500);
     expect(byMethod.retryDelayMs).toBeLessThanOrEqual(1000);
 
     // Daily quota: 8 units a day.
