@@ -32,3 +32,4 @@ export { createSchedulerClient, SchedulerServiceDefinition, type SchedulerClient
 export { BatchServiceDefinition, createBatchClient, type BatchClient } from './batch';
 export { createKeymasterClient, KeymasterServiceDefinition, type KeymasterClient } from './keymaster';
 export { createSecretClient, SecretServiceDefinition, type SecretClient } from './secrets';
+export { createTrafficClient, TrafficServiceDefinition, type TrafficClient } from './traffic';

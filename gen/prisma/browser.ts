@@ -147,3 +147,8 @@ export type SequenceCounter = Prisma.SequenceCounterModel
  * Every value ever handed out, in exactly one state.
  */
 export type SequenceNumber = Prisma.SequenceNumberModel
+/**
+ * Model TrafficPolicy
+ * A tenant's traffic policy (one per tenant; absent: the configured defaults).
+ */
+export type TrafficPolicy = Prisma.TrafficPolicyModel

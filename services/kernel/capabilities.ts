@@ -5,6 +5,7 @@ import type { CapabilityModule, KernelDependencies } from '../platform/capabilit
 import { schedulerModule } from '../scheduler';
 import { secretsModule } from '../secrets';
 import { sequencesModule } from '../sequences';
+import { trafficModule } from '../traffic';
 
 /**
  * The capabilities this kernel serves — the one place to add one (docs/adding-a-capability.md).
@@ -20,6 +21,7 @@ export function capabilityModules(deps: KernelDependencies, options: { runWorker
     keymasterModule(deps),
     auditModule(deps),
     secretsModule(deps),
+    trafficModule(deps),
   );
   return modules;
 }

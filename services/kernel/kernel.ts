@@ -24,6 +24,8 @@ import { openEnvelope } from '../platform/crypto/master-key-registry';
 import { PeriodicTask } from '../platform/periodic-task';
 import { guardRequestDecoding, TRANSPORT_MAX_RECEIVE_BYTES } from '../platform/request-guard';
 import { MutationCommitter } from '../platform/unit-of-work/mutation-committer';
+import { TrafficGovernor } from '../platform/traffic/governor';
+import { defaultPolicy } from '../platform/traffic/policy';
 import { schedulerJobQueue } from '../scheduler';
 import { capabilityModules } from './capabilities';
 
@@ -130,6 +132,22 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
     const registry = new MethodRegistry();
     // Latency budgets: the configured ones, then each capability's own defaults (below).
     const budgetsMs: Record<string, number> = { ...config.KERNEL_RPC_BUDGETS_MS };
+    // Traffic governance (docs/capabilities/traffic.md): cached tenant policies and one limiter (Redis when configured, else this node).
+    const governor = new TrafficGovernor(
+      {
+        defaults: defaultPolicy(config),
+        policyRefreshMs: config.KERNEL_TRAFFIC_POLICY_REFRESH_MS,
+        redisUrl: config.REDIS_URL,
+        redisTimeoutMs: config.KERNEL_TRAFFIC_REDIS_TIMEOUT_MS,
+        redisKeyPrefix: config.KERNEL_TRAFFIC_REDIS_PREFIX,
+      },
+      db,
+      metrics,
+      log,
+    );
+    governor.setKnownMethods(() => new Set(registry.all().map((m) => m.action)));
+    await governor.start();
+    cleanups.push(() => governor.stop());
     const chain = kernelMiddlewareChain({
       telemetry,
       registry,
@@ -141,6 +159,7 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
       budgetsMs,
       idempotencyRetentionHours: config.KERNEL_IDEMPOTENCY_RETENTION_HOURS,
       requestDigestKey,
+      governor,
       committer: new MutationCommitter(db, { callTimeoutMs: config.KERNEL_CALL_TIMEOUT_MS, maxQueuedPerTenant: config.KERNEL_COMMIT_QUEUE_PER_TENANT, telemetry, metrics }),
     });
 
@@ -150,7 +169,7 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
     cleanups.push(() => notifications.stop());
     const jobs = new JobHandlers();
     await jobs.loadModules(config.KERNEL_JOB_HANDLER_MODULES, log);
-    const deps: KernelDependencies = { config, db, prismaReads, log, metrics, telemetry, audit, envelope, batchItems: new BatchItemHandlers(), jobs, jobQueue: schedulerJobQueue, notifications };
+    const deps: KernelDependencies = { config, db, prismaReads, log, metrics, telemetry, audit, envelope, batchItems: new BatchItemHandlers(), jobs, jobQueue: schedulerJobQueue, notifications, traffic: governor };
     const services = capabilityModules(deps, { runWorkers: options.backgroundTasks !== false });
     for (const service of services) {
       for (const [name, ms] of Object.entries(service.budgetsMs ?? {})) budgetsMs[`${service.definition.fullName}/${name}`] ??= ms;
@@ -172,8 +191,8 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
       options.backgroundTasks === false
         ? []
         : [
+            // (The idempotency store's retention is the system job kernel.platform.idempotency-sweep.)
             ...services.flatMap((s) => s.periodicTasks ?? []).map((work) => new PeriodicTask(work.name, work.everyMs, () => work.run(), log)),
-            new PeriodicTask('idempotency retention', 60_000, () => db.asSystem((sql) => sql.query('SELECT kernel_idempotency_sweep(10000)')), log),
           ];
     cleanups.push(async () => {
       await Promise.all(tasks.map((task) => task.stop()));

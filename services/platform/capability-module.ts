@@ -10,6 +10,7 @@ import type { JobExecution, JobHandlers, JobQueue } from './jobs';
 import type { Logger } from './observability/logger';
 import type { Metrics } from './observability/metrics';
 import type { Telemetry } from './observability/telemetry';
+import type { TrafficGovernor } from './traffic/governor';
 
 /**
  * What one kernel node shares with the capabilities it serves: the platform's runtime pieces,
@@ -35,6 +36,8 @@ export interface KernelDependencies {
   readonly notifications: NotificationHub;
   /** Envelope encryption under the configured master keys (signing keys, secrets). */
   readonly envelope: Envelope;
+  /** The node's traffic governor (docs/capabilities/traffic.md): its policy cache learns SetPolicy's changes. */
+  readonly traffic: TrafficGovernor;
 }
 
 /**

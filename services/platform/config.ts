@@ -87,6 +87,21 @@ const configSchema = z
     /** Shortest restore window a key version's scheduled destruction may have. */
     KERNEL_KEY_DESTRUCTION_MIN_WINDOW_SECONDS: z.coerce.number().int().min(1).default(3600),
     KERNEL_KEY_DESTRUCTION_SWEEP_MS: durationMs(1000),
+    /** Traffic defaults (docs/capabilities/traffic.md) for tenants without a stored policy: tenant rate (per second) and burst. */
+    KERNEL_TRAFFIC_TENANT_RATE: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
+    KERNEL_TRAFFIC_TENANT_BURST: z.coerce.number().int().min(1).max(1_000_000).default(20_000),
+    /** Per-principal default rate (per second) and burst; unset: no per-principal limit by default. */
+    KERNEL_TRAFFIC_PRINCIPAL_RATE: z.coerce.number().int().min(1).max(1_000_000).optional(),
+    KERNEL_TRAFFIC_PRINCIPAL_BURST: z.coerce.number().int().min(1).max(1_000_000).optional(),
+    /** Calls of one tenant in flight at once on one node. */
+    KERNEL_TRAFFIC_MAX_IN_FLIGHT: z.coerce.number().int().min(1).max(100_000).default(10_000),
+    /** Cost units per tenant and UTC day. */
+    KERNEL_TRAFFIC_DAILY_QUOTA: z.coerce.number().int().min(1).max(1_000_000_000_000).default(1_000_000_000),
+    /** How long a node serves a cached tenant policy before reloading it in the background. */
+    KERNEL_TRAFFIC_POLICY_REFRESH_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
+    /** Redis limiter: command timeout (then the node decides locally), and the key prefix. */
+    KERNEL_TRAFFIC_REDIS_TIMEOUT_MS: z.coerce.number().int().min(1).max(10_000).default(50),
+    KERNEL_TRAFFIC_REDIS_PREFIX: z.string().min(1).max(100).default('axis:traffic:'),
     REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// URL').optional(),
     NATS_URL: z.string().regex(/^(nats|tls):\/\//, 'must be a nats:// URL').optional(),
     OTEL_EXPORTER_OTLP_ENDPOINT: z.url().optional(),
@@ -101,6 +116,9 @@ const configSchema = z
     }
     if (c.KERNEL_DB_CONNECTIONS_PER_TENANT !== undefined && c.KERNEL_DB_CONNECTIONS_PER_TENANT > c.KERNEL_DB_POOL_SIZE) {
       ctx.addIssue({ code: 'custom', path: ['KERNEL_DB_CONNECTIONS_PER_TENANT'], message: 'cannot exceed KERNEL_DB_POOL_SIZE' });
+    }
+    if (c.KERNEL_TRAFFIC_PRINCIPAL_BURST !== undefined && c.KERNEL_TRAFFIC_PRINCIPAL_RATE === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['KERNEL_TRAFFIC_PRINCIPAL_BURST'], message: 'needs KERNEL_TRAFFIC_PRINCIPAL_RATE (a burst without a rate would be ignored)' });
     }
     if (c.KERNEL_DB_LOCK_TIMEOUT_MS > c.KERNEL_DB_STATEMENT_TIMEOUT_MS) {
       ctx.addIssue({ code: 'custom', path: ['KERNEL_DB_LOCK_TIMEOUT_MS'], message: 'must not exceed KERNEL_DB_STATEMENT_TIMEOUT_MS (a lock wait is part of a statement)' });

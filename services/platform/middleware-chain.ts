@@ -12,6 +12,8 @@ import { idempotencyMiddleware } from './middleware/idempotency';
 import { performanceBudgetMiddleware } from './middleware/performance-budget';
 import { tenantMiddleware } from './middleware/tenant';
 import { tracingMiddleware } from './middleware/tracing';
+import { trafficMiddleware } from './middleware/traffic';
+import type { TrafficGovernor } from './traffic/governor';
 import { MiddlewareChain } from './middleware/typed-chain';
 import { derivePageTokenKey, PageTokenCodec } from './page-token';
 import { requestGuardMiddleware } from './request-guard';
@@ -32,6 +34,8 @@ export interface ChainDependencies {
   /** Keys request digests (audit entries, idempotency records), so they cannot be checked against guesses. */
   requestDigestKey: Buffer;
   committer: MutationCommitter;
+  /** Traffic limits (docs/capabilities/traffic.md) (cached policies; Redis or this node). */
+  governor: TrafficGovernor;
 }
 
 /**
@@ -47,13 +51,17 @@ export interface ChainDependencies {
  * 4. authentication — nothing tenant- or data-related runs for an unauthenticated caller.
  * 5. tenant (+ scope) — needs the principal; fixes the one tenant the call runs in (and hands
  *    handlers the page-token codec, whose tokens are bound to the tenant).
- * 6. request guard — what the wrapped decode refused (oversized, undecodable, invalid UTF-8,
+ * 6. traffic governor — needs the tenant and the principal (every limit is keyed by them); before
+ *    everything that costs: a call over its tenant's limits is refused RESOURCE_EXHAUSTED
+ *    (RetryInfo, QuotaFailure) without a database round trip, an idempotency record or a pooled
+ *    connection, so a noisy tenant cannot slow a quiet one down (its policy is cached in process).
+ * 7. request guard — what the wrapped decode refused (oversized, undecodable, invalid UTF-8,
  *    Timestamp/Duration out of range), U+0000 in strings and keys and non-finite numbers are
  *    refused before anything (the idempotency hash included) reads the request; after auth, so
  *    an anonymous caller learns nothing about its request.
- * 7. idempotency / unit of work — needs the tenant: hands the call to the group committer,
+ * 8. idempotency / unit of work — needs the tenant: hands the call to the group committer,
  *    whose tenant transaction holds the replay record, the change and its audit entry.
- * 8. performance budget — innermost, so it measures up to the handler's end without counting
+ * 9. performance budget — innermost, so it measures up to the handler's end without counting
  *    calls refused earlier.
  */
 export function kernelMiddlewareChain(deps: ChainDependencies): ServerMiddleware<KernelCallContext> {
@@ -65,8 +73,9 @@ export function kernelMiddlewareChain(deps: ChainDependencies): ServerMiddleware
     .use(errorMappingMiddleware(deps))
     .use(authenticationMiddleware(deps))
     .use(tenantMiddleware({ audit: deps.audit, pageTokens }))
+    .use(trafficMiddleware({ governor: deps.governor }))
     .use(requestGuardMiddleware())
-    .use(idempotencyMiddleware({ db: deps.db, committer: deps.committer, retentionHours: deps.idempotencyRetentionHours, audit: deps.audit, digestKey: deps.requestDigestKey }))
+    .use(idempotencyMiddleware({ db: deps.db, committer: deps.committer, retentionHours: deps.idempotencyRetentionHours, audit: deps.audit, digestKey: deps.requestDigestKey, metrics: deps.metrics }))
     .use(performanceBudgetMiddleware(deps))
     .build();
 }

@@ -205,6 +205,7 @@ message StartWidgetResponse { Thing result = 1; }
       'axis.kernel.scheduler.v1.SchedulerService',
       'axis.kernel.secrets.v1.SecretService',
       'axis.kernel.sequences.v1.SequenceService',
+      'axis.kernel.traffic.v1.TrafficService',
     ]);
     for (const { file, service } of services) {
       expect([service.typeName, getOption(service as never, domain as never)]).toEqual([service.typeName, ERROR_DOMAIN]);

@@ -422,7 +422,8 @@ export const ModelName = {
   SecretVersion: 'SecretVersion',
   SequenceSeries: 'SequenceSeries',
   SequenceCounter: 'SequenceCounter',
-  SequenceNumber: 'SequenceNumber'
+  SequenceNumber: 'SequenceNumber',
+  TrafficPolicy: 'TrafficPolicy'
 } as const
 
 export type ModelName = (typeof ModelName)[keyof typeof ModelName]
@@ -438,7 +439,7 @@ export type TypeMap<ExtArgs extends runtime.Types.Extensions.InternalArgs = runt
     omit: GlobalOmitOptions
   }
   meta: {
-    modelProps: "auditEvent" | "auditSequence" | "auditNode" | "auditCheckpoint" | "auditPolicy" | "auditHead" | "auditPosition" | "auditIntegration" | "batchRun" | "batchItem" | "batchItemResult" | "batchItemError" | "masterKey" | "sealedKey" | "keymasterKey" | "keymasterKeyVersion" | "idempotencyRecord" | "schedulerJob" | "schedulerDeadLetter" | "schedulerSchedule" | "schedulerScheduleTick" | "secret" | "secretVersion" | "sequenceSeries" | "sequenceCounter" | "sequenceNumber"
+    modelProps: "auditEvent" | "auditSequence" | "auditNode" | "auditCheckpoint" | "auditPolicy" | "auditHead" | "auditPosition" | "auditIntegration" | "batchRun" | "batchItem" | "batchItemResult" | "batchItemError" | "masterKey" | "sealedKey" | "keymasterKey" | "keymasterKeyVersion" | "idempotencyRecord" | "schedulerJob" | "schedulerDeadLetter" | "schedulerSchedule" | "schedulerScheduleTick" | "secret" | "secretVersion" | "sequenceSeries" | "sequenceCounter" | "sequenceNumber" | "trafficPolicy"
     txIsolationLevel: TransactionIsolationLevel
   }
   model: {
@@ -2366,6 +2367,80 @@ export type TypeMap<ExtArgs extends runtime.Types.Extensions.InternalArgs = runt
         }
       }
     }
+    TrafficPolicy: {
+      payload: Prisma.$TrafficPolicyPayload<ExtArgs>
+      fields: Prisma.TrafficPolicyFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.TrafficPolicyFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$TrafficPolicyPayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.TrafficPolicyFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$TrafficPolicyPayload>
+        }
+        findFirst: {
+          args: Prisma.TrafficPolicyFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$TrafficPolicyPayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.TrafficPolicyFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$TrafficPolicyPayload>
+        }
+        findMany: {
+          args: Prisma.TrafficPolicyFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$TrafficPolicyPayload>[]
+        }
+        create: {
+          args: Prisma.TrafficPolicyCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$TrafficPolicyPayload>
+        }
+        createMany: {
+          args: Prisma.TrafficPolicyCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.TrafficPolicyCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$TrafficPolicyPayload>[]
+        }
+        delete: {
+          args: Prisma.TrafficPolicyDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$TrafficPolicyPayload>
+        }
+        update: {
+          args: Prisma.TrafficPolicyUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$TrafficPolicyPayload>
+        }
+        deleteMany: {
+          args: Prisma.TrafficPolicyDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.TrafficPolicyUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.TrafficPolicyUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$TrafficPolicyPayload>[]
+        }
+        upsert: {
+          args: Prisma.TrafficPolicyUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$TrafficPolicyPayload>
+        }
+        aggregate: {
+          args: Prisma.TrafficPolicyAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateTrafficPolicy>
+        }
+        groupBy: {
+          args: Prisma.TrafficPolicyGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.TrafficPolicyGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.TrafficPolicyCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.TrafficPolicyCountAggregateOutputType> | number
+        }
+      }
+    }
   }
 } & {
   other: {
@@ -2793,6 +2868,26 @@ export const SequenceNumberScalarFieldEnum = {
 export type SequenceNumberScalarFieldEnum = (typeof SequenceNumberScalarFieldEnum)[keyof typeof SequenceNumberScalarFieldEnum]
 
 
+export const TrafficPolicyScalarFieldEnum = {
+  tenantId: 'tenantId',
+  tenantRequests: 'tenantRequests',
+  tenantPeriodMs: 'tenantPeriodMs',
+  tenantBurst: 'tenantBurst',
+  principalRequests: 'principalRequests',
+  principalPeriodMs: 'principalPeriodMs',
+  principalBurst: 'principalBurst',
+  methodRequests: 'methodRequests',
+  methodPeriodMs: 'methodPeriodMs',
+  methodBurst: 'methodBurst',
+  methodCosts: 'methodCosts',
+  maxInFlight: 'maxInFlight',
+  dailyQuota: 'dailyQuota',
+  updateTime: 'updateTime'
+} as const
+
+export type TrafficPolicyScalarFieldEnum = (typeof TrafficPolicyScalarFieldEnum)[keyof typeof TrafficPolicyScalarFieldEnum]
+
+
 export const SortOrder = {
   asc: 'asc',
   desc: 'desc'
@@ -3120,6 +3215,7 @@ export type GlobalOmitConfig = {
   sequenceSeries?: Prisma.SequenceSeriesOmit
   sequenceCounter?: Prisma.SequenceCounterOmit
   sequenceNumber?: Prisma.SequenceNumberOmit
+  trafficPolicy?: Prisma.TrafficPolicyOmit
 }
 
 /* Types for Logging */

@@ -76,7 +76,8 @@ export const ModelName = {
   SecretVersion: 'SecretVersion',
   SequenceSeries: 'SequenceSeries',
   SequenceCounter: 'SequenceCounter',
-  SequenceNumber: 'SequenceNumber'
+  SequenceNumber: 'SequenceNumber',
+  TrafficPolicy: 'TrafficPolicy'
 } as const
 
 export type ModelName = (typeof ModelName)[keyof typeof ModelName]
@@ -481,6 +482,26 @@ export const SequenceNumberScalarFieldEnum = {
 } as const
 
 export type SequenceNumberScalarFieldEnum = (typeof SequenceNumberScalarFieldEnum)[keyof typeof SequenceNumberScalarFieldEnum]
+
+
+export const TrafficPolicyScalarFieldEnum = {
+  tenantId: 'tenantId',
+  tenantRequests: 'tenantRequests',
+  tenantPeriodMs: 'tenantPeriodMs',
+  tenantBurst: 'tenantBurst',
+  principalRequests: 'principalRequests',
+  principalPeriodMs: 'principalPeriodMs',
+  principalBurst: 'principalBurst',
+  methodRequests: 'methodRequests',
+  methodPeriodMs: 'methodPeriodMs',
+  methodBurst: 'methodBurst',
+  methodCosts: 'methodCosts',
+  maxInFlight: 'maxInFlight',
+  dailyQuota: 'dailyQuota',
+  updateTime: 'updateTime'
+} as const
+
+export type TrafficPolicyScalarFieldEnum = (typeof TrafficPolicyScalarFieldEnum)[keyof typeof TrafficPolicyScalarFieldEnum]
 
 
 export const SortOrder = {

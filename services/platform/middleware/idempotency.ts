@@ -4,6 +4,7 @@ import type { AuditEventDraft, AuthenticationContext, TenantContext, TracingCont
 import { EVENT_IDS, type AuditEntry, type AuditLog } from '../audit/audit-log';
 import type { Database } from '../database/database';
 import { invalidArgument, KernelError } from '../kernel-error';
+import type { Metrics } from '../observability/metrics';
 import type { MutationCommitter } from '../unit-of-work/mutation-committer';
 
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
@@ -14,9 +15,11 @@ const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
  * inside the MutationCommitter, which replays a stored response (trailer
  * `idempotent-replayed: true`), refuses a key reused with another request
  * (IDEMPOTENCY_KEY_REUSED) or still running (IDEMPOTENCY_KEY_IN_USE), and commits the change,
- * the stored response and the call's one audit entry together.
+ * the stored response and the call's one audit entry together. Counted by method:
+ * idempotency_replays_total, idempotency_key_reuse_refusals_total (IDEMPOTENCY_KEY_REUSED) and
+ * idempotency_in_flight_conflicts_total (IDEMPOTENCY_KEY_IN_USE).
  */
-export function idempotencyMiddleware(deps: { db: Database; committer: MutationCommitter; retentionHours: number; audit: AuditLog; digestKey: Buffer }): ServerMiddleware<
+export function idempotencyMiddleware(deps: { db: Database; committer: MutationCommitter; retentionHours: number; audit: AuditLog; digestKey: Buffer; metrics?: Metrics }): ServerMiddleware<
   UnitOfWorkContext,
   TracingContext & AuthenticationContext & TenantContext
 > {
@@ -107,15 +110,23 @@ export function idempotencyMiddleware(deps: { db: Database; committer: MutationC
 
     // An audited read is recorded even when refused (a secret past its grace period, a ciphertext
     // that fails authentication): the refusal gets a DENIED entry in its own transaction.
+    const counted = submitted.catch((error: unknown) => {
+      if (error instanceof KernelError && error.reason === 'IDEMPOTENCY_KEY_REUSED') deps.metrics?.increment('idempotency_key_reuse_refusals_total', { method: method.action });
+      if (error instanceof KernelError && error.reason === 'IDEMPOTENCY_KEY_IN_USE') deps.metrics?.increment('idempotency_in_flight_conflicts_total', { method: method.action });
+      throw error;
+    });
     const outcome = await (method.auditedRead
-      ? submitted.catch(async (error: unknown) => {
+      ? counted.catch(async (error: unknown) => {
           if (error instanceof KernelError) {
             await deps.audit.recordDenial({ tenantId, principal: context.principal.subject, action: method.action, reason: error.reason, traceId: context.trace.traceId });
           }
           throw error;
         })
-      : submitted);
-    if (outcome.replayed) context.trailer.set('idempotent-replayed', 'true');
+      : counted);
+    if (outcome.replayed) {
+      context.trailer.set('idempotent-replayed', 'true');
+      deps.metrics?.increment('idempotency_replays_total', { method: method.action });
+    }
     return outcome.response as never;
   };
 }
