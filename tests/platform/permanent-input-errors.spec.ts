@@ -124,6 +124,22 @@ describe('permanent input errors are answered as permanent (issue 11 §2)', () =
   const summary = (a: Answer) => ({ code: Status[a.code], reason: a.reason, retryInfo: a.retryInfo, breaches: a.breaches });
   const refusedWith = (code: Status, reason: string) => ({ code: Status[code], reason, retryInfo: false, breaches: [] });
 
+  describe('the request digest is taken over the bytes that arrived', () => {
+    test('the same key with the same bytes replays; with an unknown field added it is another request (IDEMPOTENCY_KEY_REUSED)', async () => {
+      const bytes = encode(ISSUE_NUMBER, { seriesId: 'inv', subjectRef: 'digest-1' });
+      const key = randomUUID();
+      const first = await call(ISSUE_NUMBER, bytes, metadataFor({ 'idempotency-key': key }));
+      expect(first.ok).toBe(true);
+      const replayed = await call(ISSUE_NUMBER, bytes, metadataFor({ 'idempotency-key': key }));
+      expect(replayed.ok).toBe(true);
+      expect(replayed.trailer?.get('idempotent-replayed')).toBe('true');
+      expect(replayed.response).toEqual(first.response);
+      // Field 99 (varint 1): decoded, it is the same request; as bytes, it is not what was asked.
+      const withUnknown = new Uint8Array([...bytes, 0x98, 0x06, 0x01]);
+      expect(summary(await call(ISSUE_NUMBER, withUnknown, metadataFor({ 'idempotency-key': key })))).toEqual(refusedWith(Status.INVALID_ARGUMENT, 'IDEMPOTENCY_KEY_REUSED'));
+    });
+  });
+
   describe('page tokens are opaque, tamper-evident and validated', () => {
     test('ListJobs with a forged token holding U+0000 is PAGE_TOKEN_INVALID, not UNAVAILABLE with RetryInfo', async () => {
       const forged = forgeUnsignedPageToken('\u0000', { st: 0 });

@@ -6,6 +6,7 @@ import type { Database } from '../database/database';
 import { invalidArgument, KernelError } from '../kernel-error';
 import type { Metrics } from '../observability/metrics';
 import type { MutationCommitter } from '../unit-of-work/mutation-committer';
+import { arrivedBytes } from '../request-guard';
 
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
 
@@ -57,7 +58,9 @@ export function idempotencyMiddleware(deps: { db: Database; committer: MutationC
         { field: 'idempotency-key', description: '1–255 visible ASCII characters' },
       ]);
     }
-    const requestBytes = method.requestType.encode(call.request).finish();
+    // The bytes as they arrived (no re-encode per call); a request built in process (tests, the
+    // CLI) has none and is encoded.
+    const requestBytes = arrivedBytes(call.request) ?? method.requestType.encode(call.request).finish();
     // The audit entry's digest proves what was asked; the idempotency hash also binds who asked,
     // so another principal of the tenant presenting the same key is refused, not replayed to.
     // Keyed (HMAC under a kernel-wide sealed key): a request may carry a secret value or personal
