@@ -188,6 +188,14 @@ describe('cron', () => {
       ['*/5/5 * * * *', 'minute: "*/5/5" is not a value, range, step or *'],
       ['* * 30 2 *', 'day of month never occurs in the given months'],
       ['* * 31 4,6,9,11 *', 'day of month never occurs in the given months'],
+      // The modifiers, anchored at both ends (mutation-testing survivors of 2026-12-07).
+      ['0 0 XL-3 * *', 'day of month: "XL-3" is not a value, range, step, *, L, L-n, LW or nW'],
+      ['0 0 L-3X * *', 'day of month: "L-3X" is not a value, range, step, *, L, L-n, LW or nW'],
+      ['0 0 L-31 * *', 'day of month: offset 31 in "L-31" is outside 0–30'],
+      ['0 0 * * MON#1X', 'day of week: "MON#1X" is not a value, range, step, *, xL or x#n'],
+      ['0 0 * * MON#10', 'day of week: nth 10 in "MON#10" is outside 1–5'],
+      ['0 0 * * MON#6', 'day of week: nth 6 in "MON#6" is outside 1–5'],
+      ['0 0 * * 1W', 'day of week: "1W": W is allowed only in day of month'],
     ];
     expect(cases.map(([expression]) => [expression, message(expression)])).toEqual(cases);
     expect(message('* * * * *', 'Mars/Olympus')).toBe('unknown IANA time zone "Mars/Olympus"');
