@@ -35,6 +35,18 @@ interface TsProtoServiceDefinition {
 }
 
 /**
+ * The bytes each decoded request arrived as, so that its digest (idempotency, audit) is taken over
+ * what the client sent rather than a re-encoding: no second encode per call, and a digest of what
+ * was actually asked (unknown fields included). Keyed by the decoded object, gone with it.
+ */
+const arrived = new WeakMap<object, Uint8Array>();
+
+/** The bytes `request` was decoded from, when it came through a guarded decode. */
+export function arrivedBytes(request: unknown): Uint8Array | undefined {
+  return typeof request === 'object' && request !== null ? arrived.get(request) : undefined;
+}
+
+/**
  * A copy of a generated service definition whose request decoding never throws and refuses,
  * by field, what the generated decoder would silently accept or normalise. Decoding runs inside
  * grpc-js before any middleware (without this, bytes that do not decode would get a bare
@@ -47,18 +59,6 @@ interface TsProtoServiceDefinition {
  *    (wire-check.ts): INVALID_ARGUMENT FIELD_INVALID with the field in BadRequest.
  * Measured with `npx tsx bench/request-decoding.ts` (figures in the README).
  */
-/**
- * The bytes each decoded request arrived as, so that its digest (idempotency, audit) is taken over
- * what the client sent rather than a re-encoding: no second encode per call, and a digest of what
- * was actually asked (unknown fields included). Keyed by the decoded object, gone with it.
- */
-const arrived = new WeakMap<object, Uint8Array>();
-
-/** The bytes `request` was decoded from, when it came through a guarded decode. */
-export function arrivedBytes(request: unknown): Uint8Array | undefined {
-  return typeof request === 'object' && request !== null ? arrived.get(request) : undefined;
-}
-
 export function guardRequestDecoding<D extends TsProtoServiceDefinition>(definition: D): D {
   const service = kernelDescriptors().getService(definition.fullName);
   if (!service) throw new Error(`${definition.fullName} is not in gen/descriptor.binpb (run npm run gen)`);
