@@ -76,9 +76,14 @@ export async function runLoad(call: (caller: number) => Promise<unknown>, concur
   const seconds = (performance.now() - start) / 1000;
   const cpuAfter = cpuBefore !== undefined ? cpuOf(cpuPids) : undefined;
   latencies.sort((a, b) => a - b);
-  const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
+  const at = (q: number) => quantile(latencies, q) ?? 0;
   const cpuUsPerCall = cpuBefore !== undefined && cpuAfter !== undefined && latencies.length > 0 ? ((cpuAfter - cpuBefore) * 1000) / latencies.length : undefined;
   return { calls: latencies.length, seconds, perSecond: latencies.length / seconds, p50: at(0.5), p99: at(0.99), cpuUsPerCall };
+}
+
+/** The q-quantile (0…1) of ascending `sorted` values: the value at rank ⌊q·n⌋ (the last for q = 1). */
+export function quantile(sorted: ArrayLike<number>, q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
 export const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });

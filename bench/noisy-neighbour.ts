@@ -11,15 +11,15 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { closeKernelClient, createTrafficClient } from '../clients/src';
 import { mintDevelopmentToken } from '../services/platform/auth/token-verifier';
 import { spawnKernel } from '../tests/support/kernel-process';
 import { createTestDatabase } from '../tests/support/test-database';
-import { fmt, machineLine } from './load';
+import { fmt, machineLine, quantile } from './load';
 
 const ROOT = path.resolve(__dirname, '..');
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 
 async function main() {
   const { values } = parseArgs({
@@ -55,7 +55,7 @@ async function main() {
     let report = '';
     flooder.stdout!.on('data', (chunk: Buffer) => (report += chunk.toString('utf8')));
     const finished = new Promise<number | null>((resolve) => flooder.once('exit', resolve));
-    await sleep(start - Date.now());
+    await sleep(Math.max(0, start - Date.now()));
 
     const shots: Array<Promise<{ sentAt: number; ms: number }>> = [];
     const total = Math.round((quietRate * blockMs * blocks) / 1000);
@@ -78,8 +78,7 @@ async function main() {
     const inside = done.filter((s) => blockOf(s.sentAt) % 1 > 0.1 && blockOf(s.sentAt) % 1 < 0.9);
     const stats = (xs: number[]) => {
       const sorted = [...xs].sort((a, b) => a - b);
-      const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))];
-      return { n: sorted.length, p50: at(0.5), p99: at(0.99), max: sorted[sorted.length - 1] };
+      return { n: sorted.length, p50: quantile(sorted, 0.5), p99: quantile(sorted, 0.99), max: sorted[sorted.length - 1] };
     };
     const alone = stats(inside.filter((s) => Math.floor(blockOf(s.sentAt)) % 2 === 0).map((s) => s.ms));
     const flooded = stats(inside.filter((s) => Math.floor(blockOf(s.sentAt)) % 2 === 1).map((s) => s.ms));

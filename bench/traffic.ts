@@ -18,7 +18,7 @@ import { decisionInput } from '../services/platform/traffic/governor';
 import { LocalLimiter } from '../services/platform/traffic/local-limiter';
 import type { TrafficPolicy } from '../services/platform/traffic/policy';
 import { RedisLimiter } from '../services/platform/traffic/redis-limiter';
-import { machineLine } from './load';
+import { machineLine, quantile } from './load';
 
 const POLICY: TrafficPolicy = {
   tenant: { requests: 1_000_000, periodMs: 1000, burst: 1_000_000 },
@@ -30,7 +30,6 @@ const POLICY: TrafficPolicy = {
 };
 const inputs = Array.from({ length: 1000 }, (_, i) => decisionInput(`tenant-${i}`, 'principal', 'axis.kernel.x.v1.XService/Method', POLICY));
 
-const quantile = (sorted: Float64Array, q: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))];
 
 function summary(name: string, samplesUs: number[], seconds: number): string {
   const sorted = Float64Array.from(samplesUs).sort();
