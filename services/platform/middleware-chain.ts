@@ -1,5 +1,4 @@
 import type { ServerMiddleware } from 'nice-grpc-common';
-import { errorDetailsServerMiddleware } from 'nice-grpc-error-details';
 import type { AuditLog } from './audit/audit-log';
 import type { TokenVerifier } from './auth/token-verifier';
 import type { KernelCallContext } from './call-context';
@@ -45,23 +44,23 @@ export interface ChainDependencies {
  *
  * 1. tracing — first, so every later step (and every error) has the trace id, and the
  *    `x-trace-id` trailer and the call's log line are written whatever happens below.
- * 2. error details — encodes the rich status into `grpc-status-details-bin`; wraps mapping.
- * 3. error mapping — turns KernelError into google.rpc.Status and masks everything else as
- *    INTERNAL; above auth so that authentication failures get the same envelope.
- * 4. authentication — nothing tenant- or data-related runs for an unauthenticated caller.
- * 5. tenant (+ scope) — needs the principal; fixes the one tenant the call runs in (and hands
+ * 2. error mapping — turns KernelError into google.rpc.Status (in the `grpc-status-details-bin`
+ *    trailer) and masks everything else as INTERNAL; above auth so that authentication failures
+ *    get the same envelope.
+ * 3. authentication — nothing tenant- or data-related runs for an unauthenticated caller.
+ * 4. tenant (+ scope) — needs the principal; fixes the one tenant the call runs in (and hands
  *    handlers the page-token codec, whose tokens are bound to the tenant).
- * 6. traffic governor — needs the tenant and the principal (every limit is keyed by them); before
+ * 5. traffic governor — needs the tenant and the principal (every limit is keyed by them); before
  *    everything that costs: a call over its tenant's limits is refused RESOURCE_EXHAUSTED
  *    (RetryInfo, QuotaFailure) without a database round trip, an idempotency record or a pooled
  *    connection, so a noisy tenant cannot slow a quiet one down (its policy is cached in process).
- * 7. request guard — what the wrapped decode refused (oversized, undecodable, invalid UTF-8,
+ * 6. request guard — what the wrapped decode refused (oversized, undecodable, invalid UTF-8,
  *    Timestamp/Duration out of range), U+0000 in strings and keys and non-finite numbers are
  *    refused before anything (the idempotency hash included) reads the request; after auth, so
  *    an anonymous caller learns nothing about its request.
- * 8. idempotency / unit of work — needs the tenant: hands the call to the group committer,
+ * 7. idempotency / unit of work — needs the tenant: hands the call to the group committer,
  *    whose tenant transaction holds the replay record, the change and its audit entry.
- * 9. performance budget — innermost, so it measures up to the handler's end without counting
+ * 8. performance budget — innermost, so it measures up to the handler's end without counting
  *    calls refused earlier.
  */
 export function kernelMiddlewareChain(deps: ChainDependencies): ServerMiddleware<KernelCallContext> {
@@ -69,7 +68,6 @@ export function kernelMiddlewareChain(deps: ChainDependencies): ServerMiddleware
   const pageTokens = new PageTokenCodec(derivePageTokenKey(deps.requestDigestKey));
   return MiddlewareChain.start()
     .use(tracingMiddleware(deps))
-    .use(errorDetailsServerMiddleware)
     .use(errorMappingMiddleware(deps))
     .use(authenticationMiddleware(deps))
     .use(tenantMiddleware({ audit: deps.audit, pageTokens }))

@@ -1,8 +1,9 @@
-import { Status, type ServerMiddleware } from 'nice-grpc-common';
+import { Status } from 'nice-grpc-common';
 import type { TracingContext } from './call-context';
 import { FIELD_INVALID } from './request-validation';
 import { invalidArgument, KernelError, type FieldViolation } from './kernel-error';
 import { compileWireCheck, kernelDescriptors, strictReader } from './wire-check';
+import type { KernelMiddleware } from './middleware/typed-chain';
 
 /**
  * The largest request message the kernel takes: 4 MiB (what grpc-js enforces by default). The
@@ -162,13 +163,13 @@ function firstUnacceptableField(value: unknown, path: string, depth: number): Fi
  * each handler's own (Zod). Runs after authentication, so an anonymous caller learns nothing
  * about its request.
  */
-export function requestGuardMiddleware(): ServerMiddleware<{}, TracingContext> {
-  return async function* requestGuard(call, context) {
+export function requestGuardMiddleware(): KernelMiddleware<{}, TracingContext> {
+  return async function requestGuard(call, context) {
     if (call.request instanceof RefusedRequest) throw call.request.error;
     if (!call.requestStream) {
       const bad = firstUnacceptableField(call.request, '', 0);
       if (bad) throw invalidArgument(FIELD_INVALID, `invalid request: ${bad.field}: ${bad.description}`, [bad]);
     }
-    return yield* call.next(call.request, context);
+    return await call.next(call.request, context);
   };
 }

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 
 /** A W3C trace context as the kernel carries it through logs, audit, jobs and events (docs/laws.md#law-4, trace propagation). */
 export interface TraceContext {
@@ -31,8 +31,30 @@ const OWS = /^[ \t]+|[ \t]+$/g;
 const BAGGAGE_KEY = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const BAGGAGE_VALUE = /^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*$/;
 
-export const newTraceId = () => randomBytes(16).toString('hex');
-export const newSpanId = () => randomBytes(8).toString('hex');
+/**
+ * Trace and span ids from the CSPRNG, drawn from a 4 KiB pool refilled in one call: one
+ * `randomBytes` per id cost a synchronous OpenSSL call and a buffer per call on the hot path.
+ * Every byte is used once. W3C forbids all-zero ids; one is drawn again (p = 2^-64 or less).
+ */
+const ID_POOL_BYTES = 4096;
+const idPool = Buffer.allocUnsafe(ID_POOL_BYTES);
+let idPoolOffset = ID_POOL_BYTES;
+const ALL_ZERO = /^0+$/;
+
+function randomHex(bytes: number): string {
+  for (;;) {
+    if (idPoolOffset + bytes > ID_POOL_BYTES) {
+      randomFillSync(idPool);
+      idPoolOffset = 0;
+    }
+    const hex = idPool.toString('hex', idPoolOffset, idPoolOffset + bytes);
+    idPoolOffset += bytes;
+    if (!ALL_ZERO.test(hex)) return hex;
+  }
+}
+
+export const newTraceId = () => randomHex(16);
+export const newSpanId = () => randomHex(8);
 
 /** Header values as gRPC metadata gives them: absent, one, or several (repeated headers). */
 type HeaderValues = string | readonly string[] | undefined;

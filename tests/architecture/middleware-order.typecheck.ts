@@ -3,14 +3,13 @@
  * runs on this file; nothing here executes). Each `@ts-expect-error` fails the typecheck if the
  * line below it ever compiles.
  */
-import type { ServerMiddleware } from 'nice-grpc-common';
 import type { AuthenticationContext, TenantContext, TracingContext, UnitOfWorkContext } from '../../services/platform/call-context';
-import { MiddlewareChain } from '../../services/platform/middleware/typed-chain';
+import { MiddlewareChain, type KernelMiddleware } from '../../services/platform/middleware/typed-chain';
 
-declare const tracing: ServerMiddleware<TracingContext>;
-declare const authentication: ServerMiddleware<AuthenticationContext, TracingContext>;
-declare const tenant: ServerMiddleware<TenantContext, TracingContext & AuthenticationContext>;
-declare const unitOfWork: ServerMiddleware<UnitOfWorkContext, TracingContext & AuthenticationContext & TenantContext>;
+declare const tracing: KernelMiddleware<TracingContext>;
+declare const authentication: KernelMiddleware<AuthenticationContext, TracingContext>;
+declare const tenant: KernelMiddleware<TenantContext, TracingContext & AuthenticationContext>;
+declare const unitOfWork: KernelMiddleware<UnitOfWorkContext, TracingContext & AuthenticationContext & TenantContext>;
 
 export const rightOrder = MiddlewareChain.start().use(tracing).use(authentication).use(tenant).use(unitOfWork).build();
 

@@ -508,9 +508,9 @@ describe('permanent input errors are answered as permanent (issue 11 §2)', () =
 
 /** Middleware-level checks: inputs the HTTP/2 transport never delivers to the kernel as such. */
 describe('middleware (no transport in between)', () => {
-  const drive = async (generator: AsyncGenerator<unknown, unknown, unknown>) => {
+  const settle = async (result: Promise<unknown>) => {
     try {
-      return { value: (await generator.next()).value };
+      return { value: await result };
     } catch (error) {
       return { error };
     }
@@ -529,8 +529,8 @@ describe('middleware (no transport in between)', () => {
     metadata.append('authorization', 'Bearer a.b.c');
     metadata.append('authorization', 'Bearer d.e.f');
     const context = { metadata, method: { action: 'x/Y' }, trace: { traceId: '0'.repeat(32) }, parties: {} };
-    const call = { request: {}, next: async function* () { return 'handled'; } };
-    const outcome = await drive(middleware(call as never, context as never) as AsyncGenerator<unknown, unknown, unknown>);
+    const call = { request: {}, next: async () => 'handled' };
+    const outcome = await settle(middleware(call as never, context as never));
     expect(outcome.error).toBeInstanceOf(KernelError);
     expect([Status[(outcome.error as KernelError).code], (outcome.error as KernelError).reason]).toEqual(['UNAUTHENTICATED', 'TOKEN_AMBIGUOUS']);
     expect(verified).toEqual([]);
@@ -547,12 +547,12 @@ describe('middleware (no transport in between)', () => {
     const cause = Object.assign(new Error('invalid byte sequence for encoding "UTF8": 0x00'), { code: '22021' });
     const call = {
       request: {},
-      next: async function* () {
+      next: async () => {
         throw translateDatabaseError(cause);
       },
     };
-    const context = { method: { action: 'x/Y' }, trace: { traceId: 'f'.repeat(32) }, otel: ROOT_CONTEXT, log };
-    const outcome = await drive(middleware(call as never, context as never) as AsyncGenerator<unknown, unknown, unknown>);
+    const context = { method: { action: 'x/Y' }, trace: { traceId: 'f'.repeat(32) }, otel: ROOT_CONTEXT, log, trailer: Metadata() };
+    const outcome = await settle(middleware(call as never, context as never));
     expect((outcome.error as { code?: Status }).code).toBe(Status.INVALID_ARGUMENT);
     expect(logged.map((l) => ({ level: l.level, reason: l.fields.reason, sqlstate: l.fields.sqlstate }))).toEqual([{ level: 'error', reason: 'VALUE_REJECTED', sqlstate: '22021' }]);
     expect(metrics.counter('rpc_validation_gaps_total', { method: 'x/Y' })).toBe(1);

@@ -1,9 +1,10 @@
-import { Status, type ServerMiddleware } from 'nice-grpc-common';
+import { Status } from 'nice-grpc-common';
 import type { AuditLog } from '../audit/audit-log';
 import type { AuthenticationContext, TracingContext } from '../call-context';
 import type { TokenVerifier } from '../auth/token-verifier';
 import { KernelError } from '../kernel-error';
 import { TENANT_ID_PATTERN } from './tenant';
+import type { KernelMiddleware } from './typed-chain';
 
 /**
  * More than one credential: two `authorization` entries, or one holding a comma — the HTTP list
@@ -23,8 +24,8 @@ export const ANONYMOUS_PRINCIPAL = 'anonymous';
  * security event (docs/laws.md#law-3): when the call names a well-formed tenant, it is recorded in that
  * tenant's audit log in its own transaction (rate-limited per tenant — see AuditLog.recordDenial).
  */
-export function authenticationMiddleware(deps: { verifier: TokenVerifier; audit: AuditLog }): ServerMiddleware<AuthenticationContext, TracingContext> {
-  return async function* authentication(call, context) {
+export function authenticationMiddleware(deps: { verifier: TokenVerifier; audit: AuditLog }): KernelMiddleware<AuthenticationContext, TracingContext> {
+  return async function authentication(call, context) {
     let principal;
     try {
       const headers = context.metadata.getAll('authorization');
@@ -46,6 +47,6 @@ export function authenticationMiddleware(deps: { verifier: TokenVerifier; audit:
       throw error;
     }
     context.parties.principal = principal.subject;
-    return yield* call.next(call.request, { ...context, principal });
+    return await call.next(call.request, { ...context, principal });
   };
 }

@@ -1,7 +1,8 @@
 import { trace as otelTrace } from '@opentelemetry/api';
 import { isAbortError } from 'abort-controller-x';
-import { ServerError, Status, type ServerMiddleware } from 'nice-grpc-common';
+import { ServerError, Status } from 'nice-grpc-common';
 import {
+  Any,
   BadRequest,
   ErrorInfo,
   PreconditionFailure,
@@ -10,10 +11,12 @@ import {
   RichServerError,
   type ErrorDetails,
 } from 'nice-grpc-error-details';
+import { Status as RpcStatus } from 'nice-grpc-error-details/lib/proto/google/rpc/status';
 import type { TracingContext } from '../call-context';
 import { ERROR_DOMAIN, KernelError } from '../kernel-error';
 import type { Metrics } from '../observability/metrics';
 import { VALUE_REJECTED } from '../database/postgres-errors';
+import type { KernelMiddleware } from './typed-chain';
 
 /**
  * The edge of the error model (docs/laws.md#law-6): a KernelError becomes a google.rpc.Status with exactly
@@ -22,10 +25,10 @@ import { VALUE_REJECTED } from '../database/postgres-errors';
  * is logged with its cause and the trace id and answered as a masked INTERNAL.
  * Sits inside tracing so that the trace id exists and the final status is logged.
  */
-export function errorMappingMiddleware(deps: { metrics: Metrics }): ServerMiddleware<{}, TracingContext> {
-  return async function* errorMapping(call, context) {
+export function errorMappingMiddleware(deps: { metrics: Metrics }): KernelMiddleware<{}, TracingContext> {
+  return async function errorMapping(call, context) {
     try {
-      return yield* call.next(call.request, context);
+      return await call.next(call.request, context);
     } catch (error) {
       const kernelError = toKernelError(error, context);
       // Every refusal counted by method, code and reason, and named on the call's span.
@@ -45,7 +48,14 @@ export function errorMappingMiddleware(deps: { metrics: Metrics }): ServerMiddle
         );
         deps.metrics.increment('rpc_validation_gaps_total', { method: context.method.action });
       }
-      throw toRichServerError(kernelError, context.trace.traceId);
+      const rich = toRichServerError(kernelError, context.trace.traceId);
+      // The rich status travels in the `grpc-status-details-bin` trailer (what nice-grpc-error-details'
+      // server middleware writes, without a layer of its own).
+      context.trailer.set(
+        'grpc-status-details-bin',
+        RpcStatus.encode(RpcStatus.fromPartial({ code: rich.code, message: rich.details, details: rich.extra.map(packDetail) })).finish(),
+      );
+      throw rich;
     }
   };
 }
@@ -73,4 +83,13 @@ function toRichServerError(error: KernelError, traceId: string): RichServerError
   if (quotaViolations?.length) details.push(QuotaFailure.fromPartial({ violations: quotaViolations }));
   if (preconditionViolations?.length) details.push(PreconditionFailure.fromPartial({ violations: preconditionViolations }));
   return new RichServerError(error.code, error.message, details);
+}
+
+const DETAIL_TYPES = [ErrorInfo, BadRequest, RetryInfo, QuotaFailure, PreconditionFailure] as const;
+
+/** One error detail as google.protobuf.Any (type.googleapis.com/<full name>). */
+function packDetail(detail: ErrorDetails): Any {
+  const type = DETAIL_TYPES.find((t) => t.$type === detail.$type);
+  if (!type) throw new Error(`no encoder for error detail ${detail.$type}`);
+  return Any.fromPartial({ typeUrl: `type.googleapis.com/${detail.$type}`, value: type.encode(detail as never).finish() });
 }

@@ -1,5 +1,5 @@
 import { createHash, createHmac } from 'node:crypto';
-import { Status, type CallContext, type ServerMiddleware, type ServerMiddlewareCall } from 'nice-grpc-common';
+import { Status } from 'nice-grpc-common';
 import type { AuditEventDraft, AuthenticationContext, TenantContext, TracingContext, UnitOfWork, UnitOfWorkContext } from '../call-context';
 import { EVENT_IDS, type AuditEntry, type AuditLog } from '../audit/audit-log';
 import type { Database } from '../database/database';
@@ -7,6 +7,7 @@ import { invalidArgument, KernelError } from '../kernel-error';
 import type { Metrics } from '../observability/metrics';
 import type { MutationCommitter } from '../unit-of-work/mutation-committer';
 import { arrivedBytes } from '../request-guard';
+import type { KernelMiddleware } from './typed-chain';
 
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
 
@@ -20,11 +21,11 @@ const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
  * idempotency_replays_total, idempotency_key_reuse_refusals_total (IDEMPOTENCY_KEY_REUSED) and
  * idempotency_in_flight_conflicts_total (IDEMPOTENCY_KEY_IN_USE).
  */
-export function idempotencyMiddleware(deps: { db: Database; committer: MutationCommitter; retentionHours: number; audit: AuditLog; digestKey: Buffer; metrics?: Metrics }): ServerMiddleware<
+export function idempotencyMiddleware(deps: { db: Database; committer: MutationCommitter; retentionHours: number; audit: AuditLog; digestKey: Buffer; metrics?: Metrics }): KernelMiddleware<
   UnitOfWorkContext,
   TracingContext & AuthenticationContext & TenantContext
 > {
-  return async function* idempotency(call, context) {
+  return async function idempotency(call, context) {
     const { method, tenantId } = context;
     if (method.readOnly && !method.auditedRead) {
       const unitOfWork: UnitOfWork = {
@@ -32,7 +33,7 @@ export function idempotencyMiddleware(deps: { db: Database; committer: MutationC
         describeChange: () => undefined,
         recordAuditEvents: () => Promise.reject(new Error('a read-only call records no audit events')),
       };
-      return yield* call.next(call.request, { ...context, unitOfWork });
+      return await call.next(call.request, { ...context, unitOfWork });
     }
     if (call.requestStream || call.responseStream) {
       throw new KernelError(Status.UNIMPLEMENTED, 'STREAMING_MUTATION_UNSUPPORTED', 'streaming mutations are not governed yet');
@@ -102,7 +103,7 @@ export function idempotencyMiddleware(deps: { db: Database; committer: MutationC
             return ids;
           },
         };
-        const response = await runUnary(call, { ...context, unitOfWork, idempotencyKey: key });
+        const response = (await call.next(call.request, { ...context, unitOfWork, idempotencyKey: key })) as object;
         return {
           response,
           responseBytes: method.responseType.encode(response).finish(),
@@ -132,12 +133,4 @@ export function idempotencyMiddleware(deps: { db: Database; committer: MutationC
     }
     return outcome.response as never;
   };
-}
-
-/** Drives a unary call's next() to its single response (middleware cannot yield inside a callback). */
-async function runUnary<Req, Res>(call: ServerMiddlewareCall<Req, Res, any>, context: CallContext & Record<string, unknown>): Promise<Res> {
-  const generator = call.next(call.request as Req, context as never);
-  const step = await generator.next();
-  if (!step.done) throw new Error('unary handler yielded a stream message');
-  return step.value as Res;
 }

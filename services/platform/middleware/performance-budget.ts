@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
-import type { ServerMiddleware } from 'nice-grpc-common';
 import type { TracingContext } from '../call-context';
 import type { Metrics } from '../observability/metrics';
+import type { KernelMiddleware } from './typed-chain';
 
 /**
  * Performance budgets (docs/laws.md#law-8): each RPC has a latency budget (KERNEL_RPC_BUDGETS_MS, by method action or "*").
@@ -10,10 +10,10 @@ import type { Metrics } from '../observability/metrics';
  * A server-streaming call (a watch) lasts as long as its subscriber wants: the "*" default does
  * not apply to it, only a budget configured for its own action.
  */
-export function performanceBudgetMiddleware(deps: { budgetsMs: Record<string, number>; metrics: Metrics }): ServerMiddleware<{}, TracingContext> {
-  return async function* performanceBudget(call, context) {
+export function performanceBudgetMiddleware(deps: { budgetsMs: Record<string, number>; metrics: Metrics }): KernelMiddleware<{}, TracingContext> {
+  return async function performanceBudget(call, context) {
     try {
-      return yield* call.next(call.request, context);
+      return await call.next(call.request, context);
     } finally {
       const budgetMs = deps.budgetsMs[context.method.action] ?? (call.responseStream ? undefined : deps.budgetsMs['*']);
       const elapsedMs = performance.now() - context.startedAt;

@@ -1,9 +1,10 @@
-import { Status, type ServerMiddleware } from 'nice-grpc-common';
+import { Status } from 'nice-grpc-common';
 import { hasScope, mayActForTenant } from '../auth/principal';
 import type { AuthenticationContext, PageTokenContext, TenantContext, TracingContext } from '../call-context';
 import type { AuditLog } from '../audit/audit-log';
 import { invalidArgument, KernelError } from '../kernel-error';
 import type { PageTokenCodec } from '../page-token';
+import type { KernelMiddleware } from './typed-chain';
 
 /** Tenant ids: short, lower-case, safe in resource names and logs. */
 export const TENANT_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
@@ -13,8 +14,8 @@ export const TENANT_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
  * one the token allows; then the method's scope must be held. Both refusals are security
  * events, recorded in the tenant's audit log in their own transaction (docs/laws.md#law-3).
  */
-export function tenantMiddleware(deps: { audit: AuditLog; pageTokens: PageTokenCodec }): ServerMiddleware<TenantContext & PageTokenContext, TracingContext & AuthenticationContext> {
-  return async function* tenant(call, context) {
+export function tenantMiddleware(deps: { audit: AuditLog; pageTokens: PageTokenCodec }): KernelMiddleware<TenantContext & PageTokenContext, TracingContext & AuthenticationContext> {
+  return async function tenant(call, context) {
     const entries = context.metadata.getAll('x-tenant-id');
     const tenantId = entries[0]?.trim();
     // Two entries (or, as Node's HTTP/2 server delivers repeated headers, one joined with ", ")
@@ -48,6 +49,6 @@ export function tenantMiddleware(deps: { audit: AuditLog; pageTokens: PageTokenC
       throw denial;
     }
     context.parties.tenant = tenantId;
-    return yield* call.next(call.request, { ...context, tenantId, pageTokens: deps.pageTokens, log: context.log.child({ tenant: tenantId, principal: principal.subject }) });
+    return await call.next(call.request, { ...context, tenantId, pageTokens: deps.pageTokens, log: context.log.child({ tenant: tenantId, principal: principal.subject }) });
   };
 }

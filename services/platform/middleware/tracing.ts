@@ -1,12 +1,13 @@
 import { performance } from 'node:perf_hooks';
 import { SpanKind, SpanStatusCode, trace as otelTrace } from '@opentelemetry/api';
-import { ServerError, Status, type CallContext, type ServerMiddleware } from 'nice-grpc-common';
+import { ServerError, Status } from 'nice-grpc-common';
 import type { CallParties, TracingContext } from '../call-context';
 import type { MethodRegistry } from '../method-registry';
 import { callLog, type Logger } from '../observability/logger';
 import type { Metrics } from '../observability/metrics';
 import { remoteParent, withSpanIds, type Telemetry } from '../observability/telemetry';
 import { continueTrace } from '../trace-context';
+import type { KernelMiddleware } from './typed-chain';
 
 /**
  * Outermost: continues (or restarts) the W3C trace, opens the call's server span (OpenTelemetry,
@@ -20,8 +21,8 @@ import { continueTrace } from '../trace-context';
  * grpc-js from inside a library would change every other grpc-js user of the process. Callers
  * instrumented with instrumentation-grpc (or the typed client's traceparent) are continued.
  */
-export function tracingMiddleware(deps: { registry: MethodRegistry; log: Logger; metrics: Metrics; telemetry: Telemetry }): ServerMiddleware<TracingContext> {
-  return async function* tracing(call, context: CallContext) {
+export function tracingMiddleware(deps: { registry: MethodRegistry; log: Logger; metrics: Metrics; telemetry: Telemetry }): KernelMiddleware<TracingContext> {
+  return async function tracing(call, context) {
     const startedAt = performance.now();
     const incoming = continueTrace(context.metadata.getAll('traceparent'), context.metadata.getAll('tracestate'), context.metadata.getAll('baggage'));
     const method = deps.registry.get(call.method);
@@ -40,7 +41,7 @@ export function tracingMiddleware(deps: { registry: MethodRegistry; log: Logger;
     context.trailer.set('x-trace-id', trace.traceId);
     let code: Status = Status.OK;
     try {
-      return yield* call.next(call.request, { ...context, trace, otel, log, method, startedAt, parties });
+      return await call.next(call.request, { ...context, trace, otel, log, method, startedAt, parties });
     } catch (error) {
       code = error instanceof ServerError ? error.code : Status.UNKNOWN;
       throw error;

@@ -1,6 +1,6 @@
-import type { ServerMiddleware } from 'nice-grpc-common';
 import type { AuthenticationContext, TenantContext, TracingContext } from '../call-context';
 import type { TrafficGovernor } from '../traffic/governor';
+import type { KernelMiddleware } from './typed-chain';
 
 /**
  * Traffic governance (docs/capabilities/traffic.md): every call passes the tenant's limits once (TrafficGovernor.admit) or
@@ -11,11 +11,11 @@ import type { TrafficGovernor } from '../traffic/governor';
  * Server-streaming calls (watches) pass the rate limits but do not hold an in-flight slot for
  * as long as their subscriber listens.
  */
-export function trafficMiddleware(deps: { governor: TrafficGovernor }): ServerMiddleware<{}, TracingContext & AuthenticationContext & TenantContext> {
-  return async function* traffic(call, context) {
+export function trafficMiddleware(deps: { governor: TrafficGovernor }): KernelMiddleware<{}, TracingContext & AuthenticationContext & TenantContext> {
+  return async function traffic(call, context) {
     const admission = await deps.governor.admit(context.tenantId, context.principal.subject, context.method.action, { countInFlight: !call.responseStream });
     try {
-      return yield* call.next(call.request, context);
+      return await call.next(call.request, context);
     } finally {
       admission.release();
     }
