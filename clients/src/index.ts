@@ -23,6 +23,8 @@ export {
   type KernelClients,
 } from './kernel-client';
 export { kernelMiddleware, kernelMiddlewareList } from './kernel-middleware';
+export { composeKernelMiddleware } from './client-chain';
+export type { KernelCallOptions, KernelMiddleware, KernelMiddlewareCall } from './middleware/kernel-middleware-type';
 export { isRetryable, retryDelayMs, type BackoffPolicy } from './retry-policy';
 export { REPLAYED_TRAILER, readResponseInfo, type KernelResponseInfo } from './response-trailer';
 export { STATUS_DETAILS_TRAILER, TRACE_ID_TRAILER } from './to-kernel-client-error';

@@ -1,4 +1,5 @@
-import { composeClientMiddleware, type ClientMiddleware } from 'nice-grpc-common';
+import type { ClientMiddleware } from 'nice-grpc-common';
+import { composeKernelMiddleware } from './client-chain';
 import { KERNEL_CLIENT_DEFAULTS, type KernelCallOptionsExt, type KernelClientOptions } from './kernel-client-options';
 import { attemptErrorsMiddleware } from './middleware/attempt-errors';
 import { authenticationMiddleware } from './middleware/authentication';
@@ -10,7 +11,10 @@ import { retryMiddleware } from './middleware/retry';
 import { tracingMiddleware } from './middleware/tracing';
 
 /**
- * The kernel client middleware, in ONE list, outermost first. The order is the design:
+ * The kernel client middleware, in ONE list, outermost first: straight-line async functions
+ * around `call.next` (see kernel-middleware-type.ts), which {@link composeKernelMiddleware}
+ * builds into one nice-grpc middleware ({@link kernelMiddleware} does that). The order is the
+ * design:
  *
  * 1. error normalization — outermost so that nothing leaves a call other than a
  *    KernelClientError (or the caller's own AbortError), whatever layer failed.
@@ -42,11 +46,12 @@ export function kernelMiddlewareList(options: KernelClientOptions): KernelMiddle
 }
 
 /**
- * Composes {@link kernelMiddlewareList} into one middleware whose first element runs first.
- * (nice-grpc's `factory.use()` runs the LAST attached middleware first; composing the list here
- * keeps the order readable top-down instead of reversed.)
+ * {@link kernelMiddlewareList} built into ONE nice-grpc client middleware, for
+ * `createClientFactory().use(...)`, whose first element runs first. (nice-grpc's `factory.use()`
+ * runs the LAST attached middleware first; building the list here keeps the order readable
+ * top-down instead of reversed.) A unary call runs the list as nested promises; a streaming call
+ * runs the same list, its messages handed to the caller one at a time at the edge of the chain.
  */
 export function kernelMiddleware(options: KernelClientOptions): ClientMiddleware<KernelCallOptionsExt> {
-  const composed = kernelMiddlewareList(options).reduceRight((inner, outer) => composeClientMiddleware(inner, outer));
-  return composed as ClientMiddleware<KernelCallOptionsExt>;
+  return composeKernelMiddleware(kernelMiddlewareList(options));
 }

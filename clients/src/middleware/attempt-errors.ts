@@ -9,10 +9,10 @@ import type { KernelMiddleware } from './kernel-middleware-type';
  * below the retry loop, because retrying depends on the decoded RetryInfo.
  */
 export function attemptErrorsMiddleware(): KernelMiddleware {
-  return async function* attemptErrors(call, options) {
+  return async function attemptErrors(call, options) {
     let trailer: Metadata | undefined;
     try {
-      return yield* call.next(call.request, {
+      return await call.next(call.request, {
         ...options,
         onTrailer(received) {
           trailer = received;

@@ -10,14 +10,14 @@ import type { KernelMiddleware } from './kernel-middleware-type';
  * wins over the client's tenant.
  */
 export function authenticationMiddleware(deps: { token?: TokenSource; tenantId?: string }): KernelMiddleware {
-  return async function* authentication(call, options) {
+  return async function authentication(call, options) {
     const metadata = Metadata(options.metadata);
     if (!metadata.has('authorization') && deps.token !== undefined) {
       metadata.set('authorization', `Bearer ${await resolveToken(deps.token, call.method.path)}`);
     }
     const tenantId = options.tenantId ?? deps.tenantId;
     if (!metadata.has('x-tenant-id') && tenantId) metadata.set('x-tenant-id', tenantId);
-    return yield* call.next(call.request, { ...options, metadata });
+    return await call.next(call.request, { ...options, metadata });
   };
 }
 

@@ -12,9 +12,9 @@ import type { KernelMiddleware } from './kernel-middleware-type';
  * A non-finite or non-positive default disables the default deadline.
  */
 export function deadlineMiddleware(defaultDeadlineMs: number): KernelMiddleware {
-  return async function* deadline(call, options) {
+  return async function deadline(call, options) {
     const at = resolveDeadline(options.deadline, defaultDeadlineMs);
-    if (at === undefined) return yield* call.next(call.request, { ...options, deadline: undefined });
+    if (at === undefined) return await call.next(call.request, { ...options, deadline: undefined });
 
     const path = call.method.path;
     const expired = () =>
@@ -33,7 +33,7 @@ export function deadlineMiddleware(defaultDeadlineMs: number): KernelMiddleware 
       controller.abort();
     }, remainingMs);
     try {
-      return yield* call.next(call.request, { ...options, signal: controller.signal, deadline: at });
+      return await call.next(call.request, { ...options, signal: controller.signal, deadline: at });
     } catch (error) {
       // Only our own timer turns an abort into DEADLINE_EXCEEDED; the caller's abort stays theirs.
       if (timedOut && isAbortError(error) && !callerSignal?.aborted) throw expired();

@@ -8,9 +8,9 @@ import type { KernelMiddleware } from './kernel-middleware-type';
  * cancellation stays an AbortError, the convention the whole nice-grpc ecosystem relies on.
  */
 export function errorNormalizationMiddleware(): KernelMiddleware {
-  return async function* errorNormalization(call, options) {
+  return async function errorNormalization(call, options) {
     try {
-      return yield* call.next(call.request, options);
+      return await call.next(call.request, options);
     } catch (error) {
       if (isAbortError(error)) throw error;
       throw toKernelClientError(error, call.method.path);

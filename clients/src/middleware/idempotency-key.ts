@@ -13,14 +13,14 @@ export const IDEMPOTENCY_KEY_HEADER = 'idempotency-key';
  * Precedence: metadata entry, then the `idempotencyKey` call option, then a new UUID v4.
  */
 export function idempotencyKeyMiddleware(): KernelMiddleware {
-  return async function* idempotencyKey(call, options) {
+  return async function idempotencyKey(call, options) {
     if (call.method.options.idempotencyLevel === 'NO_SIDE_EFFECTS') {
-      return yield* call.next(call.request, options);
+      return await call.next(call.request, options);
     }
     const metadata = Metadata(options.metadata);
     if (!metadata.get(IDEMPOTENCY_KEY_HEADER)) {
       metadata.set(IDEMPOTENCY_KEY_HEADER, options.idempotencyKey || randomUUID());
     }
-    return yield* call.next(call.request, { ...options, metadata });
+    return await call.next(call.request, { ...options, metadata });
   };
 }

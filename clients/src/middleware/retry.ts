@@ -15,8 +15,8 @@ import type { KernelMiddleware } from './kernel-middleware-type';
  * stream already handed out in part, cannot be replayed transparently.
  */
 export function retryMiddleware(defaults: BackoffPolicy & { maxAttempts: number }): KernelMiddleware {
-  return async function* retry(call, options) {
-    if (call.requestStream || call.responseStream) return yield* call.next(call.request, options);
+  return async function retry(call, options) {
+    if (call.requestStream || call.responseStream) return await call.next(call.request, options);
 
     const maxAttempts = Math.max(1, Math.floor(options.maxAttempts ?? defaults.maxAttempts));
     const deadline = options.deadline instanceof Date ? options.deadline.getTime() : Infinity;
@@ -31,7 +31,7 @@ export function retryMiddleware(defaults: BackoffPolicy & { maxAttempts: number 
         },
       };
       try {
-        const response = yield* call.next(call.request, attemptOptions);
+        const response = await call.next(call.request, attemptOptions);
         if (trailer) onTrailer?.(trailer);
         return response;
       } catch (error) {

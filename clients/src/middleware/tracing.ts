@@ -14,7 +14,7 @@ import type { KernelMiddleware } from './kernel-middleware-type';
  * client span (a child of the same active span) replaces the header: the trace id is the same.
  */
 export function tracingMiddleware(): KernelMiddleware {
-  return async function* tracing(call, options) {
+  return async function tracing(call, options) {
     const metadata = Metadata(options.metadata);
     let traceId = traceIdOf(metadata.get('traceparent'));
     if (traceId === undefined) {
@@ -23,7 +23,7 @@ export function tracingMiddleware(): KernelMiddleware {
       traceId = traceIdOf(traceparent) as string;
     }
     try {
-      return yield* call.next(call.request, { ...options, metadata });
+      return await call.next(call.request, { ...options, metadata });
     } catch (error) {
       if (error instanceof KernelClientError && error.traceId === undefined) throw error.withTraceId(traceId);
       throw error;
