@@ -23,7 +23,7 @@ import { mintDevelopmentToken } from '../services/platform/auth/token-verifier';
 import { spawnKernel, type KernelProcess } from '../tests/support/kernel-process';
 import { createTestDatabase, type TestDatabase } from '../tests/support/test-database';
 import { bareUnary, spawnEcho, waitForReady, writeProfilerPreload, type EchoProcess } from './grpc-bench-support';
-import { fmt, machineLine, runLoad, type LoadResult } from './load';
+import { cpuBreakdown, fmt, machineLine, runLoad, type LoadResult } from './load';
 
 const SIGN_PATH = '/axis.kernel.keymaster.v1.KeymasterService/Sign';
 const ALIAS = 'bench-ed25519';
@@ -111,6 +111,8 @@ async function main() {
       `  kernel CPU per Sign (bare client) ${fmt(bareRun.cpuUsPerCall ?? Number.NaN)} µs = ` +
         `${fmt((bareRun.cpuUsPerCall ?? Number.NaN) / (echoRun.cpuUsPerCall ?? Number.NaN), 1)} × the echo server's per call (target ≤ 3 ×)`,
     );
+    console.log(`  CPU per call, echo: ${cpuBreakdown(echoRun, 'echo server')}`);
+    console.log(`  CPU per call, Sign (bare client): ${cpuBreakdown(bareRun)}; typed client: ${cpuBreakdown(typedRun)}`);
     console.log(`  audit entries for Sign: ${rows[0].n} (≥ ${typedRun.calls + bareRun.calls} counted calls + warm-up)`);
   } finally {
     await Promise.allSettled([kernel?.stop(), echo?.stop()]);

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 
 /** Result of a closed-loop load run: throughput and latency percentiles in milliseconds. */
@@ -10,6 +10,10 @@ export interface LoadResult {
   p99: number;
   /** CPU time (user + system) the measured processes spent per call, in µs; when `cpuPids` were given. */
   cpuUsPerCall?: number;
+  /** CPU time of this process (the load generator and its clients) per call, in µs. */
+  clientCpuUsPerCall: number;
+  /** CPU time of every PostgreSQL process on the machine per call, in µs (Linux /proc). */
+  postgresCpuUsPerCall?: number;
 }
 
 /** Options of a load run. */
@@ -38,6 +42,28 @@ export function processCpuMs(pid: number): number | undefined {
 /** USER_HZ: 100 on every Linux this runs on (getconf CLK_TCK). */
 const CLOCK_TICKS_PER_SECOND = 100;
 
+/** CPU time (ms) used so far by every process whose command is `postgres` (the server and its backends). */
+export function postgresCpuMs(): number | undefined {
+  try {
+    let total = 0;
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      let stat: string;
+      try {
+        stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      } catch {
+        continue; // exited meanwhile
+      }
+      if (!stat.includes(' (postgres) ')) continue;
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      total += ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
+    }
+    return total;
+  } catch {
+    return undefined;
+  }
+}
+
 const cpuOf = (pids: readonly number[]) => {
   let total = 0;
   for (const pid of pids) {
@@ -62,6 +88,8 @@ export async function runLoad(call: (caller: number) => Promise<unknown>, concur
   );
   const latencies: number[] = [];
   const cpuBefore = cpuPids.length > 0 ? cpuOf(cpuPids) : undefined;
+  const postgresBefore = postgresCpuMs();
+  const clientBefore = process.cpuUsage();
   const start = performance.now();
   const end = start + durationMs;
   await Promise.all(
@@ -75,10 +103,22 @@ export async function runLoad(call: (caller: number) => Promise<unknown>, concur
   );
   const seconds = (performance.now() - start) / 1000;
   const cpuAfter = cpuBefore !== undefined ? cpuOf(cpuPids) : undefined;
+  const client = process.cpuUsage(clientBefore);
+  const postgresAfter = postgresBefore !== undefined ? postgresCpuMs() : undefined;
   latencies.sort((a, b) => a - b);
   const at = (q: number) => quantile(latencies, q) ?? 0;
   const cpuUsPerCall = cpuBefore !== undefined && cpuAfter !== undefined && latencies.length > 0 ? ((cpuAfter - cpuBefore) * 1000) / latencies.length : undefined;
-  return { calls: latencies.length, seconds, perSecond: latencies.length / seconds, p50: at(0.5), p99: at(0.99), cpuUsPerCall };
+  const calls = Math.max(1, latencies.length);
+  return {
+    calls: latencies.length,
+    seconds,
+    perSecond: latencies.length / seconds,
+    p50: at(0.5),
+    p99: at(0.99),
+    cpuUsPerCall,
+    clientCpuUsPerCall: (client.user + client.system) / calls,
+    postgresCpuUsPerCall: postgresBefore !== undefined && postgresAfter !== undefined ? ((postgresAfter - postgresBefore) * 1000) / calls : undefined,
+  };
 }
 
 /** The q-quantile (0…1) of ascending `sorted` values: the value at rank ⌊q·n⌋ (the last for q = 1). */
@@ -92,4 +132,14 @@ export const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximu
 export function machineLine(): string {
   const os = require('node:os') as typeof import('node:os');
   return `${new Date().toISOString().slice(0, 10)} · ${os.cpus().length} × ${os.cpus()[0]?.model.trim()} · ${Math.round(os.totalmem() / 2 ** 30)} GiB · Node ${process.version}`;
+}
+
+/**
+ * Where the machine's CPU went per call of a run: the measured server processes, this process
+ * (the load generator and its clients) and PostgreSQL. On a machine whose cores all three share,
+ * their sum bounds the calls per second.
+ */
+export function cpuBreakdown(r: LoadResult, server = 'kernel'): string {
+  const part = (name: string, us: number | undefined) => (us === undefined ? [] : [`${name} ${fmt(us)}`]);
+  return [...part(server, r.cpuUsPerCall), ...part('load generator', r.clientCpuUsPerCall), ...part('PostgreSQL', r.postgresCpuUsPerCall)].join(' + ') + ' µs/call';
 }

@@ -19,7 +19,7 @@ import { mintDevelopmentToken } from '../services/platform/auth/token-verifier';
 import { spawnKernel } from '../tests/support/kernel-process';
 import { createTestDatabase } from '../tests/support/test-database';
 import { bareUnary, spawnEcho, waitForReady, writeProfilerPreload } from './grpc-bench-support';
-import { fmt, machineLine, runLoad } from './load';
+import { cpuBreakdown, fmt, machineLine, runLoad } from './load';
 import { pgbenchSingleRowUpdate } from './pgbench';
 
 async function main() {
@@ -57,6 +57,7 @@ async function main() {
       `  kernel CPU per IssueNumber ${fmt(issued.cpuUsPerCall ?? Number.NaN)} µs; echo server ${fmt(echoed.cpuUsPerCall ?? Number.NaN)} µs per call ` +
         `(${fmt(echoed.perSecond)} calls/s): ${fmt((issued.cpuUsPerCall ?? Number.NaN) / (echoed.cpuUsPerCall ?? Number.NaN), 1)} × (target ≤ 3 ×)`,
     );
+    console.log(`  CPU per call: IssueNumber ${cpuBreakdown(issued)}; echo ${cpuBreakdown(echoed, 'echo server')}`);
     console.log(`  gap report complete: ${report.complete} (${report.periods[0]?.lastValue} numbers)`);
   } finally {
     await Promise.allSettled([kernel.stop(), echo.stop()]);
