@@ -1,5 +1,5 @@
 import type { ClientMiddleware, ClientMiddlewareCall } from 'nice-grpc-common';
-import { AbortError } from './abort';
+import { Handoff } from './handoff';
 import type { KernelCallOptionsExt } from './kernel-client-options';
 import type { KernelCallOptions, KernelMiddleware } from './middleware/kernel-middleware-type';
 
@@ -86,68 +86,4 @@ async function responseOf(step: AsyncGenerator<unknown, unknown, undefined>): Pr
   if (result.done) return result.value;
   await step.return(undefined);
   throw new Error('a middleware yielded a message in a call without a response stream');
-}
-
-/**
- * One message at a time from the RPC (inside the chain) to the caller iterating the stream
- * (outside it): the producer waits in `wanted` until the caller asks (`take`), reads one message
- * and `put`s it straight into the caller's hands, so it is never more than that one message
- * ahead, and a caller that stops iterating finds it waiting between messages.
- */
-class Handoff {
-  private taker?: { resolve(result: IteratorResult<unknown>): void; reject(error: unknown): void };
-  private wake?: () => void;
-  private ended?: { failure?: { error: unknown } };
-  private cancelled = false;
-
-  /** Resolves once the caller asks for a message; rejects with an AbortError once it has stopped. */
-  async wanted(): Promise<void> {
-    for (;;) {
-      if (this.cancelled) throw new AbortError();
-      if (this.taker) return;
-      await new Promise<void>((resolve) => (this.wake = resolve));
-    }
-  }
-
-  /** Hands a message to the caller who asked for it. */
-  put(value: unknown): void {
-    const taker = this.taker;
-    this.taker = undefined;
-    taker?.resolve({ done: false, value });
-  }
-
-  /** Asks for the next message: resolves with it, or done once the stream ended; rejects with its error. */
-  take(): Promise<IteratorResult<unknown>> {
-    return new Promise((resolve, reject) => {
-      this.taker = { resolve, reject };
-      if (this.ended) this.answerEnded();
-      else this.wakeProducer();
-    });
-  }
-
-  /** The stream ended, with `failure` when it failed. */
-  end(failure?: { error: unknown }): void {
-    this.ended = { failure };
-    this.answerEnded();
-  }
-
-  /** The caller stopped asking: the producer's wait fails with an AbortError. */
-  cancel(): void {
-    this.cancelled = true;
-    this.wakeProducer();
-  }
-
-  private answerEnded(): void {
-    const taker = this.taker;
-    this.taker = undefined;
-    const failure = this.ended?.failure;
-    if (failure) taker?.reject(failure.error);
-    else taker?.resolve({ done: true, value: undefined });
-  }
-
-  private wakeProducer(): void {
-    const wake = this.wake;
-    this.wake = undefined;
-    wake?.();
-  }
 }

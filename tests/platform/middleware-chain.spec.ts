@@ -107,4 +107,26 @@ describe('MiddlewareChain', () => {
     expect(events.slice(-1)).toEqual(['a finally']);
     expect(events.some((e) => e.startsWith('a caught'))).toBe(true);
   });
+
+  test('a cancelled stream whose handler would wait forever for its next message still closes at once (nothing is read ahead)', async () => {
+    const events: string[] = [];
+    const chain = MiddlewareChain.start().use(recorder('a', events)).build();
+    let handlerClosed = false;
+    let askedForSecond = false;
+    const call = callOf(true, async function* () {
+      try {
+        yield 'only';
+        askedForSecond = true;
+        await new Promise(() => undefined); // a watch with nothing more to say
+      } finally {
+        handlerClosed = true;
+      }
+    });
+    const messages = chain(call, context() as never);
+    expect((await messages.next()).value).toBe('only');
+    await messages.return(undefined);
+    expect(askedForSecond).toBe(false);
+    expect(handlerClosed).toBe(true);
+    expect(events.slice(-1)).toEqual(['a finally']);
+  });
 });

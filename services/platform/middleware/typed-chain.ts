@@ -1,4 +1,4 @@
-import { AbortError } from 'abort-controller-x';
+import { Handoff } from '../../../clients/src/handoff';
 import type { CallContext, MethodDescriptor, ServerMiddleware, ServerMiddlewareCall } from 'nice-grpc-common';
 
 /**
@@ -31,8 +31,9 @@ export type KernelMiddleware<Ext = {}, Required = {}> = (call: ChainCall<Require
  * (tests/architecture/middleware-order.typecheck.ts proves it).
  *
  * `build()` turns the list into ONE nice-grpc middleware: a unary call runs the list as nested
- * promises; a streaming call runs the same list, its handler's messages handed one at a time to
- * nice-grpc's writer (with its backpressure) through a single-slot handoff.
+ * promises; a streaming call runs the same list, its handler's messages pulled one at a time by
+ * nice-grpc's writer (with its backpressure) through the Handoff the typed client uses too
+ * (clients/src/handoff.ts): a cancelled call closes the handler at once and unwinds the chain.
  */
 export class MiddlewareChain<Context> {
   private constructor(private readonly list: ReadonlyArray<KernelMiddleware<any, any>>) {}
@@ -77,80 +78,33 @@ export class MiddlewareChain<Context> {
       const handoff = new Handoff();
       const finished = run(call, context, async (request, ctx) => {
         const messages = call.next(request as never, ctx as never);
-        let step = await messages.next();
-        while (!step.done) {
+        for (;;) {
           try {
-            await handoff.put(step.value);
+            await handoff.wanted();
           } catch (abandoned) {
-            // The writer is gone: close the handler's generator (its finally blocks run) and unwind.
+            // The writer is gone (the call was cancelled): close the handler's generator (its
+            // finally blocks run), then unwind the chain with the AbortError.
             await messages.return(undefined as never);
             throw abandoned;
           }
-          step = await messages.next();
+          const step = await messages.next();
+          if (step.done) return step.value;
+          handoff.put(step.value);
         }
-        return step.value;
       });
       finished.then(
         () => handoff.end(),
-        (error: unknown) => handoff.end(error),
+        (error: unknown) => handoff.end({ error }),
       );
       try {
         for (let item = await handoff.take(); !item.done; item = await handoff.take()) yield item.value as never;
         return (await finished) as never;
       } finally {
-        // The writer stopped asking (the call was cancelled): the handler's next put fails with an
-        // AbortError, which unwinds the chain (its finally blocks: span, log line, in-flight slot).
+        // Reached at the stream's end, at its error, or when nice-grpc stopped asking (`return()`
+        // after a failed write): then the handler's step waiting to be asked fails with an AbortError.
         handoff.cancel();
         await finished.catch(() => undefined);
       }
     };
-  }
-}
-
-/**
- * One message at a time from a streaming handler (inside the chain) to nice-grpc's writer
- * (outside it): `put` resolves once the writer has taken the message, so the handler runs no
- * further ahead of the client than the transport lets the writer.
- */
-class Handoff {
-  private slot?: { value: unknown; taken(): void; abandoned(error: unknown): void };
-  private wake?: () => void;
-  private ended?: { error: unknown };
-  private cancelled = false;
-
-  put(value: unknown): Promise<void> {
-    if (this.cancelled) return Promise.reject(new AbortError());
-    return new Promise<void>((taken, abandoned) => {
-      this.slot = { value, taken, abandoned };
-      this.wake?.();
-    });
-  }
-
-  async take(): Promise<IteratorResult<unknown>> {
-    for (;;) {
-      const slot = this.slot;
-      if (slot) {
-        this.slot = undefined;
-        slot.taken();
-        return { done: false, value: slot.value };
-      }
-      if (this.ended) {
-        if (this.ended.error !== undefined) throw this.ended.error;
-        return { done: true, value: undefined };
-      }
-      await new Promise<void>((resolve) => (this.wake = resolve));
-      this.wake = undefined;
-    }
-  }
-
-  end(error?: unknown): void {
-    this.ended = { error };
-    this.wake?.();
-  }
-
-  cancel(): void {
-    this.cancelled = true;
-    this.slot?.abandoned(new AbortError());
-    this.slot = undefined;
   }
 }
