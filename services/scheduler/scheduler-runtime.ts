@@ -69,7 +69,8 @@ function systemCall<Row>(db: Database, text: string, params: readonly unknown[],
 
 interface Held {
   job: ClaimedJob;
-  controller?: AbortController;
+  /** Set once the job runs: stops it (timeout, shutdown, lost lease) — its signal aborts, its run is abandoned. */
+  stop?: (reason: Error) => void;
 }
 
 /**
@@ -131,7 +132,7 @@ export class SchedulerRuntime {
     await this.releaseBuffered();
     if (this.inFlight > 0) {
       await Promise.race([new Promise<void>((resolve) => this.idle.add(resolve)), new Promise((r) => setTimeout(r, graceMs).unref())]);
-      for (const h of this.held.values()) h.controller?.abort(new Error('SHUTDOWN: the node is stopping'));
+      for (const h of this.held.values()) h.stop?.(new Error('SHUTDOWN: the node is stopping'));
     }
     await this.flushCompletions();
     await Promise.all(this.tasks.map((t) => t.stop()));
@@ -232,8 +233,31 @@ export class SchedulerRuntime {
     const held = this.held.get(key(job));
     if (!held) return; // lease lost while buffered
     this.inFlight += 1;
-    const controller = new AbortController();
-    held.controller = controller;
+    // The handler's AbortSignal is made only if the handler asks for it (most never do: a no-op
+    // job paid an AbortController and a listener for nothing); stopping the job rejects `stopped`
+    // and aborts the signal if there is one.
+    let controller: AbortController | undefined;
+    let stoppedBy: Error | undefined;
+    let stop!: (reason: Error) => void;
+    const stopped = new Promise<never>((_, reject) => {
+      stop = (reason) => {
+        if (stoppedBy) return;
+        stoppedBy = reason;
+        controller?.abort(reason);
+        reject(reason);
+      };
+    });
+    // Handled here too: a job that fails before its run is raced (no handler for its type) may
+    // still be stopped (shutdown) while its failure is recorded.
+    stopped.catch(() => undefined);
+    held.stop = stop;
+    const signal = () => {
+      if (!controller) {
+        controller = new AbortController();
+        if (stoppedBy) controller.abort(stoppedBy);
+      }
+      return controller.signal;
+    };
     const { span, trace, otel } = startJobSpan(this.o.telemetry.tracer, job);
     let log: Logger | undefined;
     const jobLog = () =>
@@ -256,13 +280,12 @@ export class SchedulerRuntime {
         get log() {
           return jobLog();
         },
-        signal: controller.signal,
+        get signal() {
+          return signal();
+        },
         db: this.o.db,
       };
-      const stopped = new Promise<never>((_, reject) => {
-        timeout = setTimeout(() => controller.abort(new Error(`TIMEOUT: the job ran longer than ${job.timeout_ms} ms`)), job.timeout_ms);
-        controller.signal.addEventListener('abort', () => reject(controller.signal.reason as Error), { once: true });
-      });
+      timeout = setTimeout(() => stop(new Error(`TIMEOUT: the job ran longer than ${job.timeout_ms} ms`)), job.timeout_ms);
       const run = handler(execution);
       await Promise.race([run, stopped]);
       clearTimeout(timeout);
@@ -362,9 +385,9 @@ export class SchedulerRuntime {
     for (const job of jobs) {
       const held = this.held.get(key(job));
       if (!held || ok.has(key(job))) continue;
-      if (held.controller) {
+      if (held.stop) {
         this.o.log.warn({ tenant: job.tenant_id, job_id: job.job_id }, 'lease lost while running (LEASE_LOST): aborting the job');
-        held.controller.abort(new Error('LEASE_LOST: the lease expired and was taken over'));
+        held.stop(new Error('LEASE_LOST: the lease expired and was taken over'));
       } else {
         this.held.delete(key(job));
         const queue = this.queues.get(job.tenant_id);

@@ -11,11 +11,17 @@ describe('scheduler jobs', () => {
   let kernel: TestKernel;
   const clients: SchedulerClient[] = [];
   const ran: string[] = [];
+  const aborted: string[] = [];
 
   beforeAll(async () => {
     kernel = await startTestKernel({ env: { KERNEL_SCHEDULER_POLL_MS: '200' } });
     kernel.kernel.jobs.register('test.record', async (job) => {
       ran.push(`${job.tenantId}:${(job.payload as { n: number }).n}:${job.attempt}`);
+    });
+    // Runs until its signal aborts (it never finishes on its own): the job's timeout must stop it.
+    kernel.kernel.jobs.register('test.until-aborted', async (job) => {
+      await new Promise<void>((resolve) => job.signal.addEventListener('abort', () => resolve(), { once: true }));
+      aborted.push(String((job.signal.reason as Error).message));
     });
   });
   afterAll(async () => {
@@ -45,6 +51,16 @@ describe('scheduler jobs', () => {
     const committed = await kernel.kernel.db.inTenantTransaction('t-jobs', (tx) => enqueueJob(tx, { type: 'test.record', payload: { n: 3 } }));
     await waitFor(async () => (await client.getJob({ jobId: committed.jobId })).job!.state === JobState.JOB_STATE_SUCCEEDED);
     expect(ran).not.toContain('t-jobs:2:1');
+  });
+
+  test('a job past its timeout is stopped: the signal of its handler aborts with the TIMEOUT reason and the attempt fails', async () => {
+    const client = await clientFor('t-timeout');
+    const { jobId } = await kernel.kernel.db.inTenantTransaction('t-timeout', (tx) =>
+      enqueueJob(tx, { type: 'test.until-aborted', payload: {}, timeoutMs: 300, maxAttempts: 1 }),
+    );
+    await waitFor(async () => (await client.getJob({ jobId })).job!.state === JobState.JOB_STATE_DEAD);
+    await waitFor(async () => aborted.length > 0);
+    expect(aborted[0]).toMatch(/^TIMEOUT: the job ran longer than 300 ms/);
   });
 
   test('job keys de-duplicate while the job is queued', async () => {
