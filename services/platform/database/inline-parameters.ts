@@ -21,52 +21,80 @@ export function sqlLiteral(value: unknown): string {
  * inside quoted strings, quoted identifiers, comments and dollar-quoted bodies are left alone.
  * Untyped literals are resolved by the server exactly like the untyped parameters node-postgres
  * sends, so the statement means the same thing.
+ *
+ * The kernel's statements are a fixed set of texts: each is scanned once and kept as its
+ * literal-free pieces and the parameter between each two (building the text a character at a
+ * time was a quarter of the kernel's allocations per call in a heap profile).
  */
 export function inlineParameters(text: string, params: readonly unknown[]): string {
-  let out = '';
+  const { pieces, slots } = template(text);
+  let out = pieces[0];
+  for (let k = 0; k < slots.length; k++) {
+    const index = slots[k];
+    if (index < 0 || index >= params.length) throw new Error(`statement uses $${index + 1} but has ${params.length} parameter(s)`);
+    out += sqlLiteral(params[index]) + pieces[k + 1];
+  }
+  return out;
+}
+
+interface Template {
+  /** The text around the placeholders: one more piece than there are slots. */
+  pieces: string[];
+  /** For each placeholder, in order, the index of its parameter. */
+  slots: number[];
+}
+
+/** Scanned templates; bounded, in case a caller builds texts dynamically (then they are rescanned). */
+const templates = new Map<string, Template>();
+const MAX_TEMPLATES = 1000;
+
+function template(text: string): Template {
+  const known = templates.get(text);
+  if (known) return known;
+  const scanned = scan(text);
+  if (templates.size < MAX_TEMPLATES) templates.set(text, scanned);
+  return scanned;
+}
+
+function scan(text: string): Template {
+  const pieces: string[] = [];
+  const slots: number[] = [];
+  let pieceStart = 0;
   let i = 0;
   const n = text.length;
   while (i < n) {
     const c = text[i];
     if (c === "'" || c === '"') {
-      const end = closingQuote(text, i, c, c === "'" && /[Ee]/.test(text[i - 1] ?? ''));
-      out += text.slice(i, end);
-      i = end;
+      i = closingQuote(text, i, c, c === "'" && /[Ee]/.test(text[i - 1] ?? ''));
     } else if (c === '-' && text[i + 1] === '-') {
       const end = text.indexOf('\n', i);
-      const stop = end === -1 ? n : end;
-      out += text.slice(i, stop);
-      i = stop;
+      i = end === -1 ? n : end;
     } else if (c === '/' && text[i + 1] === '*') {
       const end = text.indexOf('*/', i + 2);
-      const stop = end === -1 ? n : end + 2;
-      out += text.slice(i, stop);
-      i = stop;
+      i = end === -1 ? n : end + 2;
     } else if (c === '$') {
       const placeholder = /^\$(\d+)/.exec(text.slice(i, i + 12));
       if (placeholder && !/[A-Za-z0-9_]/.test(text[i - 1] ?? '')) {
         const index = Number(placeholder[1]) - 1;
-        if (index < 0 || index >= params.length) throw new Error(`statement uses $${index + 1} but has ${params.length} parameter(s)`);
-        out += sqlLiteral(params[index]);
+        pieces.push(text.slice(pieceStart, i));
+        slots.push(index);
         i += placeholder[0].length;
+        pieceStart = i;
         continue;
       }
       const tag = /^\$([A-Za-z_][A-Za-z0-9_]*)?\$/.exec(text.slice(i));
       if (tag) {
         const end = text.indexOf(tag[0], i + tag[0].length);
-        const stop = end === -1 ? n : end + tag[0].length;
-        out += text.slice(i, stop);
-        i = stop;
+        i = end === -1 ? n : end + tag[0].length;
       } else {
-        out += c;
         i += 1;
       }
     } else {
-      out += c;
       i += 1;
     }
   }
-  return out;
+  pieces.push(text.slice(pieceStart));
+  return { pieces, slots };
 }
 
 /** Index just past the quote that closes the one at `start` (a doubled quote is an escaped one; in E'…' so is \'). */
