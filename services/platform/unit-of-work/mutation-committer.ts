@@ -265,6 +265,23 @@ function storeOutcome(tx: TransactionControl, call: PendingCall, outcome: CallOu
 }
 
 /**
+ * The claim of a group's keys: each key's advisory lock and its live record, looked up by primary
+ * key one key at a time (LATERAL … LIMIT 1, which the planner cannot flatten into a join). A plain
+ * join let the planner (on statistics that lag a busy table) read EVERY live record of the
+ * tenant into a hash table — 7,270 rows for 22 keys in a benchmark, a cost growing with the
+ * tenant's retained records (24 h of traffic); tests/platform/claim-plan.spec.ts holds the bound.
+ * $1 tenant, $2 lock keys, $3 methods, $4 idempotency keys.
+ */
+export const CLAIM_KEYS = `SELECT pg_try_advisory_xact_lock(hashtextextended(k.lock_key, 0)) AS locked, r.request_hash, r.response
+       FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS k(lock_key, method, idempotency_key, ord)
+       LEFT JOIN LATERAL (
+         SELECT rec.request_hash, rec.response FROM kernel_idempotency_record rec
+          WHERE rec.tenant_id = $1 AND rec.method = k.method AND rec.idempotency_key = k.idempotency_key AND rec.expire_time > now()
+          LIMIT 1 -- (the key is the primary key; LIMIT also keeps the planner from flattening the lookup into a join)
+       ) r ON true
+      ORDER BY k.ord`;
+
+/**
  * Locks every call's key and reads stored responses in one statement. Refusals are answered at
  * once (they depend on committed records only); replays after COMMIT, with the rest. Returns
  * the calls left to run, keyed ones first then audited reads, in arrival order.
@@ -274,14 +291,12 @@ async function claimKeys(tx: TransactionControl, group: Pending[], answers: Answ
   const keyless = group.filter((p) => p.lockKey === undefined).map(asCall);
   const keyed = group.filter((p) => p.lockKey !== undefined);
   if (keyed.length === 0) return keyless;
-  const rows = await tx.query<{ locked: boolean; request_hash: Buffer | null; response: Buffer | null }>(
-    `SELECT pg_try_advisory_xact_lock(hashtextextended(k.lock_key, 0)) AS locked, r.request_hash, r.response
-       FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS k(lock_key, method, idempotency_key, ord)
-       LEFT JOIN kernel_idempotency_record r
-         ON r.tenant_id = $1 AND r.method = k.method AND r.idempotency_key = k.idempotency_key AND r.expire_time > now()
-      ORDER BY k.ord`,
-    [tx.tenantId, keyed.map((p) => p.lockKey!), keyed.map((p) => p.mutation.method), keyed.map((p) => p.mutation.idempotencyKey)],
-  );
+  const rows = await tx.query<{ locked: boolean; request_hash: Buffer | null; response: Buffer | null }>(CLAIM_KEYS, [
+    tx.tenantId,
+    keyed.map((p) => p.lockKey!),
+    keyed.map((p) => p.mutation.method),
+    keyed.map((p) => p.mutation.idempotencyKey),
+  ]);
   const fresh: PendingCall[] = [];
   rows.forEach((row, i) => {
     const pending = keyed[i];
