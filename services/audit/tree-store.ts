@@ -2,6 +2,24 @@ import type { TenantTransaction } from '../platform/database/database';
 import { CHAIN_START, frontierNodes, MissingNodeError, nodeKey, type NodeId, type NodeSource } from './merkle';
 
 /**
+ * The stored nodes asked for: leaves by seq, inner nodes by primary key one at a time (LATERAL …
+ * LIMIT 1, which the planner cannot flatten into a join). A plain join of the asked coordinates
+ * with kernel_audit_node let the planner read EVERY node of the tenant into a hash table (5,447
+ * rows for 12 lookups in a benchmark) — a cost growing with the log, which is never truncated.
+ * tests/platform/lookup-plans.spec.ts holds the bound. $1 tenant, $2 leaf seqs, $3 levels, $4 indexes.
+ */
+export const STORED_NODES = `SELECT 0 AS level, (s.seq - 1)::text AS idx, s.leaf_hash AS hash
+         FROM kernel_audit_sequence s WHERE s.tenant_id = $1 AND s.seq = ANY($2::bigint[])
+       UNION ALL
+       SELECT k.level, k.idx::text, n.hash
+         FROM unnest($3::smallint[], $4::bigint[]) AS k(level, idx)
+         CROSS JOIN LATERAL (
+           SELECT node.hash FROM kernel_audit_node node
+            WHERE node.tenant_id = $1 AND node.level = k.level AND node.idx = k.idx
+            LIMIT 1 -- (the primary key; LIMIT also keeps the planner from flattening the lookup)
+         ) n`;
+
+/**
  * Reads stored tree nodes of the transaction's tenant: leaves (level 0) from
  * kernel_audit_sequence (leaf i is seq i + 1), higher levels from kernel_audit_node. One statement.
  */
@@ -11,15 +29,7 @@ export function storedNodes(tx: TenantTransaction): NodeSource {
     if (ids.length === 0) return found;
     const leaves = ids.filter((n) => n.level === 0).map((n) => String(n.index + 1));
     const inner = ids.filter((n) => n.level > 0);
-    const rows = await tx.query<{ level: number; idx: string; hash: Buffer }>(
-      `SELECT 0 AS level, (s.seq - 1)::text AS idx, s.leaf_hash AS hash
-         FROM kernel_audit_sequence s WHERE s.tenant_id = $1 AND s.seq = ANY($2::bigint[])
-       UNION ALL
-       SELECT n.level, n.idx::text, n.hash
-         FROM unnest($3::smallint[], $4::bigint[]) AS k(level, idx)
-         JOIN kernel_audit_node n ON n.tenant_id = $1 AND n.level = k.level AND n.idx = k.idx`,
-      [tx.tenantId, leaves, inner.map((n) => n.level), inner.map((n) => String(n.index))],
-    );
+    const rows = await tx.query<{ level: number; idx: string; hash: Buffer }>(STORED_NODES, [tx.tenantId, leaves, inner.map((n) => n.level), inner.map((n) => String(n.index))]);
     for (const row of rows) found.set(nodeKey({ level: Number(row.level), index: Number(row.idx) }), row.hash);
     return found;
   };

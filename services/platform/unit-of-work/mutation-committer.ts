@@ -269,7 +269,7 @@ function storeOutcome(tx: TransactionControl, call: PendingCall, outcome: CallOu
  * key one key at a time (LATERAL … LIMIT 1, which the planner cannot flatten into a join). A plain
  * join let the planner (on statistics that lag a busy table) read EVERY live record of the
  * tenant into a hash table — 7,270 rows for 22 keys in a benchmark, a cost growing with the
- * tenant's retained records (24 h of traffic); tests/platform/claim-plan.spec.ts holds the bound.
+ * tenant's retained records (24 h of traffic); tests/platform/lookup-plans.spec.ts holds the bound.
  * $1 tenant, $2 lock keys, $3 methods, $4 idempotency keys.
  */
 export const CLAIM_KEYS = `SELECT pg_try_advisory_xact_lock(hashtextextended(k.lock_key, 0)) AS locked, r.request_hash, r.response
