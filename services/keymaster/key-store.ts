@@ -180,6 +180,22 @@ export interface SigningMaterial {
   sealed: SealedValue | null;
 }
 
+/** The signing material of a group's Sign asks: $1 tenant, $2 aliases, $3 versions (0: the primary). */
+export const SIGNING_MATERIAL_LOOKUP = `SELECT k.alias IS NOT NULL AS key_found, k.algorithm, v.version, ${EFFECTIVE_STATE} AS state, k.min_sign_version, k.min_verify_version,
+            v.public_key, v.ciphertext, v.wrapped_key, v.kek_version
+       FROM unnest($2::text[], $3::int[]) WITH ORDINALITY AS a(alias, version, ord)
+       -- One primary-key probe per ask (LATERAL … LIMIT 1 cannot be flattened into a join that
+       -- reads every key or version of the tenant; see tests/platform/lookup-plans.spec.ts).
+       LEFT JOIN LATERAL (
+         SELECT * FROM keymaster_key kk WHERE kk.tenant_id = $1 AND kk.alias = a.alias LIMIT 1
+       ) k ON true
+       LEFT JOIN LATERAL (
+         SELECT * FROM keymaster_key_version vv
+          WHERE vv.tenant_id = $1 AND vv.alias = a.alias AND vv.version = CASE WHEN a.version = 0 THEN k.primary_version ELSE a.version END
+          LIMIT 1
+       ) v ON true
+      ORDER BY a.ord`;
+
 /**
  * Reads the signing material of many (alias, version) asks in one statement — the concurrent
  * Sign calls of one commit group share it. Version 0 means the key's primary version. Each ask
@@ -198,13 +214,7 @@ export async function loadSigningMaterial(tx: TenantTransaction, asks: ReadonlyA
     wrapped_key: Buffer | null;
     kek_version: number | null;
   }>(
-    `SELECT k.alias IS NOT NULL AS key_found, k.algorithm, v.version, ${EFFECTIVE_STATE} AS state, k.min_sign_version, k.min_verify_version,
-            v.public_key, v.ciphertext, v.wrapped_key, v.kek_version
-       FROM unnest($2::text[], $3::int[]) WITH ORDINALITY AS a(alias, version, ord)
-       LEFT JOIN keymaster_key k ON k.tenant_id = $1 AND k.alias = a.alias
-       LEFT JOIN keymaster_key_version v
-         ON v.tenant_id = $1 AND v.alias = a.alias AND v.version = CASE WHEN a.version = 0 THEN k.primary_version ELSE a.version END
-      ORDER BY a.ord`,
+    SIGNING_MATERIAL_LOOKUP,
     [tx.tenantId, asks.map((a) => a.alias), asks.map((a) => a.version)],
   );
   return rows.map((row, i) => {

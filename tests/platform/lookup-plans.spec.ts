@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
 import { STORED_NODES } from '../../services/audit/tree-store';
+import { SIGNING_MATERIAL_LOOKUP } from '../../services/keymaster/key-store';
 import { CLAIM_KEYS } from '../../services/platform/unit-of-work/mutation-committer';
 import { startTestKernel, type TestKernel } from '../support/test-kernel';
 
@@ -79,6 +80,31 @@ describe('batched lookups read only their keys', () => {
       // The ones that exist are found (7000, 9999 and 5000 are past the stored 0..4999).
       const rows = (await sql.query(STORED_NODES, params)).rows as Array<{ level: number; idx: string }>;
       expect(rows.map((r) => `${r.level}/${r.idx}`).sort()).toEqual(['1/0', '1/4999', '2/17', '2/2500', '3/1', '3/3', '4/100', '4/12', '4/4998'].sort());
+    } finally {
+      await sql.query('ROLLBACK');
+    }
+  });
+
+  test('5,000 keys of 4 versions each; the signing material of 6 asks reads at most 6 keys and 6 versions', async () => {
+    await sql.query(
+      `INSERT INTO keymaster_key (tenant_id, alias, algorithm, primary_version) SELECT 't-keys', 'key-' || i, 'ED25519', 4 FROM generate_series(1, 5000) AS i`,
+    );
+    await sql.query(
+      `INSERT INTO keymaster_key_version (tenant_id, alias, version, state, public_key, destroy_time)
+       SELECT 't-keys', 'key-' || i, v, 'DESTROYED', '\\x00', now() FROM generate_series(1, 5000) AS i, generate_series(1, 4) AS v`,
+    );
+    await sql.query(`BEGIN; SELECT set_config('role', 'axis_kernel_app', true), set_config('axis.tenant_id', 't-keys', true); SET LOCAL enable_nestloop = off`);
+    try {
+      const aliases = ['key-1', 'key-4999', 'key-17', 'key-17', 'missing', 'key-300'];
+      const versions = [0, 2, 1, 9, 0, 0];
+      const params = ['t-keys', aliases, versions];
+      const [{ 'QUERY PLAN': plan }] = (await sql.query(`EXPLAIN (ANALYZE, FORMAT JSON) ${SIGNING_MATERIAL_LOOKUP}`, params)).rows;
+      for (const table of ['keymaster_key', 'keymaster_key_version']) {
+        const rowsRead = scansOf(plan[0].Plan, table).reduce((sum, node) => sum + node['Actual Rows'] * node['Actual Loops'], 0);
+        expect([table, rowsRead <= aliases.length]).toEqual([table, true]);
+      }
+      const rows = (await sql.query(SIGNING_MATERIAL_LOOKUP, params)).rows as Array<{ key_found: boolean; version: number | null }>;
+      expect(rows.map((r) => [r.key_found, r.version])).toEqual([[true, 4], [true, 2], [true, 1], [true, null], [false, null], [true, 4]]);
     } finally {
       await sql.query('ROLLBACK');
     }
