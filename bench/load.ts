@@ -12,7 +12,7 @@ export interface LoadResult {
   cpuUsPerCall?: number;
   /** CPU time of this process (the load generator and its clients) per call, in µs. */
   clientCpuUsPerCall: number;
-  /** CPU time of every PostgreSQL process on the machine per call, in µs (Linux /proc). */
+  /** CPU time of the PostgreSQL processes on the machine per call, in µs (Linux /proc; backends that exit mid-window are not counted). */
   postgresCpuUsPerCall?: number;
 }
 
@@ -42,10 +42,13 @@ export function processCpuMs(pid: number): number | undefined {
 /** USER_HZ: 100 on every Linux this runs on (getconf CLK_TCK). */
 const CLOCK_TICKS_PER_SECOND = 100;
 
-/** CPU time (ms) used so far by every process whose command is `postgres` (the server and its backends). */
-export function postgresCpuMs(): number | undefined {
+/**
+ * CPU time (ms) used so far by each process whose command is `postgres` (the server and its
+ * backends), by pid: compare two snapshots with {@link postgresCpuBetween}.
+ */
+export function postgresCpuMs(): Map<number, number> | undefined {
   try {
-    let total = 0;
+    const byPid = new Map<number, number>();
     for (const entry of readdirSync('/proc')) {
       if (!/^\d+$/.test(entry)) continue;
       let stat: string;
@@ -56,12 +59,23 @@ export function postgresCpuMs(): number | undefined {
       }
       if (!stat.includes(' (postgres) ')) continue;
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      total += ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
+      byPid.set(Number(entry), ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND);
     }
-    return total;
+    return byPid;
   } catch {
     return undefined;
   }
+}
+
+/**
+ * PostgreSQL CPU (ms) between two snapshots: what every process alive at the end used since the
+ * first (all of it for a backend started meanwhile). A backend that exited in between is not
+ * counted (its CPU is no longer readable), so the figure is a lower bound, never negative.
+ */
+export function postgresCpuBetween(before: Map<number, number>, after: Map<number, number>): number {
+  let total = 0;
+  for (const [pid, ms] of after) total += Math.max(0, ms - (before.get(pid) ?? 0));
+  return total;
 }
 
 const cpuOf = (pids: readonly number[]) => {
@@ -105,6 +119,7 @@ export async function runLoad(call: (caller: number) => Promise<unknown>, concur
   const cpuAfter = cpuBefore !== undefined ? cpuOf(cpuPids) : undefined;
   const client = process.cpuUsage(clientBefore);
   const postgresAfter = postgresBefore !== undefined ? postgresCpuMs() : undefined;
+  const postgresMs = postgresBefore && postgresAfter ? postgresCpuBetween(postgresBefore, postgresAfter) : undefined;
   latencies.sort((a, b) => a - b);
   const at = (q: number) => quantile(latencies, q) ?? 0;
   const cpuUsPerCall = cpuBefore !== undefined && cpuAfter !== undefined && latencies.length > 0 ? ((cpuAfter - cpuBefore) * 1000) / latencies.length : undefined;
@@ -117,7 +132,7 @@ export async function runLoad(call: (caller: number) => Promise<unknown>, concur
     p99: at(0.99),
     cpuUsPerCall,
     clientCpuUsPerCall: (client.user + client.system) / calls,
-    postgresCpuUsPerCall: postgresBefore !== undefined && postgresAfter !== undefined ? ((postgresAfter - postgresBefore) * 1000) / calls : undefined,
+    postgresCpuUsPerCall: postgresMs !== undefined ? (postgresMs * 1000) / calls : undefined,
   };
 }
 
