@@ -1,18 +1,12 @@
-import { Handoff } from '../../../clients/src/handoff';
-import type { CallContext, MethodDescriptor, ServerMiddleware, ServerMiddlewareCall } from 'nice-grpc-common';
+import type { CallContext, ServerMiddleware } from 'nice-grpc-common';
+import { pullThrough, runMiddlewareList, type ChainLink } from '../../../clients/src/chain-runtime';
 
 /**
  * What a kernel middleware sees of a call. `next` runs the rest of the chain (and the handler)
  * and resolves with the call's result: the response of a unary call; for a streaming call,
  * once the stream has ended (its messages flow past the middleware, which never transform them).
  */
-export interface ChainCall<NextContext> {
-  readonly method: MethodDescriptor;
-  readonly request: unknown;
-  readonly requestStream: boolean;
-  readonly responseStream: boolean;
-  next(request: unknown, context: CallContext & NextContext): Promise<unknown>;
-}
+export type ChainCall<NextContext> = ChainLink<CallContext & NextContext>;
 
 /**
  * A kernel middleware: straight-line async code around `call.next`, one shape for every kind of
@@ -32,8 +26,9 @@ export type KernelMiddleware<Ext = {}, Required = {}> = (call: ChainCall<Require
  *
  * `build()` turns the list into ONE nice-grpc middleware: a unary call runs the list as nested
  * promises; a streaming call runs the same list, its handler's messages pulled one at a time by
- * nice-grpc's writer (with its backpressure) through the Handoff the typed client uses too
- * (clients/src/handoff.ts): a cancelled call closes the handler at once and unwinds the chain.
+ * nice-grpc's writer (with its backpressure) — the list runner and the pull handoff are the ones
+ * the typed client uses too (clients/src/chain-runtime.ts): a cancelled call closes the handler at
+ * once and unwinds the chain.
  */
 export class MiddlewareChain<Context> {
   private constructor(private readonly list: ReadonlyArray<KernelMiddleware<any, any>>) {}
@@ -54,57 +49,14 @@ export class MiddlewareChain<Context> {
   build(): ServerMiddleware<Context> {
     const list = this.list;
     if (list.length === 0) throw new Error('an empty middleware chain');
-    const run = (call: ServerMiddlewareCall<unknown, unknown>, context: CallContext, innermost: (request: unknown, context: CallContext) => Promise<unknown>) => {
-      const at = (index: number, request: unknown, context: CallContext): Promise<unknown> =>
-        index === list.length
-          ? innermost(request, context)
-          : list[index](
-              {
-                method: call.method,
-                request,
-                requestStream: call.requestStream,
-                responseStream: call.responseStream,
-                next: (nextRequest, nextContext) => at(index + 1, nextRequest, nextContext),
-              },
-              context,
-            );
-      return at(0, call.request, context);
-    };
     return async function* kernelChain(call, context) {
+      const run = (innermost: (request: unknown, context: CallContext) => Promise<unknown>) =>
+        runMiddlewareList<CallContext>(list, call, context, innermost);
       if (!call.requestStream && !call.responseStream) {
         // nice-grpc's unary handler is a generator that returns the implementation's response.
-        return (await run(call, context, async (request, ctx) => (await call.next(request as never, ctx as never).next()).value)) as never;
+        return (await run(async (request, ctx) => (await call.next(request as never, ctx as never).next()).value)) as never;
       }
-      const handoff = new Handoff();
-      const finished = run(call, context, async (request, ctx) => {
-        const messages = call.next(request as never, ctx as never);
-        for (;;) {
-          try {
-            await handoff.wanted();
-          } catch (abandoned) {
-            // The writer is gone (the call was cancelled): close the handler's generator (its
-            // finally blocks run), then unwind the chain with the AbortError.
-            await messages.return(undefined as never);
-            throw abandoned;
-          }
-          const step = await messages.next();
-          if (step.done) return step.value;
-          handoff.put(step.value);
-        }
-      });
-      finished.then(
-        () => handoff.end(),
-        (error: unknown) => handoff.end({ error }),
-      );
-      try {
-        for (let item = await handoff.take(); !item.done; item = await handoff.take()) yield item.value as never;
-        return (await finished) as never;
-      } finally {
-        // Reached at the stream's end, at its error, or when nice-grpc stopped asking (`return()`
-        // after a failed write): then the handler's step waiting to be asked fails with an AbortError.
-        handoff.cancel();
-        await finished.catch(() => undefined);
-      }
+      return (yield* pullThrough<never>((drain) => run((request, ctx) => drain(call.next(request as never, ctx as never))))) as never;
     };
   }
 }
