@@ -83,7 +83,6 @@ const p99 = (values: number[]) => {
   return sorted[Math.min(sorted.length - 1, Math.ceil(sorted.length * 0.99) - 1)];
 };
 
-/** Most admitted calls in any window of `windowMs` (anchored at each admitted call). */
 /**
  * Windows of `windowMs` (by send time) whose admitted calls exceed what a GCRA of `rate`/s and
  * `burst` can admit. The kernel decides on ARRIVAL, which the client knows only to lie between a
