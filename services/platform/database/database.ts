@@ -165,6 +165,13 @@ export class Database {
   }
 }
 
+/** A statement waiting to travel with the next message; `statements` is how many results it yields. */
+interface Queued {
+  text: string;
+  statements: number;
+  deliver?: { resolve(rows: unknown[]): void; reject(error: unknown): void };
+}
+
 /** One checked-out connection. pg-pool removes its own error listener while a client is out. */
 class Lease {
   broken = false;
@@ -231,15 +238,16 @@ function statementSummary(text: string): string {
 /**
  * A transaction that takes its connection and sends BEGIN (with the role, tenant and timeouts)
  * only when its first query runs — a call served entirely from memory costs no database round
- * trip — and that sends queued statements (BEGIN, SAVEPOINT) in the same simple-protocol message
- * as the query that follows them, with that query's parameters inlined as literals
+ * trip — and that sends queued statements (BEGIN, SAVEPOINT, a commit group's key claim) in the
+ * same simple-protocol message as the query that follows them, with that query's parameters inlined as literals
  * (inline-parameters.ts). Deferred writes travel with COMMIT. Round trips are what a call waits
  * for here, so each one saved counts.
  */
 class PooledTransaction implements TransactionControl {
   private lease?: Lease;
   private connecting?: Promise<Lease>;
-  private prefix: string[] = [];
+  /** Statements waiting for the next message; those with `deliver` were queued for their rows. */
+  private prefix: Queued[] = [];
   private committed: Array<() => void> = [];
   private readonly deferred = new Map<DeferredWrite<unknown>, unknown[]>();
   private tail: Promise<unknown> = Promise.resolve();
@@ -254,13 +262,26 @@ class PooledTransaction implements TransactionControl {
   ) {}
 
   prefixNextQuery(statements: string): void {
-    this.prefix.push(statements);
+    // Parameterless statements (no literals), so each `;` separates two of them.
+    this.prefix.push({ text: statements, statements: statements.split(';').length });
   }
 
   dropPendingPrefix(): boolean {
-    const had = this.prefix.length > 0;
-    this.prefix = [];
-    return had;
+    const before = this.prefix.length;
+    this.prefix = this.prefix.filter((entry) => entry.deliver);
+    return this.prefix.length < before;
+  }
+
+  queue<Row>(text: string, params: readonly unknown[] = []): Promise<Row[]> {
+    return new Promise<Row[]>((resolve, reject) => {
+      this.prefix.push({ text: inlineParameters(text, params), statements: 1, deliver: { resolve: resolve as (rows: unknown[]) => void, reject } });
+    });
+  }
+
+  flush(): Promise<void> {
+    const run = this.tail.then(() => (this.prefix.some((entry) => entry.deliver) ? this.sendMessage([]) : undefined));
+    this.tail = run.catch(() => undefined);
+    return run.then(() => undefined);
   }
 
   onCommit(fn: () => void): void {
@@ -314,17 +335,39 @@ class PooledTransaction implements TransactionControl {
       const result = await client.query(text, params as unknown[]);
       return result.rows as Row[];
     }
-    const statements = [...this.prefix, inlineParameters(text, params)].join(';\n');
+    const results = await this.sendMessage([inlineParameters(text, params)]);
+    return results[results.length - 1].rows as Row[];
+  }
+
+  /**
+   * Sends the waiting statements and then `statements` as ONE simple-protocol message; hands each
+   * queued statement its rows (or the message's error). Returns every statement's result.
+   */
+  private async sendMessage(statements: string[]): Promise<QueryResult[]> {
+    const { client } = await this.connection();
+    const entries = this.prefix;
     this.prefix = [];
-    const results = (await client.query(statements)) as unknown as QueryResult | QueryResult[];
-    return (Array.isArray(results) ? results[results.length - 1] : results).rows as Row[];
+    let results: QueryResult[];
+    try {
+      const answer = (await client.query([...entries.map((entry) => entry.text), ...statements].join(';\n'))) as unknown as QueryResult | QueryResult[];
+      results = Array.isArray(answer) ? answer : [answer];
+    } catch (error) {
+      for (const entry of entries) entry.deliver?.reject(error);
+      throw error;
+    }
+    let index = 0;
+    for (const entry of entries) {
+      index += entry.statements;
+      entry.deliver?.resolve(results[index - 1].rows);
+    }
+    return results;
   }
 
   private async connection(): Promise<Lease> {
     const lease = await (this.connecting ??= this.checkout().then((l) => (this.lease = l)));
     if (!this.started) {
       this.started = true;
-      this.prefix.unshift(beginStatement(this.tenantId, this.readOnly, this.timeouts));
+      this.prefix.unshift({ text: beginStatement(this.tenantId, this.readOnly, this.timeouts), statements: 2 });
     }
     return lease;
   }
@@ -333,24 +376,22 @@ class PooledTransaction implements TransactionControl {
   async commit(): Promise<void> {
     await this.tail;
     const writes = [...this.deferred.entries()].sort(([a], [b]) => a.order - b.order);
-    if (writes.length === 0 && !this.started) {
+    if (writes.length === 0 && !this.started && !this.prefix.some((entry) => entry.deliver)) {
       this.prefix = [];
     } else {
       const statements = writes.map(([write, items]) => {
         const { text, params } = write.statement(this.tenantId, items);
         return inlineParameters(text, params);
       });
-      const { client } = await this.connection();
-      const message = [...this.prefix, ...statements, 'COMMIT'].join(';\n');
-      this.prefix = [];
       this.deferred.clear();
-      await client.query(message);
+      await this.sendMessage([...statements, 'COMMIT']);
     }
     for (const fn of this.committed) fn();
   }
 
   async rollback(): Promise<void> {
     await this.tail;
+    for (const entry of this.prefix) entry.deliver?.reject(new Error('the transaction rolled back before this statement was sent'));
     this.prefix = [];
     this.committed = [];
     this.deferred.clear();

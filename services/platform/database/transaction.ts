@@ -74,8 +74,17 @@ export interface TransactionControl extends TenantTransaction {
    * query. They are never sent if no query follows.
    */
   prefixNextQuery(statements: string): void;
-  /** Drops queued statements no query has carried yet; returns whether there were any. */
+  /** Drops the `prefixNextQuery` statements no query has carried yet; returns whether there were any. */
   dropPendingPrefix(): boolean;
+  /**
+   * Queues a statement to travel in the same message as the next query (or COMMIT), after the
+   * statements queued before it: no round trip of its own. Its rows resolve when that message
+   * returns; if the message fails, it rejects with the message's error (the statement may or may
+   * not have run: a caller that can tell the transaction is still usable asks again).
+   */
+  queue<Row>(text: string, params?: readonly unknown[]): Promise<Row[]>;
+  /** Sends the queued statements now, alone, if no query has carried them yet (rejects if they fail). */
+  flush(): Promise<void>;
 }
 
 export interface TransactionOptions {

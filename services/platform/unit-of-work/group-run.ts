@@ -11,11 +11,32 @@ export interface GroupCall<R> {
 
 export type CallOutcome<R> = { result: R } | { error: unknown };
 
-export interface GroupRunOptions {
+export interface GroupRunOptions<C> {
   /** Whether calls whose only statement is a batched one may share it (the first attempt). */
   batching: boolean;
   /** Longest a handler may run (then DEADLINE_EXCEEDED, rolled back alone). */
   callTimeoutMs: number;
+  /** Which calls may run, decided by a statement queued ahead of the group; absent: all. */
+  admission?: Admission<C>;
+}
+
+/**
+ * A decision on which of a group's calls may run, taken by a statement queued on the transaction
+ * (the committer's claim of idempotency keys) that travels with the first statement any call
+ * sends — so the decision costs no round trip of its own.
+ */
+export interface Admission<C> {
+  /**
+   * The decision: sends the queued statement alone if nothing has carried it yet, or asks again
+   * if the message that carried it failed (called once that call's savepoint is rolled back).
+   */
+  decide(): Promise<(call: C) => boolean>;
+}
+
+class NotAdmitted extends Error {
+  constructor() {
+    super('this call was not admitted to its group (its idempotency key was claimed elsewhere or answered before)');
+  }
 }
 
 /**
@@ -23,6 +44,13 @@ export interface GroupRunOptions {
  * savepoint (sent in the same round trip as the call's first statement): a call sees every
  * earlier call's change, and a call that fails is rolled back alone. The outcome of the group is
  * therefore the outcome of its calls executed in sequence, whatever the handlers do.
+ *
+ * With an `admission`, calls start before the decision is known — speculatively, their first
+ * statement carrying the deciding one: a refused call that touched the database is rolled back
+ * to its savepoint as soon as its work returns (which brings the decision), before the next call
+ * starts, so no admitted call ever sees a refused call's work. Refused calls are left out of the
+ * result; a refused call whose batched statement changed something makes the group 'isolate'
+ * (re-run without batching: a replay of a number, say, must not consume one).
  *
  * With `batching`, a call that asks a StatementBatcher before touching the database parks: the
  * next call runs, and when every call has finished or parked, each batch runs as ONE statement
@@ -36,13 +64,24 @@ export interface GroupRunOptions {
 export async function runSerially<C extends GroupCall<R>, R>(
   tx: TransactionControl,
   calls: readonly C[],
-  options: GroupRunOptions,
+  options: GroupRunOptions<C>,
 ): Promise<Array<{ call: C; outcome: CallOutcome<R> }> | 'isolate'> {
-  const done: Array<{ call: C; outcome: CallOutcome<R> }> = [];
+  // Deferred writes are handed to the transaction only at the end, for admitted calls.
+  const done: Array<{ call: C; outcome: CallOutcome<R>; slot?: CallSlot<R> }> = [];
   const parked: Array<CallSlot<R> & { call: C }> = [];
   let savepointOpen = false;
+  let admits: ((call: C) => boolean) | undefined = options.admission ? undefined : () => true;
+  const decide = async () => (admits ??= await options.admission!.decide());
+  const admitted = () =>
+    done
+      .filter(({ call }) => admits!(call))
+      .map(({ call, outcome, slot }) => {
+        if ('result' in outcome) slot?.applyDeferred();
+        return { call, outcome };
+      });
 
   for (const call of calls) {
+    if (admits && !admits(call)) continue;
     if (call.signal?.aborted) {
       done.push({ call, outcome: { error: new KernelError(Status.CANCELLED, 'CANCELLED', 'the call was cancelled (or its deadline passed) before it started') } });
       continue;
@@ -57,15 +96,28 @@ export async function runSerially<C extends GroupCall<R>, R>(
       continue;
     }
     if ('error' in slot.outcome! && slot.touched) await tx.query('ROLLBACK TO SAVEPOINT call');
-    if ('result' in slot.outcome!) slot.applyDeferred();
-    done.push({ call, outcome: slot.outcome! });
+    // Its first message carried the admission's statement: the decision is in (or asked again).
+    if (slot.touched) await decide();
+    if (admits && !admits(call)) {
+      if ('result' in slot.outcome! && slot.touched) await tx.query('ROLLBACK TO SAVEPOINT call');
+      continue;
+    }
+    done.push({ call, outcome: slot.outcome!, slot });
   }
-  if (parked.length === 0) return done;
+  if (parked.length === 0) {
+    await decide();
+    return admitted();
+  }
 
-  // Every call has finished or parked: run the batches, in one global key order.
+  // Every call has finished or parked: run the batches, in one global key order. A parked call
+  // already refused gets no share (it changed nothing; its handler is ended with an error).
   if (savepointOpen) tx.prefixNextQuery('RELEASE SAVEPOINT call');
   const batches = new Map<string, { batcher: StatementBatcher<unknown, unknown>; asks: Array<CallSlot<R>> }>();
   for (const slot of parked) {
+    if (admits && !admits(slot.call)) {
+      slot.deliver(new NotAdmitted());
+      continue;
+    }
     const id = `${slot.parkedOn!.batcher.name}\u0000${slot.parkedOn!.key}`;
     const batch = batches.get(id);
     if (batch) batch.asks.push(slot);
@@ -83,15 +135,22 @@ export async function runSerially<C extends GroupCall<R>, R>(
     }
     asks.forEach((slot, i) => slot.deliver(results[i]));
   }
+  // The first batch carried the admission's statement if no call had.
+  await decide();
   for (const slot of parked) {
     await slot.finished(options.callTimeoutMs);
+    if (!admits!(slot.call)) {
+      // Refused after its batched statement ran for it: if that changed something, only a re-run
+      // without batching can leave it out.
+      if (!slot.parkedOn!.batcher.changesNothing && !slot.answeredWithError) return 'isolate';
+      continue;
+    }
     // A failure after a batched statement that changed something for this call cannot be
     // undone alone. (An ask answered with an Error changed nothing, by the batcher's contract.)
     if ('error' in slot.outcome! && !slot.parkedOn!.batcher.changesNothing && !slot.answeredWithError) return 'isolate';
-    if ('result' in slot.outcome!) slot.applyDeferred();
-    done.push({ call: slot.call, outcome: slot.outcome! });
+    done.push({ call: slot.call, outcome: slot.outcome!, slot });
   }
-  return done;
+  return admitted();
 }
 
 /**

@@ -6,7 +6,7 @@ import { translateDatabaseError } from '../database/postgres-errors';
 import { invalidArgument, KernelError } from '../kernel-error';
 import type { Metrics } from '../observability/metrics';
 import type { Telemetry } from '../observability/telemetry';
-import { runSerially, type CallOutcome, type GroupCall } from './group-run';
+import { runSerially, type Admission, type CallOutcome, type GroupCall } from './group-run';
 import { IDEMPOTENCY_RECORDS, IDEMPOTENCY_STORE_CONFLICT } from './idempotency-records';
 
 /** What one mutating call asks of the committer. */
@@ -91,7 +91,9 @@ const cancelled = () => new KernelError(Status.CANCELLED, 'CANCELLED', 'the call
  * tenant runs in ONE tenant transaction:
  *   1. one statement takes every call's transaction-scoped advisory lock (held by another
  *      node ⇒ IDEMPOTENCY_KEY_IN_USE) and reads any stored responses (⇒ replay, or
- *      IDEMPOTENCY_KEY_REUSED for a different request);
+ *      IDEMPOTENCY_KEY_REUSED for a different request) — travelling with the group's first
+ *      statement, no round trip of its own: the first call runs speculatively until the claim
+ *      is in, and is rolled back if refused (runSerially's admission);
  *   2. the remaining calls run ONE AFTER ANOTHER, each behind its own savepoint (group-run.ts):
  *      a call sees every earlier call's change, a failing call is rolled back alone, and the
  *      outcome of the group is the outcome of its calls executed in sequence — whatever the
@@ -214,8 +216,8 @@ export class MutationCommitter {
 
   private async attemptIn(tenantId: string, group: Pending[], batching: boolean, answers: Answers, trace: OtelContext | undefined): Promise<'done' | 'isolate'> {
     const rerun = await this.db.inTenantTransaction(tenantId, async (tx) => {
-      const fresh = await claimKeys(tx, group, answers);
-      const ran = await runSerially<PendingCall, ExecutedMutation<unknown>>(tx, fresh, { batching, callTimeoutMs: this.options.callTimeoutMs });
+      const { calls, admission } = claimKeys(tx, group, answers);
+      const ran = await runSerially<PendingCall, ExecutedMutation<unknown>>(tx, calls, { batching, callTimeoutMs: this.options.callTimeoutMs, admission });
       if (ran === 'isolate') throw new RerunIsolated();
       for (const { call, outcome } of ran) storeOutcome(tx, call, outcome, answers);
       return false;
@@ -281,33 +283,42 @@ export const CLAIM_KEYS = `SELECT pg_try_advisory_xact_lock(hashtextextended(k.l
        ) r ON true
       ORDER BY k.ord`;
 
+type ClaimRow = { locked: boolean; request_hash: Buffer | null; response: Buffer | null };
+
 /**
- * Locks every call's key and reads stored responses in one statement. Refusals are answered at
- * once (they depend on committed records only); replays after COMMIT, with the rest. Returns
- * the calls left to run, keyed ones first then audited reads, in arrival order.
+ * Locks every call's key and reads stored responses in one statement, queued to travel with the
+ * first statement any call of the group sends (no round trip of its own: runSerially starts the
+ * first call speculatively and rolls it back if the claim refuses it). Refusals are answered as
+ * soon as the claim is in (they depend on committed records only); replays after COMMIT, with
+ * the rest. The calls: keyed ones first, then audited reads, in arrival order.
  */
-async function claimKeys(tx: TransactionControl, group: Pending[], answers: Answers): Promise<PendingCall[]> {
+function claimKeys(tx: TransactionControl, group: Pending[], answers: Answers): { calls: PendingCall[]; admission?: Admission<PendingCall> } {
   const asCall = (pending: Pending): PendingCall => ({ pending, signal: pending.mutation.signal, execute: pending.mutation.execute as GroupCall<ExecutedMutation<unknown>>['execute'] });
-  const keyless = group.filter((p) => p.lockKey === undefined).map(asCall);
   const keyed = group.filter((p) => p.lockKey !== undefined);
-  if (keyed.length === 0) return keyless;
-  const rows = await tx.query<{ locked: boolean; request_hash: Buffer | null; response: Buffer | null }>(CLAIM_KEYS, [
-    tx.tenantId,
-    keyed.map((p) => p.lockKey!),
-    keyed.map((p) => p.mutation.method),
-    keyed.map((p) => p.mutation.idempotencyKey),
-  ]);
-  const fresh: PendingCall[] = [];
-  rows.forEach((row, i) => {
-    const pending = keyed[i];
-    if (!row.locked) {
-      pending.reject(keyInUse());
-    } else if (row.request_hash && row.response) {
-      if (!row.request_hash.equals(pending.mutation.requestHash)) pending.reject(keyReused());
-      else answers.push({ pending, outcome: { response: pending.mutation.decode(row.response), replayed: true } });
-    } else {
-      fresh.push(asCall(pending));
-    }
-  });
-  return [...fresh, ...keyless];
+  const calls = [...keyed, ...group.filter((p) => p.lockKey === undefined)].map(asCall);
+  if (keyed.length === 0) return { calls };
+  const params = [tx.tenantId, keyed.map((p) => p.lockKey!), keyed.map((p) => p.mutation.method), keyed.map((p) => p.mutation.idempotencyKey)];
+  const queued = tx.queue<ClaimRow>(CLAIM_KEYS, params);
+  queued.catch(() => undefined); // (its failure is the failure of the message that carried it)
+  const decide = async () => {
+    await tx.flush(); // nothing carried it yet: alone, as the group's first message
+    // A call's failing statement failed the message that carried the claim; that call's savepoint
+    // is rolled back by now and the claim (which ran before it) is asked again: the advisory
+    // locks are the transaction's already, and taking them again succeeds.
+    const rows = await queued.catch(() => tx.query<ClaimRow>(CLAIM_KEYS, params));
+    const admitted = new Set<Pending>();
+    rows.forEach((row, i) => {
+      const pending = keyed[i];
+      if (!row.locked) {
+        pending.reject(keyInUse());
+      } else if (row.request_hash && row.response) {
+        if (!row.request_hash.equals(pending.mutation.requestHash)) pending.reject(keyReused());
+        else answers.push({ pending, outcome: { response: pending.mutation.decode(row.response), replayed: true } });
+      } else {
+        admitted.add(pending);
+      }
+    });
+    return (call: PendingCall) => call.pending.lockKey === undefined || admitted.has(call.pending);
+  };
+  return { calls, admission: { decide } };
 }
