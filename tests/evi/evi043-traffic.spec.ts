@@ -175,10 +175,17 @@ describe('EVI043 Traffic Governor / Idempotency (K-M6)', () => {
     // GCRA bounds every window of length d by burst + rate·d — at any offset, so no window edge
     // lets 2 × the burst through (checked on arrival windows, see windowsOverGcra).
     for (const windowMs of [1000, 200, 100]) expect(windowsOverGcra(admitted, windowMs, 100, 20)).toEqual([]);
-    // And the admissions are one GCRA's on the arrivals as sent (within 2 %): whatever bunching
-    // the client's timers produced, the kernel admitted what the algorithm admits, no more.
-    const ideal = idealAdmitted(shots.map((s) => s.sentAt), 100, 20);
-    expect(Math.abs(admitted.length - ideal)).toBeLessThanOrEqual(ideal * 0.02);
+    // And the admissions are one GCRA's on the arrivals (within 2 %): whatever bunching the
+    // client's timers produced, the kernel admitted what the algorithm admits, no more. The
+    // kernel decides on ARRIVAL, between a call's send time and its answer, so its count is
+    // compared with the GCRA replayed on both ends (on a loaded machine they differ by ~2 %:
+    // delayed arrivals give the limit more time to refill than the send times show).
+    const onSend = idealAdmitted(shots.map((s) => s.sentAt), 100, 20);
+    const onAnswer = idealAdmitted(shots.map((s) => s.sentAt + s.latencyMs), 100, 20);
+    // eslint-disable-next-line no-console
+    console.log(`[A] one GCRA replayed on send times: ${onSend}, on answer times: ${onAnswer}`);
+    expect(admitted.length).toBeGreaterThanOrEqual(Math.min(onSend, onAnswer) * 0.98);
+    expect(admitted.length).toBeLessThanOrEqual(Math.max(onSend, onAnswer) * 1.02);
   }, 60_000);
 
   test('[B] a tenant at 10× its limit does not degrade a quiet tenant: quiet p99 with the flood ≤ 2 × quiet p99 alone + 20 ms; the noisy refusals cost no database round trip', async () => {
