@@ -239,9 +239,9 @@ function statementSummary(text: string): string {
  * A transaction that takes its connection and sends BEGIN (with the role, tenant and timeouts)
  * only when its first query runs — a call served entirely from memory costs no database round
  * trip — and that sends queued statements (BEGIN, SAVEPOINT, a commit group's key claim) in the
- * same simple-protocol message as the query that follows them, with that query's parameters inlined as literals
- * (inline-parameters.ts). Deferred writes travel with COMMIT. Round trips are what a call waits
- * for here, so each one saved counts.
+ * same simple-protocol message as the query that follows them, with parameters inlined as
+ * literals (inline-parameters.ts). Deferred writes travel with COMMIT. Round trips are what a
+ * call waits for here, so each one saved counts.
  */
 class PooledTransaction implements TransactionControl {
   private lease?: Lease;
