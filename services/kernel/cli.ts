@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { Client } from 'pg';
 import { loadOrCreateDevelopmentSecret } from '../platform/auth/development-secret';
-import { mintDevelopmentToken } from '../platform/auth/token-verifier';
+import { mintDevelopmentToken, RESERVED_SUBJECT } from '../platform/auth/token-verifier';
 import { ConfigError, loadConfig, type KernelConfig } from '../platform/config';
 import { startEmbeddedPostgres } from '../platform/database/embedded-postgres';
 import { MIGRATIONS_DIR } from '../platform/migrations/migrate';
@@ -133,6 +133,10 @@ async function token(config: KernelConfig, args: string[]): Promise<number> {
   });
   if (!values.tenant?.length || !values.sub) {
     process.stderr.write('kernel token needs --tenant and --sub\n');
+    return 2;
+  }
+  if (RESERVED_SUBJECT.test(values.sub)) {
+    process.stderr.write(`--sub ${values.sub}: system:kernel, operator:… and anonymous are the kernel's own principals; the kernel refuses tokens claiming them\n`);
     return 2;
   }
   const secret = config.KERNEL_AUTH_SECRET ?? loadOrCreateDevelopmentSecret(config.KERNEL_DATA_DIR).secret;

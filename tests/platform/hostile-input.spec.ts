@@ -314,6 +314,10 @@ describe('hostile input', () => {
       await expectRefusal('token signed with another secret', bearer(forged), U, 'TOKEN_INVALID');
       await expectRefusal('expired token', bearer(await kernel.token({ tenants: [TENANT], ttlSeconds: -60 })), U, 'TOKEN_EXPIRED');
       await expectRefusal('token without tenants', bearer(await kernel.token({ tenants: [] })), U, 'TOKEN_CLAIMS_INVALID');
+      // The kernel's own principals: a token posing as the kernel, an operator or an anonymous attempt.
+      for (const sub of ['system:kernel', 'System:Kernel', 'operator:root@kernel-1', 'anonymous']) {
+        await expectRefusal(`token with the reserved subject ${sub}`, bearer(await kernel.token({ tenants: [TENANT], sub })), U, 'TOKEN_SUBJECT_RESERVED');
+      }
       await expectRefusal('tenant the token does not allow', { authorization: `Bearer ${token}`, 'x-tenant-id': 'globex', ...key }, Status.PERMISSION_DENIED, 'TENANT_NOT_ALLOWED');
       await expectRefusal('token without the scope', bearer(await kernel.token({ tenants: [TENANT], scope: 'other:read' })), Status.PERMISSION_DENIED, 'SCOPE_MISSING');
       for (const [label, value] of [

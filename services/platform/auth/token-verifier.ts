@@ -30,6 +30,16 @@ const claimsSchema = z.object({
   exp: z.number(),
 });
 
+/**
+ * Principals the kernel writes itself: `system:kernel` (its own audit entries), `operator:…` (the
+ * CLI's operator actions, e.g. a master-key rewrap) and `anonymous` (refused attempts without a
+ * valid token). A token may not claim them — whoever its issuer is — or a caller's actions would
+ * pose as the kernel's or an operator's in the audit log: UNAUTHENTICATED TOKEN_SUBJECT_RESERVED.
+ * Case-insensitive, so that `System:Kernel` cannot pass for one either when a person reads the log.
+ * (Other `system:…` subjects stay valid: service accounts such as `system:billing-worker`.)
+ */
+export const RESERVED_SUBJECT = /^(?:system:kernel|anonymous)$|^operator:/i;
+
 /** Verifies bearer tokens and turns their claims into a principal. */
 export interface TokenVerifier {
   verify(token: string): Promise<Principal>;
@@ -67,6 +77,9 @@ function withVerificationCache(verify: (token: string) => Promise<VerifiedToken>
 function principalFrom(payload: JWTPayload): VerifiedToken {
   const claims = claimsSchema.safeParse(payload);
   if (!claims.success) throw unauthenticated('TOKEN_CLAIMS_INVALID', 'the token lacks valid sub, tenants, scope or exp claims');
+  if (RESERVED_SUBJECT.test(claims.data.sub)) {
+    throw unauthenticated('TOKEN_SUBJECT_RESERVED', 'the token\'s subject is one the kernel reserves for its own entries (system:kernel, operator:…, anonymous)');
+  }
   return {
     principal: {
       subject: claims.data.sub,
