@@ -164,26 +164,29 @@ describe('EVI043 Traffic Governor / Idempotency (K-M6)', () => {
     const refused = shots.filter((s) => !s.ok);
     expect(refused.every((s) => s.error!.code === Status.RESOURCE_EXHAUSTED && s.error!.reason === 'RATE_LIMITED')).toBe(true);
     // The 20 of the initial burst, then 100/s: 1020 expected over 10 s — measured over the span
-    // the client actually sent in (a loaded machine stretches it), and against one GCRA replayed
-    // on the actual send times.
+    // the client actually sent in (a loaded machine stretches it). What one GCRA admits of the
+    // calls as they arrived is the reference: the kernel decides on ARRIVAL, which lies between a
+    // call's send time and its answer, so the GCRA is replayed on both ends.
     const span = (shots[shots.length - 1].sentAt - shots[0].sentAt) / 1000;
     const rate = (admitted.length - 20) / span;
+    const onSend = idealAdmitted(shots.map((s) => s.sentAt), 100, 20);
+    const onAnswer = idealAdmitted(shots.map((s) => s.sentAt + s.latencyMs), 100, 20);
     // eslint-disable-next-line no-console
-    console.log(`[A] admitted ${admitted.length} of ${shots.length} over ${span.toFixed(2)} s: ${rate.toFixed(1)}/s after the burst; one GCRA on the same arrivals: ${idealAdmitted(shots.map((s) => s.sentAt), 100, 20)}`);
-    expect(rate).toBeGreaterThanOrEqual(95);
+    console.log(`[A] admitted ${admitted.length} of ${shots.length} over ${span.toFixed(2)} s: ${rate.toFixed(1)}/s after the burst; one GCRA replayed on send times: ${onSend}, on answer times: ${onAnswer}`);
+    // 100/s ± 5 %. A client that could not keep offering 3 × the limit (a loaded machine stalls
+    // its timers for longer than the burst lasts) leaves the limit nothing to admit in the gaps:
+    // then the floor is 95 % of what one GCRA admits of the load it did offer (a CI run: 866 on
+    // the send times, 89.8/s admitted).
+    const offeredRate = (Math.min(onSend, onAnswer) - 20) / span;
+    expect(rate).toBeGreaterThanOrEqual(Math.min(95, 0.95 * offeredRate));
     expect(rate).toBeLessThanOrEqual(105);
     // GCRA bounds every window of length d by burst + rate·d — at any offset, so no window edge
     // lets 2 × the burst through (checked on arrival windows, see windowsOverGcra).
     for (const windowMs of [1000, 200, 100]) expect(windowsOverGcra(admitted, windowMs, 100, 20)).toEqual([]);
-    // And the admissions are one GCRA's on the arrivals (within 2 %): whatever bunching the
-    // client's timers produced, the kernel admitted what the algorithm admits, no more. The
-    // kernel decides on ARRIVAL, between a call's send time and its answer, so its count is
-    // compared with the GCRA replayed on both ends (on a loaded machine they differ by ~2 %:
-    // delayed arrivals give the limit more time to refill than the send times show).
-    const onSend = idealAdmitted(shots.map((s) => s.sentAt), 100, 20);
-    const onAnswer = idealAdmitted(shots.map((s) => s.sentAt + s.latencyMs), 100, 20);
-    // eslint-disable-next-line no-console
-    console.log(`[A] one GCRA replayed on send times: ${onSend}, on answer times: ${onAnswer}`);
+    // And the admissions are one GCRA's on the arrivals (within 2 % of the range the two replays
+    // span): whatever bunching the client's timers produced, the kernel admitted what the
+    // algorithm admits, no more (on a loaded machine the replays differ by ~2 %: delayed arrivals
+    // give the limit more time to refill than the send times show).
     expect(admitted.length).toBeGreaterThanOrEqual(Math.min(onSend, onAnswer) * 0.98);
     expect(admitted.length).toBeLessThanOrEqual(Math.max(onSend, onAnswer) * 1.02);
   }, 60_000);
