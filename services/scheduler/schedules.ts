@@ -280,10 +280,20 @@ export async function fireDueSchedule(tx: TenantTransaction, scheduleId: string)
   return done;
 }
 
-/** Fires the schedule now (kind TRIGGER, overlap policy applies); paused schedules can be triggered. */
+/**
+ * Fires the schedule now (kind TRIGGER, overlap policy applies); paused schedules can be triggered.
+ * A tick's instant is kept to the millisecond (what a JavaScript Date holds) and is unique per
+ * schedule: a trigger in the same millisecond as the schedule's latest tick — two triggers in one
+ * commit group — takes the next millisecond instead of failing. The schedule row is locked first,
+ * so the latest tick cannot move meanwhile.
+ */
 export async function triggerSchedule(tx: TenantTransaction, scheduleId: string, trace: TraceContext): Promise<Tick> {
   const s = await findSchedule(tx, scheduleId, true);
-  const [{ now }] = await tx.query<{ now: Date }>('SELECT clock_timestamp() AS now');
+  const [{ now }] = await tx.query<{ now: Date }>(
+    `SELECT greatest(date_trunc('milliseconds', clock_timestamp()),
+                     (SELECT max(t.tick_time) + interval '1 millisecond' FROM scheduler_schedule_tick t WHERE t.tenant_id = $1 AND t.schedule_id = $2)) AS now`,
+    [tx.tenantId, scheduleId],
+  );
   const [tick] = await recordTicks(tx, s, [{ time: now, kind: 'TRIGGER' }], trace);
   if (!tick) throw failedPrecondition('TICK_EXISTS', 'a tick at this instant already exists; retry', { resource: `schedules/${scheduleId}` });
   return tick;

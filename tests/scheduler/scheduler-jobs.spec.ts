@@ -1,4 +1,5 @@
 import { Status } from 'nice-grpc-common';
+import { Client } from 'pg';
 import { closeKernelClient, createSchedulerClient, type SchedulerClient } from '../../clients/src';
 import { JobState, OverlapPolicy } from '../../gen/proto/axis/kernel/scheduler/v1/job';
 import { enqueueJob } from '../../services/scheduler/job-api';
@@ -119,6 +120,30 @@ describe('scheduler jobs', () => {
     expect(first.ticks.length).toBeGreaterThanOrEqual(3);
     const second = await client.backfillSchedule({ scheduleId: 'nightly', startTime: start, endTime: end });
     expect(second.ticks).toEqual([]);
+  });
+
+  test("a trigger in the millisecond of the schedule's latest tick (or before it) takes the next millisecond: no TICK_EXISTS", async () => {
+    const client = await clientFor('t-triggers');
+    await client.createSchedule({
+      schedule: { scheduleId: 'burst', cron: '0 0 1 1 *', timeZone: 'UTC', jobType: 'remote.burst', queue: 'remote', overlapPolicy: OverlapPolicy.OVERLAP_POLICY_ALLOW_ALL },
+    });
+    // The latest tick 50 ms ahead of the database's clock: as if another trigger of the same
+    // commit group had just taken this very millisecond (ticks keep milliseconds).
+    const sql = new Client({ connectionString: kernel.databaseUrl });
+    await sql.connect();
+    try {
+      const { rows } = await sql.query<{ latest: Date }>(
+        `INSERT INTO scheduler_schedule_tick (tenant_id, schedule_id, tick_time, kind, outcome)
+         VALUES ('t-triggers', 'burst', date_trunc('milliseconds', clock_timestamp()) + interval '50 milliseconds', 'TRIGGER', 'SKIPPED')
+         RETURNING tick_time AS latest`,
+      );
+      const { tick } = await client.triggerSchedule({ scheduleId: 'burst' });
+      expect(tick!.tickTime!.getTime()).toBe(rows[0].latest.getTime() + 1);
+      const again = await client.triggerSchedule({ scheduleId: 'burst' });
+      expect(again.tick!.tickTime!.getTime()).toBeGreaterThan(tick!.tickTime!.getTime());
+    } finally {
+      await sql.end();
+    }
   });
 
   test('a LeaseJobs long-poll that waits for work is not a latency-budget violation', async () => {
