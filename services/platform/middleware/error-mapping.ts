@@ -67,10 +67,39 @@ function toKernelError(error: unknown, context: TracingContext): KernelError {
   return new KernelError(Status.INTERNAL, 'INTERNAL', `internal error (trace ${context.trace.traceId})`, { cause: error });
 }
 
+/**
+ * The error's text travels in the call's trailers (`grpc-message` and `grpc-status-details-bin`),
+ * and an HTTP/2 peer refuses a header block beyond its limit (Node: 64 KB) — a trailer that
+ * cannot be sent leaves the stream, and the connection, hanging. Error texts can quote the
+ * request (a field path naming a map key, a resource name), so every text is clipped here, at
+ * the edge, for every capability: the message to MAX_MESSAGE code units, each violation's and
+ * metadata value's text to MAX_TEXT, at most MAX_VIOLATIONS violations of each kind — under
+ * 32 KB in all. (A 60 KB map key in a request once wedged its connection for the deadline.)
+ */
+const MAX_MESSAGE = 512;
+const MAX_TEXT = 200;
+const MAX_VIOLATIONS = 20;
+
+/** `text` cut to `max` UTF-16 code units (never inside a surrogate pair), marked with an ellipsis. */
+export function clipText(text: string, max: number): string {
+  if (text.length <= max) return text;
+  let end = max - 1;
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end -= 1;
+  return `${text.slice(0, end)}…`;
+}
+
+const clipAll = <T extends object>(items: readonly T[] | undefined): T[] | undefined =>
+  items?.slice(0, MAX_VIOLATIONS).map((item) => Object.fromEntries(Object.entries(item).map(([k, v]) => [k, typeof v === 'string' ? clipText(v, MAX_TEXT) : v])) as T);
+
 function toRichServerError(error: KernelError, traceId: string): RichServerError {
-  const { metadata = {}, fieldViolations, retryDelayMs, quotaViolations, preconditionViolations } = error.options;
+  const { metadata = {}, retryDelayMs } = error.options;
+  const fieldViolations = clipAll(error.options.fieldViolations);
+  const quotaViolations = clipAll(error.options.quotaViolations);
+  const preconditionViolations = clipAll(error.options.preconditionViolations);
+  const clippedMetadata = Object.fromEntries(Object.entries(metadata).map(([k, v]) => [clipText(k, MAX_TEXT), clipText(v, MAX_TEXT)]));
   const details: ErrorDetails[] = [
-    ErrorInfo.fromPartial({ reason: error.reason, domain: ERROR_DOMAIN, metadata: { ...metadata, trace_id: traceId } }),
+    ErrorInfo.fromPartial({ reason: error.reason, domain: ERROR_DOMAIN, metadata: { ...clippedMetadata, trace_id: traceId } }),
   ];
   if (fieldViolations?.length) details.push(BadRequest.fromPartial({ fieldViolations }));
   if (retryDelayMs !== undefined) {
@@ -82,7 +111,7 @@ function toRichServerError(error: KernelError, traceId: string): RichServerError
   }
   if (quotaViolations?.length) details.push(QuotaFailure.fromPartial({ violations: quotaViolations }));
   if (preconditionViolations?.length) details.push(PreconditionFailure.fromPartial({ violations: preconditionViolations }));
-  return new RichServerError(error.code, error.message, details);
+  return new RichServerError(error.code, clipText(error.message, MAX_MESSAGE), details);
 }
 
 const DETAIL_TYPES = [ErrorInfo, BadRequest, RetryInfo, QuotaFailure, PreconditionFailure] as const;
