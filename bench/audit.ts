@@ -43,7 +43,6 @@
  * signed checkpoint within 60 s of the load's end also fail the run (after the throughput
  * figures are printed).
  */
-import { randomUUID } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import path from 'node:path';
@@ -57,7 +56,7 @@ import { AppendEventsRequest, AppendEventsResponse, AuditServiceDefinition } fro
 import { mintDevelopmentToken } from '../services/platform/auth/token-verifier';
 import { spawnKernel, type KernelProcess } from '../tests/support/kernel-process';
 import { createTestDatabase, type TestDatabase } from '../tests/support/test-database';
-import { bareUnary, spawnEcho, waitForReady, writeProfilerPreload, type EchoProcess, cleanUpOnSignal } from './grpc-bench-support';
+import { bareUnary, kernelMetadata, spawnEcho, waitForReady, writeProfilerPreload, type EchoProcess, cleanUpOnSignal } from './grpc-bench-support';
 import { fmt, machineLine, processCpuMs, runLoad, type LoadResult } from './load';
 
 const APPEND_PATH = '/axis.kernel.audit.v1.AuditService/AppendEvents';
@@ -269,13 +268,7 @@ async function main() {
     // A connection lost mid-run fails its next query; without a listener it would crash the process first.
     for (const c of [sql, sampler]) c.on('error', () => undefined);
     await Promise.all([sql.connect(), sampler.connect()]);
-    const appendMetadata = () => {
-      const metadata = new Metadata();
-      metadata.set('authorization', `Bearer ${token}`);
-      metadata.set('x-tenant-id', TENANT);
-      metadata.set('idempotency-key', randomUUID());
-      return metadata;
-    };
+    const appendMetadata = kernelMetadata(token, TENANT, { idempotencyKey: true });
 
     // Every answered append, by phase; n numbers the calls (resource journals/<n>).
     let n = 0;

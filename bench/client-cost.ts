@@ -9,7 +9,7 @@
  *   npm run bench:client-cost [-- --rounds 3 --seconds 3 --concurrency 64]
  */
 import { parseArgs } from 'node:util';
-import { Client, credentials, Metadata as GrpcMetadata } from '@grpc/grpc-js';
+import { Client, credentials } from '@grpc/grpc-js';
 import { createChannel, createClient, Metadata } from 'nice-grpc';
 import { closeKernelClient, createSequenceClient } from '../clients/src';
 import { ResetPolicy } from '../gen/proto/axis/kernel/sequences/v1/sequence';
@@ -17,7 +17,7 @@ import { GetSeriesRequest, SequenceServiceDefinition } from '../gen/proto/axis/k
 import { mintDevelopmentToken } from '../services/platform/auth/token-verifier';
 import { spawnKernel, type KernelProcess } from '../tests/support/kernel-process';
 import { createTestDatabase, type TestDatabase } from '../tests/support/test-database';
-import { bareUnary, cleanUpOnSignal, waitForReady } from './grpc-bench-support';
+import { bareUnary, cleanUpOnSignal, kernelMetadata, waitForReady } from './grpc-bench-support';
 import { fmt, machineLine, runLoad } from './load';
 
 const GET_SERIES = '/axis.kernel.sequences.v1.SequenceService/GetSeries';
@@ -45,12 +45,7 @@ async function main() {
     const channel = createChannel(kernel.address);
     const plain = createClient(SequenceServiceDefinition, channel);
     const request = Buffer.from(GetSeriesRequest.encode({ seriesId: 'bench' }).finish());
-    const bareMetadata = () => {
-      const metadata = new GrpcMetadata();
-      metadata.set('authorization', `Bearer ${token}`);
-      metadata.set('x-tenant-id', 'bench');
-      return metadata;
-    };
+    const bareMetadata = kernelMetadata(token, 'bench');
     const plainMetadata = Metadata({ authorization: `Bearer ${token}`, 'x-tenant-id': 'bench' });
     const callers: Array<[string, () => Promise<unknown>]> = [
       ['bare grpc-js', () => bareUnary(bare, GET_SERIES, request, bareMetadata)],

@@ -1,9 +1,10 @@
 /** What the gRPC benchmarks share: the bare grpc-js echo server process and a bare unary caller. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import type { Client, Metadata, ServiceError } from '@grpc/grpc-js';
+import { Metadata, type Client, type ServiceError } from '@grpc/grpc-js';
 
 const ROOT = path.resolve(__dirname, '..');
 const identity = (buffer: Buffer) => buffer;
@@ -48,6 +49,20 @@ export async function spawnEcho(timeoutMs = 30_000): Promise<EchoProcess> {
     await stop();
     throw error;
   }
+}
+
+/**
+ * The metadata a bare caller sends the kernel, made per call: bearer token and tenant, and for a
+ * mutating RPC a fresh idempotency key each time.
+ */
+export function kernelMetadata(token: string, tenantId: string, options: { idempotencyKey?: boolean } = {}): () => Metadata {
+  return () => {
+    const metadata = new Metadata();
+    metadata.set('authorization', `Bearer ${token}`);
+    metadata.set('x-tenant-id', tenantId);
+    if (options.idempotencyKey) metadata.set('idempotency-key', randomUUID());
+    return metadata;
+  };
 }
 
 /** One unary call with identity serializers on a plain grpc-js client. */

@@ -10,7 +10,7 @@
  *
  * After the run it checks that every successful Sign left exactly one audit entry.
  */
-import { sign as nodeSign, generateKeyPairSync, randomUUID } from 'node:crypto';
+import { sign as nodeSign, generateKeyPairSync } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -22,7 +22,7 @@ import { SignRequest, SignResponse } from '../gen/proto/axis/kernel/keymaster/v1
 import { mintDevelopmentToken } from '../services/platform/auth/token-verifier';
 import { spawnKernel, type KernelProcess } from '../tests/support/kernel-process';
 import { createTestDatabase, type TestDatabase } from '../tests/support/test-database';
-import { bareUnary, spawnEcho, waitForReady, writeProfilerPreload, type EchoProcess } from './grpc-bench-support';
+import { bareUnary, kernelMetadata, spawnEcho, waitForReady, writeProfilerPreload, type EchoProcess } from './grpc-bench-support';
 import { cpuBreakdown, fmt, machineLine, runLoad, type LoadResult } from './load';
 
 const SIGN_PATH = '/axis.kernel.keymaster.v1.KeymasterService/Sign';
@@ -63,13 +63,7 @@ async function main() {
     const echoClient = new GrpcClient(echo.address, credentials.createInsecure());
     const bareKernel = new GrpcClient(kernel.address, credentials.createInsecure());
     await Promise.all([waitForReady(echoClient), waitForReady(bareKernel)]);
-    const signMetadata = () => {
-      const metadata = new Metadata();
-      metadata.set('authorization', `Bearer ${token}`);
-      metadata.set('x-tenant-id', 'bench');
-      metadata.set('idempotency-key', randomUUID());
-      return metadata;
-    };
+    const signMetadata = kernelMetadata(token, 'bench', { idempotencyKey: true });
     const bare = SignResponse.decode(await bareUnary(bareKernel, SIGN_PATH, request, signMetadata));
     if (bare.signature?.value.length !== 64 || bare.signature.version !== 1) throw new Error('bare Sign returned no Ed25519 signature');
 

@@ -40,7 +40,7 @@ import { mintDevelopmentToken } from '../services/platform/auth/token-verifier';
 import { spawnKernel, type KernelProcess } from '../tests/support/kernel-process';
 import { createTestDatabase, type TestDatabase } from '../tests/support/test-database';
 import { OtlpReceiver } from '../tests/support/otlp-receiver';
-import { bareUnary, spawnEcho, waitForReady, writeProfilerPreload, type EchoProcess, cleanUpOnSignal } from './grpc-bench-support';
+import { bareUnary, kernelMetadata, spawnEcho, waitForReady, writeProfilerPreload, type EchoProcess, cleanUpOnSignal } from './grpc-bench-support';
 import { fmt, machineLine, runLoad, type LoadResult } from './load';
 
 const SERIES_ID = 'bench-01';
@@ -88,12 +88,7 @@ async function main() {
     await typed.createSeries({ series: { seriesId: SERIES_ID, pattern: 'B-{SEQ:9}', resetPolicy: ResetPolicy.RESET_POLICY_NEVER, timeZone: 'UTC' } });
 
     const request = Buffer.from(GetSeriesRequest.encode({ seriesId: SERIES_ID }).finish());
-    const kernelMetadata = () => {
-      const metadata = new Metadata();
-      metadata.set('authorization', `Bearer ${token}`);
-      metadata.set('x-tenant-id', 'bench');
-      return metadata;
-    };
+    const getSeriesMetadata = kernelMetadata(token, 'bench');
     const noMetadata = () => new Metadata();
     const echoClient = new Client(echo.address, credentials.createInsecure());
     const bareKernel = new Client(kernel.address, credentials.createInsecure());
@@ -102,7 +97,7 @@ async function main() {
     // Sanity: every caller gets the answer it should.
     const echoed = await bareUnary(echoClient, '/bench.Echo/Echo', request, noMetadata);
     if (!echoed.equals(request)) throw new Error('echo server returned different bytes');
-    const bareResponse = await bareUnary(bareKernel, GET_SERIES_PATH, request, kernelMetadata);
+    const bareResponse = await bareUnary(bareKernel, GET_SERIES_PATH, request, getSeriesMetadata);
     if (GetSeriesResponse.decode(bareResponse).series?.seriesId !== SERIES_ID) throw new Error('bare GetSeries returned the wrong series');
     if ((await typed.getSeries({ seriesId: SERIES_ID })).series?.seriesId !== SERIES_ID) throw new Error('typed GetSeries returned the wrong series');
 
@@ -111,7 +106,7 @@ async function main() {
     const targets: Array<[string, () => Promise<unknown>, number[]?]> = [
       ['echo, bare grpc-js', () => bareUnary(echoClient, '/bench.Echo/Echo', request, noMetadata), [echo.pid]],
       ['GetSeries, typed client', () => typed.getSeries({ seriesId: SERIES_ID }), kernelPid],
-      ['GetSeries, bare grpc-js client', () => bareUnary(bareKernel, GET_SERIES_PATH, request, kernelMetadata), kernelPid],
+      ['GetSeries, bare grpc-js client', () => bareUnary(bareKernel, GET_SERIES_PATH, request, getSeriesMetadata), kernelPid],
       // GetSeries is answered from the immutable-series cache (its lazy transaction never
       // starts); ListSeries reads PostgreSQL on every call — through Prisma Client since it became
       // a cold path (docs/prisma.md): a Prisma interactive transaction, four round trips.

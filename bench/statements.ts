@@ -9,9 +9,8 @@
  *
  *   npm run bench:statements [-- --rpc sign|issue|append --concurrency 1,64 --seconds 4 --top 12]
  */
-import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { Client as GrpcClient, credentials, Metadata } from '@grpc/grpc-js';
+import { Client as GrpcClient, credentials } from '@grpc/grpc-js';
 import { Client } from 'pg';
 import { closeKernelClient, createKeymasterClient, createSequenceClient } from '../clients/src';
 import { AppendEventsRequest } from '../gen/proto/axis/kernel/audit/v1/audit_service';
@@ -22,7 +21,7 @@ import { IssueNumberRequest } from '../gen/proto/axis/kernel/sequences/v1/sequen
 import { mintDevelopmentToken } from '../services/platform/auth/token-verifier';
 import { spawnKernel, type KernelProcess } from '../tests/support/kernel-process';
 import { startOwnPostgres, type OwnPostgres } from '../tests/support/own-postgres';
-import { bareUnary, cleanUpOnSignal, waitForReady } from './grpc-bench-support';
+import { bareUnary, cleanUpOnSignal, kernelMetadata, waitForReady } from './grpc-bench-support';
 import { cpuBreakdown, fmt, machineLine, runLoad } from './load';
 
 const RPCS = {
@@ -73,13 +72,7 @@ async function main() {
           ? IssueNumberRequest.encode(IssueNumberRequest.fromPartial({ seriesId: 'hot', subjectRef: 'bench' })).finish()
           : AppendEventsRequest.encode(AppendEventsRequest.fromPartial({ events: [{ action: 'bench.Append', resource: 'bench/1' }] })).finish(),
     );
-    const metadata = () => {
-      const m = new Metadata();
-      m.set('authorization', `Bearer ${token}`);
-      m.set('x-tenant-id', 'bench');
-      m.set('idempotency-key', randomUUID());
-      return m;
-    };
+    const metadata = kernelMetadata(token, 'bench', { idempotencyKey: true });
     const client = new GrpcClient(kernel.address, credentials.createInsecure());
     await waitForReady(client);
     const sql = new Client({ connectionString: pg.url });
