@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { createServer, type Server, type TsProtoServiceDefinition } from 'nice-grpc';
+import type { TsProtoServiceDefinition } from 'nice-grpc';
 import { HealthDefinition, HealthServiceImpl, HealthState } from 'nice-grpc-server-health';
 import { ServerReflection, ServerReflectionService } from 'nice-grpc-server-reflection';
 import { AuditLog } from '../platform/audit/audit-log';
@@ -22,6 +22,7 @@ import { Metrics } from '../platform/observability/metrics';
 import { startTelemetry, type Telemetry } from '../platform/observability/telemetry';
 import { openEnvelope } from '../platform/crypto/master-key-registry';
 import { PeriodicTask } from '../platform/periodic-task';
+import { KernelServer } from '../platform/grpc-server';
 import { guardRequestDecoding, TRANSPORT_MAX_RECEIVE_BYTES } from '../platform/request-guard';
 import { MutationCommitter } from '../platform/unit-of-work/mutation-committer';
 import { TrafficGovernor } from '../platform/traffic/governor';
@@ -174,10 +175,10 @@ export async function startKernel(config: KernelConfig, options: StartOptions = 
     for (const service of services) {
       for (const [name, ms] of Object.entries(service.budgetsMs ?? {})) budgetsMs[`${service.definition.fullName}/${name}`] ??= ms;
     }
-    const server: Server = createServer({ 'grpc.max_receive_message_length': TRANSPORT_MAX_RECEIVE_BYTES });
+    const server = new KernelServer({ 'grpc.max_receive_message_length': TRANSPORT_MAX_RECEIVE_BYTES });
     for (const service of services) {
       registry.register(service.definition, service.scopes, service.auditedReads);
-      server.with(chain).add(guardRequestDecoding(service.definition), service.implementation as never);
+      server.add(guardRequestDecoding(service.definition), service.implementation, chain);
     }
     const health = HealthState();
     server.add(HealthDefinition, HealthServiceImpl(health));
@@ -277,7 +278,7 @@ function splitAddress(address: string): [string, string] {
 }
 
 /** Drains in-flight calls; past the grace period, remaining calls are cancelled. */
-async function shutdownWithGrace(server: Server, graceMs: number, log: Logger): Promise<void> {
+async function shutdownWithGrace(server: KernelServer, graceMs: number, log: Logger): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const graceful = server.shutdown().then(() => true);
   const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), graceMs)));

@@ -1,3 +1,4 @@
+import { cancelSignalOf } from './cancel-signal';
 import type { KernelCallContext } from './call-context';
 import type { TenantTransaction } from './database/database';
 import type { PrismaTenantReads, PrismaTenantTransaction } from './database/prisma-tenant-client';
@@ -15,5 +16,5 @@ export function coldRead<T>(
   read: { operation: string; prisma: (tx: PrismaTenantTransaction) => Promise<T>; pg: (tx: TenantTransaction) => Promise<T> },
 ): Promise<T> {
   if (!prismaReads) return ctx.unitOfWork.run(read.pg);
-  return prismaReads.read(ctx.tenantId, read.operation, read.prisma, { signal: ctx.signal, trace: ctx.otel });
+  return prismaReads.read(ctx.tenantId, read.operation, read.prisma, { signal: cancelSignalOf(ctx), trace: ctx.otel });
 }

@@ -1,4 +1,3 @@
-import type { ServerMiddleware } from 'nice-grpc-common';
 import type { AuditLog } from './audit/audit-log';
 import type { TokenVerifier } from './auth/token-verifier';
 import type { KernelCallContext } from './call-context';
@@ -63,7 +62,7 @@ export interface ChainDependencies {
  * 8. performance budget — innermost, so it measures up to the handler's end without counting
  *    calls refused earlier.
  */
-export function kernelMiddlewareChain(deps: ChainDependencies): ServerMiddleware<KernelCallContext> {
+export function kernelMiddlewareChain(deps: ChainDependencies): MiddlewareChain<KernelCallContext> {
   // One codec for every call; its key is derived from the request-digest key (nothing stored).
   const pageTokens = new PageTokenCodec(derivePageTokenKey(deps.requestDigestKey));
   return MiddlewareChain.start()
@@ -74,6 +73,5 @@ export function kernelMiddlewareChain(deps: ChainDependencies): ServerMiddleware
     .use(trafficMiddleware({ governor: deps.governor }))
     .use(requestGuardMiddleware())
     .use(idempotencyMiddleware({ db: deps.db, committer: deps.committer, retentionHours: deps.idempotencyRetentionHours, audit: deps.audit, digestKey: deps.requestDigestKey, metrics: deps.metrics }))
-    .use(performanceBudgetMiddleware(deps))
-    .build();
+    .use(performanceBudgetMiddleware(deps));
 }

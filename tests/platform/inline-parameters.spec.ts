@@ -67,6 +67,22 @@ describe('inlineParameters', () => {
     expect(sqlLiteral(["a'b", null])).toBe(`'{"a''b",NULL}'`);
   });
 
+  test('property: a literal is the text node-postgres itself makes of the value (prepareValue, then escapeLiteral)', () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const pg = require('pg/lib/utils') as { prepareValue(value: unknown): string | Buffer | null; escapeLiteral(text: string): string };
+    const text = fc.string({ unit: fc.constantFrom('a', "'", '\\', '"', '{', ',', ' ', 'é', '\n', 'N') });
+    const scalar = fc.oneof(text, fc.integer(), fc.double({ noNaN: false }), fc.boolean(), fc.constant(null), fc.constant(undefined), fc.uint8Array({ maxLength: 6 }), fc.date({ noInvalidDate: true }), fc.dictionary(text, text, { maxKeys: 2 }));
+    const value = fc.oneof(scalar, fc.array(scalar, { maxLength: 5 }), fc.array(fc.array(scalar, { maxLength: 3 }), { maxLength: 3 }));
+    fc.assert(
+      fc.property(value, (v) => {
+        const prepared = pg.prepareValue(v);
+        const expected = prepared === null || prepared === undefined ? 'NULL' : Buffer.isBuffer(prepared) ? `'\\x${prepared.toString('hex')}'` : pg.escapeLiteral(prepared);
+        expect(sqlLiteral(v)).toBe(expected);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
   test('unterminated quotes, comments and dollar quotes run to the end of the statement untouched', () => {
     for (const tail of ["'open $1", '"open $1', '/* open $1', '$$ open $1', "E'open \\' $1"]) {
       expect(inlineParameters(`SELECT $1, ${tail}`, ['v'])).toBe(`SELECT 'v', ${tail}`);

@@ -1,3 +1,4 @@
+import type { CancelSignal } from '../cancel-signal';
 import { Status } from 'nice-grpc-common';
 import { KernelError } from '../kernel-error';
 
@@ -27,7 +28,7 @@ export class ConnectionGate {
   ) {}
 
   /** Resolves with the release function once admitted. */
-  acquire(tenant: string, signal?: AbortSignal): Promise<() => void> {
+  acquire(tenant: string, signal?: CancelSignal): Promise<() => void> {
     if (signal?.aborted) return Promise.reject(cancelled());
     if (this.waiters.length === 0 && this.admissible(tenant)) return Promise.resolve(this.admit(tenant));
     return new Promise((resolve, reject) => {

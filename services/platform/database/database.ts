@@ -1,3 +1,4 @@
+import type { CancelSignal } from '../cancel-signal';
 import { SpanKind, SpanStatusCode, type Context as OtelContext, type Tracer } from '@opentelemetry/api';
 import { Status } from 'nice-grpc-common';
 import { Pool, type PoolClient, type PoolConfig, type QueryResult } from 'pg';
@@ -93,7 +94,7 @@ export class Database {
    * scheduler's hot path. `asyncCommit` commits without waiting for the WAL flush (bookkeeping a
    * crash may lose without harm; the caller says why it may).
    */
-  async systemCall<Row>(text: string, params: readonly unknown[], options: { asyncCommit?: boolean; signal?: AbortSignal } = {}): Promise<Row[]> {
+  async systemCall<Row>(text: string, params: readonly unknown[], options: { asyncCommit?: boolean; signal?: CancelSignal } = {}): Promise<Row[]> {
     const release = await this.gate.acquire(SYSTEM_GATE_KEY, options.signal);
     let lease: Lease | undefined;
     try {

@@ -1,3 +1,4 @@
+import type { CancelSignal } from '../cancel-signal';
 import { SpanKind, SpanStatusCode, type Context as OtelContext, type Tracer } from '@opentelemetry/api';
 import { PrismaPg } from '@prisma/adapter-pg';
 import { Status } from 'nice-grpc-common';
@@ -113,7 +114,7 @@ export class PrismaTenantReads {
     tenantId: string,
     operation: string,
     fn: (tx: PrismaTenantTransaction) => Promise<T>,
-    call: { signal?: AbortSignal; trace?: OtelContext } = {},
+    call: { signal?: CancelSignal; trace?: OtelContext } = {},
   ): Promise<T> {
     const release = await this.gate.acquire(tenantId, call.signal);
     const span =

@@ -1,3 +1,4 @@
+import type { CancelSignal } from '../cancel-signal';
 import type { Context as OtelContext } from '@opentelemetry/api';
 
 /** Parameterised SQL on one connection. */
@@ -92,7 +93,7 @@ export interface TransactionOptions {
   /** The OpenTelemetry context whose span the transaction's statement spans are children of. */
   trace?: OtelContext;
   /** Aborts waiting for a connection (the call was cancelled or its deadline passed). */
-  signal?: AbortSignal;
+  signal?: CancelSignal;
   /** Overrides the configured statement timeout (background work that scans more). */
   statementTimeoutMs?: number;
 }

@@ -47,6 +47,6 @@ export function authenticationMiddleware(deps: { verifier: TokenVerifier; audit:
       throw error;
     }
     context.parties.principal = principal.subject;
-    return await call.next(call.request, { ...context, principal });
+    return await call.next(call.request, Object.assign(context, { principal }));
   };
 }

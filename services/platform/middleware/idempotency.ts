@@ -1,4 +1,5 @@
-import { createHash, createHmac } from 'node:crypto';
+import { cancelSignalOf } from '../cancel-signal';
+import { createHash, createHmac, createSecretKey } from 'node:crypto';
 import { Status } from 'nice-grpc-common';
 import type { AuditEventDraft, AuthenticationContext, TenantContext, TracingContext, UnitOfWork, UnitOfWorkContext } from '../call-context';
 import { EVENT_IDS, type AuditEntry, type AuditLog } from '../audit/audit-log';
@@ -25,15 +26,17 @@ export function idempotencyMiddleware(deps: { db: Database; committer: MutationC
   UnitOfWorkContext,
   TracingContext & AuthenticationContext & TenantContext
 > {
+  // The digest key as a KeyObject once: createHmac given raw bytes imports them on every call.
+  const digestKey = createSecretKey(deps.digestKey);
   return async function idempotency(call, context) {
     const { method, tenantId } = context;
     if (method.readOnly && !method.auditedRead) {
       const unitOfWork: UnitOfWork = {
-        run: (fn) => deps.db.inTenantTransaction(tenantId, fn, { readOnly: true, signal: context.signal, trace: context.otel }),
+        run: (fn) => deps.db.inTenantTransaction(tenantId, fn, { readOnly: true, signal: cancelSignalOf(context), trace: context.otel }),
         describeChange: () => undefined,
         recordAuditEvents: () => Promise.reject(new Error('a read-only call records no audit events')),
       };
-      return await call.next(call.request, { ...context, unitOfWork });
+      return await call.next(call.request, Object.assign(context, { unitOfWork }));
     }
     if (call.requestStream || call.responseStream) {
       throw new KernelError(Status.UNIMPLEMENTED, 'STREAMING_MUTATION_UNSUPPORTED', 'streaming mutations are not governed yet');
@@ -66,7 +69,7 @@ export function idempotencyMiddleware(deps: { db: Database; committer: MutationC
     // so another principal of the tenant presenting the same key is refused, not replayed to.
     // Keyed (HMAC under a kernel-wide sealed key): a request may carry a secret value or personal
     // data, and a plain hash of it could be checked against guesses by anyone reading the log.
-    const requestDigest = createHmac('sha256', deps.digestKey).update(method.path).update('\0').update(requestBytes).digest();
+    const requestDigest = createHmac('sha256', digestKey).update(method.path).update('\0').update(requestBytes).digest();
     const requestHash = createHash('sha256').update(context.principal.subject).update('\0').update(requestDigest).digest();
 
     const submitted = deps.committer.submit({
@@ -75,7 +78,7 @@ export function idempotencyMiddleware(deps: { db: Database; committer: MutationC
       idempotencyKey: key,
       requestHash,
       retentionHours: deps.retentionHours,
-      signal: context.signal,
+      signal: cancelSignalOf(context),
       trace: context.otel,
       decode: (bytes) => method.responseType.decode(bytes),
       execute: async (tx) => {
@@ -103,7 +106,7 @@ export function idempotencyMiddleware(deps: { db: Database; committer: MutationC
             return ids;
           },
         };
-        const response = (await call.next(call.request, { ...context, unitOfWork, idempotencyKey: key })) as object;
+        const response = (await call.next(call.request, Object.assign(context, { unitOfWork, idempotencyKey: key }))) as object;
         return {
           response,
           responseBytes: method.responseType.encode(response).finish(),

@@ -49,6 +49,6 @@ export function tenantMiddleware(deps: { audit: AuditLog; pageTokens: PageTokenC
       throw denial;
     }
     context.parties.tenant = tenantId;
-    return await call.next(call.request, { ...context, tenantId, pageTokens: deps.pageTokens, log: context.log.child({ tenant: tenantId, principal: principal.subject }) });
+    return await call.next(call.request, Object.assign(context, { tenantId, pageTokens: deps.pageTokens, log: context.log.child({ tenant: tenantId, principal: principal.subject }) }));
   };
 }

@@ -41,7 +41,7 @@ export function tracingMiddleware(deps: { registry: MethodRegistry; log: Logger;
     context.trailer.set('x-trace-id', trace.traceId);
     let code: Status = Status.OK;
     try {
-      return await call.next(call.request, { ...context, trace, otel, log, method, startedAt, parties });
+      return await call.next(call.request, Object.assign(context, { trace, otel, log, method, startedAt, parties }));
     } catch (error) {
       code = error instanceof ServerError ? error.code : Status.UNKNOWN;
       throw error;

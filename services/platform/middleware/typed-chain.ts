@@ -1,4 +1,4 @@
-import type { CallContext, ServerMiddleware } from 'nice-grpc-common';
+import type { CallContext, MethodDescriptor, ServerMiddleware } from 'nice-grpc-common';
 import { pullThrough, runMiddlewareList, type ChainLink } from '../../../clients/src/chain-runtime';
 
 /**
@@ -14,6 +14,10 @@ export type ChainCall<NextContext> = ChainLink<CallContext & NextContext>;
  * (nice-grpc's own middleware are async generators at every layer; a unary call — nearly every
  * call — then pays a generator and its promise wrapping per layer. Here a unary call pays one
  * promise per layer, and streaming calls are adapted once, at the edge of the chain.)
+ *
+ * A call has ONE context object: a middleware adds its part to it (`Object.assign(context, …)`)
+ * and passes it on, rather than a copy per layer (the copies were among the top allocation sites
+ * of a call in a heap profile). Nothing may keep a context beyond its call.
  */
 export type KernelMiddleware<Ext = {}, Required = {}> = (call: ChainCall<Required & Ext>, context: CallContext & Required) => Promise<unknown>;
 
@@ -45,7 +49,19 @@ export class MiddlewareChain<Context> {
     return new MiddlewareChain<Context & Ext>([...this.list, next]);
   }
 
-  /** The chain as one nice-grpc server middleware, outermost first. */
+  /**
+   * A unary method's handler behind the chain: the list runs straight into `implementation`, with
+   * no generator anywhere (the kernel's own server edge, services/platform/grpc-server.ts, calls
+   * this for every unary method; nice-grpc's server would wrap each call in two).
+   */
+  unary(method: MethodDescriptor, implementation: (request: unknown, context: CallContext) => Promise<unknown>): (request: unknown, context: CallContext) => Promise<unknown> {
+    const list = this.list;
+    if (list.length === 0) throw new Error('an empty middleware chain');
+    const call = { method, request: undefined, requestStream: false, responseStream: false };
+    return (request, context) => runMiddlewareList<CallContext>(list, call, context, implementation, request);
+  }
+
+  /** The chain as one nice-grpc server middleware, outermost first (streaming methods). */
   build(): ServerMiddleware<Context> {
     const list = this.list;
     if (list.length === 0) throw new Error('an empty middleware chain');

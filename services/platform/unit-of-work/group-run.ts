@@ -1,3 +1,4 @@
+import type { CancelSignal } from '../cancel-signal';
 import { Status } from 'nice-grpc-common';
 import type { DeferredWrite, StatementBatcher, TenantTransaction, TransactionControl } from '../database/transaction';
 import { KernelError } from '../kernel-error';
@@ -5,7 +6,7 @@ import { KernelError } from '../kernel-error';
 /** One call of a commit group, as the group runner sees it. */
 export interface GroupCall<R> {
   /** The call's cancellation: a cancelled call is not started, a running one is abandoned. */
-  signal?: AbortSignal;
+  signal?: CancelSignal;
   execute(tx: TenantTransaction): Promise<R>;
 }
 
@@ -247,7 +248,7 @@ class CallSlot<R> implements TenantTransaction {
    * timeout — in the last two cases the call is abandoned: answered with the error, its view
    * closed, so nothing it still does can reach the transaction.
    */
-  private bounded(signal: AbortSignal | undefined, timeoutMs: number, mayPark: boolean): Promise<'finished' | 'parked'> {
+  private bounded(signal: CancelSignal | undefined, timeoutMs: number, mayPark: boolean): Promise<'finished' | 'parked'> {
     if (this.outcome) return Promise.resolve('finished');
     return new Promise((resolve) => {
       const settle = (step: 'finished' | 'parked') => {

@@ -1,3 +1,4 @@
+import type { CancelSignal } from '../cancel-signal';
 import { SpanKind, SpanStatusCode, trace as otelTrace, type Context as OtelContext, type Link } from '@opentelemetry/api';
 import { Status } from 'nice-grpc-common';
 import { AUDIT_ENTRIES, type AuditEntry } from '../audit/audit-log';
@@ -24,7 +25,7 @@ export interface Mutation<T> {
   requestHash: Buffer;
   retentionHours: number;
   /** The call's cancellation (client cancel or deadline): a cancelled call is not started. */
-  signal?: AbortSignal;
+  signal?: CancelSignal;
   /** The call's OpenTelemetry context (its server span): the commit group's span links to it. */
   trace?: OtelContext;
   /** Runs the change inside the group's transaction; returns the response, its bytes and the audit entries. */
