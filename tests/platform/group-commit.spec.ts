@@ -1,6 +1,7 @@
 import { Status } from 'nice-grpc-common';
 import { closeKernelClient, createSequenceClient, isKernelError, type SequenceClient } from '../../clients/src';
 import { ResetPolicy } from '../../gen/proto/axis/kernel/sequences/v1/sequence';
+import { MutationCommitter } from '../../services/platform/unit-of-work/mutation-committer';
 import { superuserQuery } from '../support/superuser-sql';
 import { startTestKernel, type TestKernel } from '../support/test-kernel';
 
@@ -75,6 +76,28 @@ describe('group commit', () => {
     expect(report.complete).toBe(true);
     expect(report.periods[0]).toMatchObject({ firstValue: 1, lastValue: 149, issuedCount: 149 });
     expect(await count(`SELECT count(*)::int AS n FROM kernel_audit_event WHERE tenant_id = 'groups' AND resource LIKE 'series/big/%'`)).toBe(149);
+  });
+
+  test('calls that reach the committer in one turn of the event loop commit in one group, the first one included', async () => {
+    const committer = new MutationCommitter(kernel.kernel.db, { callTimeoutMs: 5000, maxQueuedPerTenant: 100 });
+    const submit = (name: string) =>
+      committer.submit({
+        tenantId: 'groups',
+        method: '/test.Group/Do',
+        idempotencyKey: `one-turn-${name}`,
+        requestHash: Buffer.from(name),
+        retentionHours: 1,
+        decode: (b: Buffer) => b.toString(),
+        execute: async (tx) => {
+          const [{ txid }] = await tx.query<{ txid: string }>('SELECT txid_current()::text AS txid');
+          return { response: txid, responseBytes: Buffer.from(txid), audit: [{ tenantId: 'groups', principal: 't', action: 'test.Group', resource: name, outcome: 'OK' as const, traceId: 'trace' }] };
+        },
+      });
+    // The first call finds the tenant's queue empty; the others come in the same turn, some after
+    // awaits as a middleware chain's would be.
+    const calls = [submit('a'), submit('b'), (async () => (await Promise.resolve(), submit('c')))(), (async () => (await null, await null, submit('d')))()];
+    const transactions = new Set((await Promise.all(calls.map(async (call) => (await call).response))) as string[]);
+    expect(transactions.size).toBe(1);
   });
 
   const count = async (sql: string): Promise<number> => (await superuserQuery<{ n: number }>(kernel.databaseUrl, sql))[0].n;

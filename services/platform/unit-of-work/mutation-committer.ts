@@ -156,17 +156,21 @@ export class MutationCommitter {
       if (queue) {
         queue.push(pending);
       } else {
-        this.queues.set(mutation.tenantId, []);
-        void this.drain(mutation.tenantId, [pending]);
+        // The tenant's first group forms once this turn of the event loop has handed over what
+        // arrived with this call: calls read from the socket together (a client's burst, the
+        // answers of the previous group coming back as new calls) commit together, rather than
+        // the first one alone in a group of one, then the few that came during its round trip.
+        this.queues.set(mutation.tenantId, [pending]);
+        setImmediate(() => void this.drain(mutation.tenantId));
       }
     });
   }
 
   /** Runs the tenant's groups one after another until its queue is empty. */
-  private async drain(tenantId: string, first: Pending[]): Promise<void> {
+  private async drain(tenantId: string): Promise<void> {
     const queue = this.queues.get(tenantId)!;
     try {
-      for (let group = first; group.length > 0; group = queue.splice(0, MAX_GROUP_SIZE)) {
+      for (let group = queue.splice(0, MAX_GROUP_SIZE); group.length > 0; group = queue.splice(0, MAX_GROUP_SIZE)) {
         await this.runGroup(tenantId, group).catch((error) => {
           const failure = translateDatabaseError(error);
           for (const pending of group) pending.reject(failure);
