@@ -36,9 +36,9 @@ type Implementation = Record<string, (...args: never[]) => unknown>;
  * chain are called by the kernel's own edge — the request goes from grpc-js through the chain's
  * list into the handler as plain promises, with one call context object, the incoming metadata
  * read where grpc-js keeps it (no copy), and cancellation read from grpc-js's call (an
- * AbortSignal is made only when something asks for `signal`). nice-grpc's server would wrap each such call in two async generators and a
- * metadata copy, an AbortController and three listeners: together a measurable share of a call's
- * CPU at the kernel's rates. Everything else (streaming methods, services without the chain) is
+ * AbortSignal is made only when something asks for `signal`). nice-grpc's server would wrap each
+ * such call in two async generators, a metadata copy, an AbortController and three listeners:
+ * together a measurable share of a call's CPU at the kernel's rates. Everything else (streaming methods, services without the chain) is
  * served by nice-grpc's own handlers, exactly as its server does.
  */
 export class KernelServer {
@@ -195,19 +195,28 @@ class CallCancelSignal implements CancelSignal {
  * case-insensitive, `-bin` keys hold bytes, and several values of a text key read as one,
  * joined with ", " (as HTTP joins repeated fields).
  */
-class GrpcMetadataView implements Metadata {
+export class GrpcMetadataView implements Metadata {
   constructor(private readonly source: GrpcMetadata) {}
 
   set<Key extends string>(key: Key, value: MetadataValue<Key> | Array<MetadataValue<Key>>): Metadata {
     const name = key.toLowerCase();
+    const values = textJoined(name, checked(name, Array.isArray(value) ? value : [value]));
+    const previous = this.source.get(name);
     this.source.remove(name);
-    for (const item of textJoined(name, Array.isArray(value) ? value : [value])) this.source.add(name, asGrpcValue(item));
+    try {
+      for (const item of values) this.source.add(name, asGrpcValue(item));
+    } catch (refused) {
+      // A value grpc-js refuses leaves the key as it was.
+      this.source.remove(name);
+      for (const item of previous) this.source.add(name, item);
+      throw refused;
+    }
     return this;
   }
 
   append<Key extends string>(key: Key, value: MetadataValue<Key>): Metadata {
     const name = key.toLowerCase();
-    if (name.endsWith('-bin')) this.source.add(name, asGrpcValue(value));
+    if (name.endsWith('-bin')) this.source.add(name, asGrpcValue(checked(name, [value])[0]));
     else this.set(name, [...this.values(name), value]);
     return this;
   }
@@ -239,6 +248,14 @@ class GrpcMetadataView implements Metadata {
 }
 
 type Value = string | Uint8Array;
+
+/** nice-grpc's rule, checked before values are joined: bytes under `-bin` keys, text under the others. */
+function checked(key: string, values: Value[]): Value[] {
+  for (const value of values) {
+    if (key.endsWith('-bin') !== value instanceof Uint8Array) throw new Error(`Metadata key '${key}' takes ${key.endsWith('-bin') ? 'binary' : 'text'} values`);
+  }
+  return values;
+}
 
 function textJoined(key: string, values: Value[]): Value[] {
   return key.endsWith('-bin') || values.length < 2 ? values : [values.join(', ')];

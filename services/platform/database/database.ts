@@ -72,7 +72,11 @@ export class Database {
     this.gate = new ConnectionGate(options.poolSize, options.connectionsPerTenant, options.acquireTimeoutMs);
     // An idle client's connection can drop (server restart): the pool replaces it; that must
     // not crash the process, and it must not go unnoticed either (nothing fails silently).
-    this.pool.on('error', (error) => options.log?.warn({ err: error }, 'idle database connection failed; the pool will replace it'));
+    // pg-pool hangs the failed client on the error (`error.client`): logged as is, every such line
+    // carried the whole connection object. The message and SQLSTATE are what tell what happened.
+    this.pool.on('error', (error) =>
+      options.log?.warn({ err: { type: error.name, message: error.message, code: (error as { code?: string }).code } }, 'idle database connection failed; the pool will replace it'),
+    );
   }
 
   /** Runs `fn` in a transaction scoped to `tenantId`; commits when it resolves, rolls back when it throws. */
