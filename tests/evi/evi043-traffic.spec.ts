@@ -237,12 +237,15 @@ describe('EVI043 Traffic Governor / Idempotency (K-M6)', () => {
       await pace(50, 1000, quietCall); // warm-up
 
       // A p99 of ~180 calls is their second-slowest: one scheduling hiccup of this shared machine
-      // (another test file's kernel, PostgreSQL's checkpointer) moves it. Up to three interleaved
+      // (another test file's kernel, PostgreSQL's checkpointer) moves it. Up to five interleaved
       // rounds are measured and the claim holds when one meets the bound; a governor that really
       // let the flood cost the quiet tenant (refusals reaching the database, a shared queue, a
-      // held connection) degrades every round alike and fails all three.
+      // held connection) degrades every round alike and fails all five. (Five, not three: on a
+      // slow host, a heavy test file in the other jest worker — an embedded PostgreSQL starting —
+      // saturated both cores through three rounds, with the flood's extra load on top; alone, or
+      // once that file was done, the same tree met the bound by 2–3 ×.)
       const rounds: Array<{ measured: number; bound: number }> = [];
-      for (let round = 1; round <= 3; round += 1) {
+      for (let round = 1; round <= 5; round += 1) {
         const blockMs = 1500;
         const blocks = 8;
         const start = Date.now() + 3000; // the flooder's start-up (tsx) happens before
@@ -285,7 +288,7 @@ describe('EVI043 Traffic Governor / Idempotency (K-M6)', () => {
     } finally {
       await node.stop();
     }
-  }, 150_000);
+  }, 240_000);
 
   test('[C] idempotency through SetPolicy and CreateSecret: byte-identical replay, key reuse with another request refused, concurrent duplicates executed once', async () => {
     const tenant = 'c-idem';
