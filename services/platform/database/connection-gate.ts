@@ -1,5 +1,5 @@
-import type { CancelSignal } from '../cancel-signal';
 import { Status } from 'nice-grpc-common';
+import type { CancelSignal } from '../cancel-signal';
 import { KernelError } from '../kernel-error';
 
 interface Waiter {

@@ -1,7 +1,7 @@
-import type { CancelSignal } from '../cancel-signal';
 import { SpanKind, SpanStatusCode, type Context as OtelContext, type Tracer } from '@opentelemetry/api';
 import { Status } from 'nice-grpc-common';
 import { Pool, type PoolClient, type PoolConfig, type QueryResult } from 'pg';
+import type { CancelSignal } from '../cancel-signal';
 import { KernelError } from '../kernel-error';
 import type { Logger } from '../observability/logger';
 import { ConnectionGate } from './connection-gate';

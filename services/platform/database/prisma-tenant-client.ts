@@ -1,7 +1,7 @@
-import type { CancelSignal } from '../cancel-signal';
 import { SpanKind, SpanStatusCode, type Context as OtelContext, type Tracer } from '@opentelemetry/api';
 import { PrismaPg } from '@prisma/adapter-pg';
 import { Status } from 'nice-grpc-common';
+import type { CancelSignal } from '../cancel-signal';
 import { PrismaClient, type Prisma } from '../../../gen/prisma/client';
 import { KernelError } from '../kernel-error';
 import type { Logger } from '../observability/logger';

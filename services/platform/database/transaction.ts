@@ -1,5 +1,5 @@
-import type { CancelSignal } from '../cancel-signal';
 import type { Context as OtelContext } from '@opentelemetry/api';
+import type { CancelSignal } from '../cancel-signal';
 
 /** Parameterised SQL on one connection. */
 export interface Sql {

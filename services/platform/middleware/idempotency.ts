@@ -1,6 +1,6 @@
-import { cancelSignalOf } from '../cancel-signal';
 import { createHash, createHmac, createSecretKey } from 'node:crypto';
 import { Status } from 'nice-grpc-common';
+import { cancelSignalOf } from '../cancel-signal';
 import type { AuditEventDraft, AuthenticationContext, TenantContext, TracingContext, UnitOfWork, UnitOfWorkContext } from '../call-context';
 import { EVENT_IDS, type AuditEntry, type AuditLog } from '../audit/audit-log';
 import type { Database } from '../database/database';

@@ -1,6 +1,6 @@
-import type { CancelSignal } from '../cancel-signal';
 import { SpanKind, SpanStatusCode, trace as otelTrace, type Context as OtelContext, type Link } from '@opentelemetry/api';
 import { Status } from 'nice-grpc-common';
+import type { CancelSignal } from '../cancel-signal';
 import { AUDIT_ENTRIES, type AuditEntry } from '../audit/audit-log';
 import type { Database, TransactionControl } from '../database/database';
 import { translateDatabaseError } from '../database/postgres-errors';
